@@ -1,0 +1,444 @@
+"""The agent loop as a machine: `Agent` (configuration) → `AgentMachine` (pure `start`/`step`).
+
+The five phases of the classic agent loop map onto the chart below:
+input assembly + reasoning = PLANNING (emit `CallModel`), action selection = the guards on
+`model_replied`, execution = EXECUTING (emit `RunTools`), observation = OBSERVING (fold the tool
+results into the conversation, each cut to `max_tool_output_chars`), then back to PLANNING.
+
+- a reply with tool calls → EXECUTING; the tool results → OBSERVING → PLANNING;
+- a reply calling `transfer_to_<agent>` → HANDOFF → PLANNING with that agent active;
+- a final reply → DONE with the answer (validated against `output_type` if set; an invalid or
+  empty answer is fed back `output_retries` times, then FAILED(`invalid_output`));
+- a model failure → FAILED(`model_error`);
+- a reply asking for tools after `max_steps` model calls → FAILED(`budget_exhausted`); its tool
+  calls are answered with error results so the history stays well formed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from pydantic import BaseModel, ValidationError
+from statemachine import State, StateChart
+
+from fsm_agents.errors import InvalidDefinition
+from fsm_agents.events import (
+    CallModel,
+    Event,
+    HandedOff,
+    ModelFailed,
+    ModelReplied,
+    Observed,
+    RunTools,
+    Step,
+    ToolsFinished,
+    effect_key,
+)
+from fsm_agents.machine import Machine, compile_chart
+from fsm_agents.state import (
+    AssistantMessage,
+    Conversation,
+    EmptyContext,
+    Failure,
+    Frozen,
+    Message,
+    ModelRequest,
+    ModelSettings,
+    Phase,
+    Snapshot,
+    ToolMessage,
+    ToolResult,
+    ToolSpec,
+    UserMessage,
+    messages_from,
+)
+from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, as_tools, truncate
+
+if TYPE_CHECKING:
+    from fsm_agents.models.base import Model
+
+__all__ = ["TRANSFER_PREFIX", "Agent", "AgentChart", "AgentData", "AgentMachine"]
+
+TRANSFER_PREFIX = "transfer_to_"
+
+
+class AgentChart(StateChart):
+    """Topology of the agent loop (guards and actions are named; see `AgentMachine`)."""
+
+    planning = State("PLANNING", initial=True)
+    executing = State("EXECUTING")
+    observing = State("OBSERVING")
+    handoff = State("HANDOFF")
+    done = State("DONE", final=True)
+    failed = State("FAILED", final=True)
+
+    model_replied = (
+        planning.to(failed, cond="over_budget", on="fail_budget")
+        | planning.to(handoff, cond="asks_handoff", on="hand_off")
+        | planning.to(executing, cond="asks_tools", on="request_tools")
+        | planning.to(planning, cond="output_retry", on="retry_output")
+        | planning.to(failed, cond="output_invalid", on="fail_output")
+        | planning.to(done, on="finish")
+    )
+    model_failed = planning.to(failed, on="fail_model")
+    tools_finished = executing.to(observing, on="observe")
+    observed = observing.to(planning, on="call_model")  # internal: raised by step
+    handed_off = handoff.to(planning, on="call_model")  # internal: raised by step
+
+
+class AgentData(Frozen):
+    """The agent machine's bookkeeping: model calls made, output retries used, handoffs taken."""
+
+    turns: int = 0
+    output_retries: int = 0
+    handoffs: int = 0
+
+
+class Agent:
+    """An LLM agent: a name, instructions (the system prompt), a model, tools.
+
+    - `model`: a `fsm_agents.models.Model` (or `None` and pass `models=` to `run`);
+    - `tools`: `Tool`s or typed functions (wrapped with `@tool`);
+    - `handoffs`: agents (or their names, for cycles) this agent may transfer control to; each
+      becomes a `transfer_to_<name>` tool;
+    - `output_type`: a frozen pydantic model the final answer must validate against (JSON);
+    - `max_steps`: model calls allowed in one run (the entry agent's value governs a run);
+    - `output_retries`: how often an invalid/empty final answer is fed back before FAILED;
+    - `max_tool_output_chars`: each tool result is cut to this many characters in the history;
+    - `settings`: sampling settings; `tool_choice`: `"auto"`, `"required"`, `"none"` or a name.
+
+    Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, `max_steps < 1`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        instructions: str = "",
+        model: Model | None = None,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        handoffs: Iterable[Agent | str] = (),
+        output_type: type[BaseModel] | None = None,
+        max_steps: int = 10,
+        *,
+        description: str = "",
+        output_retries: int = 1,
+        max_tool_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        settings: ModelSettings | None = None,
+        tool_choice: str = "auto",
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
+        if max_steps < 1:
+            raise InvalidDefinition(f"agent {name!r}: max_steps must be >= 1, got {max_steps}")
+        if output_retries < 0:
+            raise InvalidDefinition(f"agent {name!r}: output_retries must be >= 0")
+        if output_type is not None:
+            if not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
+                raise InvalidDefinition(f"agent {name!r}: output_type must be a pydantic model class")
+            if not output_type.model_config.get("frozen"):
+                raise InvalidDefinition(
+                    f"agent {name!r}: output_type {output_type.__name__} must be frozen "
+                    "(model_config = ConfigDict(frozen=True)) so snapshots stay immutable"
+                )
+        self.name = name
+        self.instructions = instructions
+        self.model = model
+        self.tools = as_tools(tools)
+        for t in self.tools:
+            if t.name.startswith(TRANSFER_PREFIX):
+                raise InvalidDefinition(f"agent {name!r}: tool names starting with {TRANSFER_PREFIX!r} are reserved")
+        self.handoffs: tuple[Agent | str, ...] = tuple(handoffs)
+        self.output_type = output_type
+        self.max_steps = max_steps
+        self.description = description
+        self.output_retries = output_retries
+        self.max_tool_output_chars = max_tool_output_chars
+        self.settings = settings or ModelSettings()
+        self.tool_choice = tool_choice
+        self._machine: AgentMachine | None = None
+
+    @property
+    def machine(self) -> AgentMachine:
+        """The compiled machine of this agent (built once, on first use)."""
+        if self._machine is None:
+            self._machine = AgentMachine(self)
+        return self._machine
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r}, tools={[t.name for t in self.tools]}, max_steps={self.max_steps})"
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+@lru_cache(maxsize=256)
+def _validate_output(output_type: type[BaseModel] | None, content: str | None) -> tuple[Any, str | None]:
+    """(value, error): the final answer, or why it is not acceptable. Pure and cached."""
+    if content is None or not content.strip():
+        return None, "the reply was empty: answer the user, or call a tool"
+    if output_type is None:
+        return content, None
+    match = _FENCE.match(content)
+    text = match.group(1) if match else content
+    try:
+        return output_type.model_validate_json(text), None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        return None, f"the final answer does not match {output_type.__name__}: {problems}"
+
+
+class _Resolved:
+    """Per-agent static parts of the machine, computed once at definition time."""
+
+    __slots__ = ("agent", "template", "tools", "transfers")
+
+    def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
+        self.agent = agent
+        self.transfers = transfers  # transfer tool name -> target agent name
+        self.template = template
+        self.tools: Mapping[str, Tool] = MappingProxyType({t.name: t for t in agent.tools})
+
+
+def _collect(entry: Agent) -> dict[str, Agent]:
+    agents: dict[str, Agent] = {}
+    pending: list[Agent] = [entry]
+    while pending:
+        a = pending.pop()
+        if a.name in agents:
+            if agents[a.name] is not a:
+                raise InvalidDefinition(f"two different agents are named {a.name!r}")
+            continue
+        agents[a.name] = a
+        pending.extend(h for h in a.handoffs if isinstance(h, Agent))
+    for a in agents.values():
+        for h in a.handoffs:
+            target = h if isinstance(h, str) else h.name
+            if target not in agents:
+                raise InvalidDefinition(f"agent {a.name!r} hands off to {target!r}, which is not reachable from {entry.name!r}")
+    return agents
+
+
+class AgentMachine(Machine):
+    """The compiled agent loop for an entry `Agent` and every agent it can hand off to.
+
+    `name` is `"agent:<entry name>"`; snapshots carry `AgentData`. Pure: `start` and `step`
+    never perform I/O; the runtime performs the `CallModel` / `RunTools` effects.
+    """
+
+    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType(
+        {"observed": Observed(), "handed_off": HandedOff()}
+    )
+
+    def __init__(self, agent: Agent) -> None:
+        self.entry = agent
+        self.name = f"agent:{agent.name}"
+        self.max_steps = agent.max_steps
+        self.agents: Mapping[str, Agent] = MappingProxyType(_collect(agent))
+        resolved: dict[str, _Resolved] = {}
+        for a in self.agents.values():
+            transfers: dict[str, str] = {}
+            specs = [t.spec for t in a.tools]
+            for h in a.handoffs:
+                target = self.agents[h if isinstance(h, str) else h.name]
+                tname = f"{TRANSFER_PREFIX}{target.name}"
+                transfers[tname] = target.name
+                about = target.description or target.instructions[:200]
+                specs.append(ToolSpec(name=tname, description=f"Hand the conversation over to {target.name}. {about}".strip()))
+            schema = None
+            if a.output_type is not None:
+                schema = json.dumps(a.output_type.model_json_schema())
+            template = ModelRequest(
+                agent=a.name,
+                instructions=a.instructions,
+                tools=tuple(specs),
+                tool_choice=a.tool_choice,
+                output_schema_json=schema,
+                settings=a.settings,
+            )
+            resolved[a.name] = _Resolved(a, MappingProxyType(transfers), template)
+        self._resolved = resolved
+        # guards and actions need this agent's configuration, so each machine compiles its table
+        # from its own bound methods (once, here)
+        self.table = compile_chart(
+            AgentChart,
+            guards={g: getattr(self, g) for g in _GUARDS},
+            actions={a: getattr(self, a) for a in _ACTIONS},
+            internal=frozenset({"observed", "handed_off"}),
+        )
+
+    # -- resources the runtime needs (not part of any snapshot) --------------------------------
+    def tools_for(self, agent: str) -> Mapping[str, Tool]:
+        """The tools of `agent` by name (the runtime runs `RunTools` effects with them)."""
+        return self._resolved[agent].tools
+
+    def models(self) -> Mapping[str, Model | None]:
+        """Each agent's configured model, by agent name."""
+        return {name: a.model for name, a in self.agents.items()}
+
+    def max_transitions(self) -> int:
+        # each model call but the last takes ≤ 3 transitions (→EXECUTING→OBSERVING→PLANNING);
+        # the last reply takes 1 (→DONE/FAILED)
+        return 3 * self.max_steps
+
+    # -- pure core ----------------------------------------------------------------------------
+    def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:
+        """The first snapshot (PLANNING, entry agent active) and its `CallModel` effect.
+
+        `input` is a string (one user message), a message, or a sequence of messages.
+        """
+        conversation = Conversation.of(*messages_from(input), id=run_id)
+        snapshot: Snapshot[AgentData] = Snapshot[AgentData].model_construct(
+            machine=self.name,
+            phase=Phase.PLANNING,
+            conversation=conversation,
+            agent=self.entry.name,
+            step=0,
+            pending=(),
+            results=(),
+            output=None,
+            failure=None,
+            context=context if context is not None else EmptyContext(),
+            data=AgentData(turns=1),
+        )
+        return Step(snapshot, (self._call_model_effect(snapshot),))
+
+    def _call_model_effect(self, s: Snapshot[Any]) -> CallModel:
+        agent = cast(str, s.agent)
+        request = self._resolved[agent].template.model_copy(update={"messages": s.conversation.messages})
+        return CallModel.model_construct(key=effect_key(s), agent=agent, request=request)
+
+    # guards -----------------------------------------------------------------------------------
+    def _reply(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
+        return cast(ModelReplied, e).message
+
+    def over_budget(self, s: Snapshot[AgentData], e: Event) -> bool:
+        return bool(self._reply(s, e).tool_calls) and s.data.turns >= self.max_steps
+
+    def asks_handoff(self, s: Snapshot[Any], e: Event) -> bool:
+        transfers = self._resolved[cast(str, s.agent)].transfers
+        return bool(transfers) and any(c.name in transfers for c in self._reply(s, e).tool_calls)
+
+    def asks_tools(self, s: Snapshot[Any], e: Event) -> bool:
+        return bool(self._reply(s, e).tool_calls)
+
+    def _output(self, s: Snapshot[Any], e: Event) -> tuple[Any, str | None]:
+        agent = self._resolved[cast(str, s.agent)].agent
+        return _validate_output(agent.output_type, self._reply(s, e).content)
+
+    def output_retry(self, s: Snapshot[AgentData], e: Event) -> bool:
+        agent = self._resolved[cast(str, s.agent)].agent
+        return (
+            self._output(s, e)[1] is not None
+            and s.data.output_retries < agent.output_retries
+            and s.data.turns < self.max_steps
+        )
+
+    def output_invalid(self, s: Snapshot[Any], e: Event) -> bool:
+        return self._output(s, e)[1] is not None
+
+    # actions (s is already in the target phase, step incremented) ---------------------------
+    def _attributed(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
+        message = self._reply(s, e)
+        calls = message.tool_calls
+        ids = [c.id for c in calls]
+        if calls and (len(set(ids)) != len(ids) or not all(ids)):
+            # ids must pair each call with its result: give duplicates/empties deterministic ones
+            calls = tuple(
+                c.model_copy(update={"id": f"call_{s.step}_{i}"}) for i, c in enumerate(calls)
+            )
+            message = message.model_copy(update={"tool_calls": calls})
+        if message.agent != s.agent:
+            message = message.model_copy(update={"agent": s.agent})
+        return message
+
+    def fail_budget(self, s: Snapshot[AgentData], e: Event) -> Step:
+        message = self._attributed(s, e)
+        note = f"not executed: the step budget of {self.max_steps} model calls is exhausted"
+        answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in message.tool_calls]
+        failure = Failure(
+            kind="budget_exhausted",
+            message=f"{self.name} made {s.data.turns} model calls (max_steps={self.max_steps}) and still asked for tools",
+            detail=", ".join(c.name for c in message.tool_calls),
+        )
+        return Step(s.evolve(conversation=s.conversation.append(message, *answers), failure=failure, pending=()))
+
+    def hand_off(self, s: Snapshot[AgentData], e: Event) -> Step:
+        message = self._attributed(s, e)
+        transfers = self._resolved[cast(str, s.agent)].transfers
+        chosen = next(c for c in message.tool_calls if c.name in transfers)
+        target = transfers[chosen.name]
+        answers: list[Message] = []
+        for c in message.tool_calls:
+            if c is chosen:
+                answers.append(ToolMessage(tool_call_id=c.id, name=c.name, content=f"Transferred to {target}."))
+            else:
+                answers.append(
+                    ToolMessage(
+                        tool_call_id=c.id, name=c.name, is_error=True,
+                        content=f"not executed: control was handed off to {target}",
+                    )
+                )
+        data = s.data.model_copy(update={"handoffs": s.data.handoffs + 1})
+        return Step(s.evolve(conversation=s.conversation.append(message, *answers), agent=target, data=data))
+
+    def request_tools(self, s: Snapshot[Any], e: Event) -> Step:
+        message = self._attributed(s, e)
+        moved = s.evolve(conversation=s.conversation.append(message), pending=message.tool_calls, results=())
+        return Step(moved, (RunTools.model_construct(key=effect_key(moved), agent=s.agent, calls=message.tool_calls),))
+
+    def retry_output(self, s: Snapshot[AgentData], e: Event) -> Step:
+        message = self._attributed(s, e)
+        error = self._output(s, e)[1]
+        feedback = UserMessage(content=f"Your previous reply was not accepted: {error}. Reply again.")
+        data = s.data.model_copy(update={"turns": s.data.turns + 1, "output_retries": s.data.output_retries + 1})
+        moved = s.evolve(conversation=s.conversation.append(message, feedback), data=data)
+        return Step(moved, (self._call_model_effect(moved),))
+
+    def fail_output(self, s: Snapshot[Any], e: Event) -> Step:
+        message = self._attributed(s, e)
+        error = self._output(s, e)[1]
+        failure = Failure(kind="invalid_output", message=f"{s.agent}: {error}", detail=message.content)
+        return Step(s.evolve(conversation=s.conversation.append(message), failure=failure))
+
+    def finish(self, s: Snapshot[Any], e: Event) -> Step:
+        message = self._attributed(s, e)
+        return Step(s.evolve(conversation=s.conversation.append(message), output=self._output(s, e)[0]))
+
+    def fail_model(self, s: Snapshot[Any], e: Event) -> Step:
+        ev = cast(ModelFailed, e)
+        return Step(s.evolve(failure=Failure(kind="model_error", message=f"{s.agent}: {ev.error}", detail=ev.kind)))
+
+    def observe(self, s: Snapshot[Any], e: Event) -> Step:
+        by_id = {r.call_id: r for r in cast(ToolsFinished, e).results}
+        limit = self._resolved[cast(str, s.agent)].agent.max_tool_output_chars
+        results: list[ToolResult] = []
+        answers: list[Message] = []
+        for call in s.pending:
+            r = by_id.get(call.id)
+            if r is None:
+                r = ToolResult(call_id=call.id, name=call.name, ok=False, error="no result was reported for this call")
+            results.append(r)
+            answers.append(
+                ToolMessage.model_construct(
+                    role="tool", tool_call_id=call.id, name=call.name, content=truncate(r.text, limit), is_error=not r.ok
+                )
+            )
+        return Step(s.evolve(conversation=s.conversation.append(*answers), pending=(), results=tuple(results)))
+
+    def call_model(self, s: Snapshot[AgentData], e: Event) -> Step:
+        moved = s.evolve(data=s.data.model_copy(update={"turns": s.data.turns + 1}))
+        return Step(moved, (self._call_model_effect(moved),))
+
+
+_GUARDS: Sequence[str] = ("over_budget", "asks_handoff", "asks_tools", "output_retry", "output_invalid")
+_ACTIONS: Sequence[str] = (
+    "fail_budget", "hand_off", "request_tools", "retry_output", "fail_output", "finish", "fail_model", "observe",
+    "call_model",
+)

@@ -1,0 +1,71 @@
+"""The exception hierarchy: everything raised on purpose derives from `FsmAgentsError`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from statemachine.exceptions import InvalidDefinition as _SMInvalidDefinition
+
+__all__ = [
+    "ConcurrencyConflict",
+    "DefinitionError",
+    "FsmAgentsError",
+    "InvalidDefinition",
+    "InvalidTransition",
+    "MachineStalled",
+    "ToolDefinitionError",
+]
+
+
+class FsmAgentsError(Exception):
+    """Root of every error fsm_agents raises on purpose."""
+
+
+class InvalidDefinition(_SMInvalidDefinition, FsmAgentsError):
+    """A machine, chart, agent or tool definition is wrong (raised at definition time).
+
+    Also a `statemachine.exceptions.InvalidDefinition`, so one `except` catches both ours and
+    python-statemachine's own class-time checks.
+    """
+
+
+DefinitionError = InvalidDefinition
+
+
+class ToolDefinitionError(InvalidDefinition):
+    """A function cannot be turned into a tool (missing annotations, unsupported parameter kind)."""
+
+
+class InvalidTransition(FsmAgentsError):
+    """`step` got an event the current phase does not accept (or no guard held).
+
+    Attributes: `machine`, `phase`, `event`, `accepted` (events the phase accepts).
+    """
+
+    def __init__(
+        self, machine: str, phase: str, event: str, accepted: Sequence[str], *, no_guard: bool = False
+    ) -> None:
+        self.machine, self.phase, self.event, self.accepted = machine, phase, event, tuple(accepted)
+        if no_guard:
+            why = "no transition's guard held"
+        elif accepted:
+            why = f"it accepts only {', '.join(accepted)}"
+        else:
+            why = "it is final and accepts no event" if phase in ("DONE", "FAILED") else "it accepts no external event"
+        super().__init__(f"{machine}: event {event!r} is not accepted in phase {phase}: {why}")
+
+
+class MachineStalled(FsmAgentsError):
+    """A non-final snapshot came with no effect to perform: the machine can never move again.
+    This is a bug in the machine's actions."""
+
+
+class ConcurrencyConflict(FsmAgentsError):
+    """A store append used a stale `expected_seq`: another writer appended first. Reload and retry."""
+
+    def __init__(self, conversation_id: str, expected_seq: int, actual_seq: int) -> None:
+        self.conversation_id, self.expected_seq, self.actual_seq = conversation_id, expected_seq, actual_seq
+        super().__init__(
+            f"conversation {conversation_id!r}: expected to append at seq {expected_seq} but the log is at "
+            f"{actual_seq}; another writer appended first — reload the conversation and retry"
+        )

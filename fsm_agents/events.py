@@ -1,0 +1,163 @@
+"""Events (what happened) and effects (what to do next): plain frozen data.
+
+A machine's `step(snapshot, event)` consumes one `Event` and returns a `Step`: the next
+snapshot plus the `Effect`s the runtime must perform. Each event class names the chart event it
+triggers in `Event.name`. Each effect carries a deterministic idempotency key
+`"<run id>/<step>/<index>"` so a store can tell an effect that started from one that finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from fsm_agents.state import (
+    AssistantMessage,
+    Frozen,
+    ModelRequest,
+    Phase,
+    Snapshot,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+
+__all__ = [
+    "AgentOutcome",
+    "AgentTask",
+    "AgentsFinished",
+    "CallModel",
+    "Effect",
+    "Event",
+    "HandedOff",
+    "ModelFailed",
+    "ModelReplied",
+    "Observed",
+    "RunAgents",
+    "RunTools",
+    "Step",
+    "Taken",
+    "ToolsFinished",
+    "effect_key",
+]
+
+
+class Event(Frozen):
+    """Base of all events. `name` is the chart event this class triggers."""
+
+    name: ClassVar[str] = ""
+
+
+class ModelReplied(Event):
+    """The model answered: its message and the tokens it used."""
+
+    name: ClassVar[str] = "model_replied"
+    message: AssistantMessage
+    usage: Usage = Usage()
+
+
+class ModelFailed(Event):
+    """The model call failed after the client's retries. `kind`: `timeout`, `http`, `rate_limited`,
+    `malformed`, `exhausted` (a scripted model ran out), or `error`."""
+
+    name: ClassVar[str] = "model_failed"
+    error: str
+    kind: str = "error"
+
+
+class ToolsFinished(Event):
+    """Every tool call of a `RunTools` effect has a result (in call order)."""
+
+    name: ClassVar[str] = "tools_finished"
+    results: tuple[ToolResult, ...]
+
+
+class Observed(Event):
+    """Internal: raised by `step` itself after OBSERVING folded its results."""
+
+    name: ClassVar[str] = "observed"
+
+
+class HandedOff(Event):
+    """Internal: raised by `step` itself after HANDOFF moved control."""
+
+    name: ClassVar[str] = "handed_off"
+
+
+class AgentOutcome(Frozen):
+    """How one child machine ended: its final phase, output and failure."""
+
+    task_id: str
+    machine: str
+    phase: Phase
+    output: Any = None
+    failure: Any = None
+    usage: Usage = Usage()
+
+
+class AgentsFinished(Event):
+    """Every child of a `RunAgents` effect ended (outcomes in task order)."""
+
+    name: ClassVar[str] = "agents_finished"
+    outcomes: tuple[AgentOutcome, ...]
+
+
+class Effect(Frozen):
+    """Base of all effects; `key` is the idempotency key `<run id>/<step>/<index>`."""
+
+    key: str
+
+
+class CallModel(Effect):
+    """Ask the model of `agent` to complete `request`; answered by `ModelReplied`/`ModelFailed`."""
+
+    agent: str
+    request: ModelRequest
+
+
+class RunTools(Effect):
+    """Run `calls` with the tools of `agent` (concurrently); answered by `ToolsFinished`."""
+
+    agent: str
+    calls: tuple[ToolCall, ...]
+
+
+class AgentTask(Frozen):
+    """One child run: the machine to run (by name, resolved by the parent's `children()`) and its
+    input (for an agent: a string or messages, e.g. the parent's whole conversation)."""
+
+    task_id: str
+    machine: str
+    input: Any
+
+
+class RunAgents(Effect):
+    """Run child machines (several = parallel fan-out); answered by `AgentsFinished`."""
+
+    tasks: tuple[AgentTask, ...]
+    max_concurrency: int | None = None
+
+
+def effect_key(snapshot: Snapshot[Any], index: int = 0) -> str:
+    """The idempotency key of the `index`-th effect emitted when reaching `snapshot`."""
+    return f"{snapshot.conversation.id}/{snapshot.step}/{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """One transition taken: `step` is the snapshot step it led to."""
+
+    source: Phase
+    event: str
+    target: Phase
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The result of `start`/`step`: the next snapshot, the effects to perform, and the
+    transitions taken to get there (one external event may take several)."""
+
+    snapshot: Snapshot[Any]
+    effects: tuple[Effect, ...] = ()
+    transitions: tuple[Taken, ...] = ()

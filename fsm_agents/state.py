@@ -1,0 +1,321 @@
+"""Immutable conversation state: phases, messages, tool calls and results, snapshots.
+
+Every model here is a frozen pydantic v2 model; containers are tuples or `PersistentLog`, so no
+mutable container is reachable from a `Snapshot` and `hash(snapshot)` works. Message shapes
+follow the OpenAI chat-completions roles (https://platform.openai.com/docs/api-reference/chat);
+provider clients translate them to each wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    TypeAdapter,
+)
+from pydantic_core import core_schema
+
+from fsm_agents.log import PersistentLog
+
+__all__ = [
+    "AssistantMessage",
+    "Conversation",
+    "EmptyContext",
+    "Failure",
+    "FailureKind",
+    "Frozen",
+    "Message",
+    "ModelRequest",
+    "ModelSettings",
+    "Phase",
+    "Snapshot",
+    "SystemMessage",
+    "ToolCall",
+    "ToolMessage",
+    "ToolResult",
+    "ToolSpec",
+    "Usage",
+    "UserMessage",
+]
+
+
+class Frozen(BaseModel):
+    """Base of every state model: frozen, extra fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Phase(StrEnum):
+    """The six phases every machine uses; `DONE` and `FAILED` are final."""
+
+    PLANNING = "PLANNING"
+    EXECUTING = "EXECUTING"
+    OBSERVING = "OBSERVING"
+    HANDOFF = "HANDOFF"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({Phase.DONE, Phase.FAILED})
+
+
+class ToolCall(Frozen):
+    """A tool call as the model produced it.
+
+    `arguments` is the raw JSON text (OpenAI `tool_calls[].function.arguments`); it is kept
+    verbatim so a malformed payload can be reported back to the model unchanged.
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def parsed(self) -> Any:
+        """The decoded arguments. Raises `json.JSONDecodeError` (a `ValueError`) when malformed."""
+        return json.loads(self.arguments)
+
+
+class SystemMessage(Frozen):
+    role: Literal["system"] = "system"
+    content: str
+
+
+class UserMessage(Frozen):
+    role: Literal["user"] = "user"
+    content: str
+
+
+class AssistantMessage(Frozen):
+    """A model reply: text and/or tool calls. `agent` names the agent that produced it."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    agent: str | None = None
+
+
+class ToolMessage(Frozen):
+    """The result of one tool call as the model sees it; `is_error` marks a fed-back error."""
+
+    role: Literal["tool"] = "tool"
+    tool_call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+Message: TypeAlias = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
+]
+_MESSAGE = TypeAdapter(Message)
+
+
+class _MessageLogSchema:
+    """pydantic integration for `PersistentLog[Message]`: validates from any sequence of messages
+    (or their dicts), serializes as a JSON array."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        item_schema = handler.generate_schema(Message)
+        list_schema = core_schema.list_schema(item_schema)
+
+        def to_log(items: list[Any]) -> PersistentLog[Any]:
+            return PersistentLog(items)
+
+        from_list = core_schema.no_info_after_validator_function(to_log, list_schema)
+        return core_schema.json_or_python_schema(
+            json_schema=from_list,
+            python_schema=core_schema.union_schema(
+                [core_schema.is_instance_schema(PersistentLog), from_list]
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda log: [_MESSAGE.dump_python(m, mode="json") for m in log]
+                if isinstance(log, PersistentLog) else log,
+            ),
+        )
+
+
+MessageLog: TypeAlias = Annotated[PersistentLog[Message], _MessageLogSchema]
+
+
+class Conversation(Frozen):
+    """An append-only conversation.
+
+    `messages` is a `PersistentLog`: `append` shares the existing history instead of copying it,
+    so the per-step cost does not grow with the length of the conversation.
+    """
+
+    id: str = "conversation"
+    messages: MessageLog = Field(default_factory=PersistentLog)
+
+    @classmethod
+    def of(cls, *messages: Message, id: str = "conversation") -> Conversation:
+        return cls.model_construct(id=id, messages=PersistentLog(messages))
+
+    def append(self, *messages: Message) -> Conversation:
+        """A new conversation with `messages` added; this one is unchanged."""
+        return Conversation.model_construct(id=self.id, messages=self.messages.append(*messages))
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+class Usage(Frozen):
+    """Token counts reported by a provider (units: tokens)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage.model_construct(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            requests=self.requests + other.requests,
+        )
+
+
+class ToolResult(Frozen):
+    """What running one tool call produced.
+
+    `ok=False` means `error` holds a message meant for the model (unknown tool, invalid JSON,
+    validation error, exception, timeout). `content` is the serialized, possibly truncated
+    output. `duration_ms` is wall time in milliseconds.
+    """
+
+    call_id: str
+    name: str
+    ok: bool
+    content: str = ""
+    error: str | None = None
+    duration_ms: float = 0.0
+    attempts: int = 1
+
+    @property
+    def text(self) -> str:
+        """What the model is shown: the content, or the error message."""
+        return self.content if self.ok else f"Error: {self.error}"
+
+
+FailureKind: TypeAlias = Literal[
+    "budget_exhausted",
+    "model_error",
+    "invalid_output",
+    "tool_error",
+    "handoff_loop",
+    "child_failed",
+    "uncertain_effect",
+    "unknown_route",
+]
+
+
+class Failure(Frozen):
+    """Why a machine ended in `FAILED`: a kind, a human message, and optional detail text."""
+
+    kind: str
+    message: str
+    detail: str | None = None
+
+
+class EmptyContext(Frozen):
+    """The default user context: nothing."""
+
+
+class ToolSpec(Frozen):
+    """A tool as a model sees it: name, description, JSON schema of its arguments.
+
+    The schema is kept as JSON text (immutable); `parameters` decodes it.
+    """
+
+    name: str
+    description: str = ""
+    parameters_json: str = '{"type": "object", "properties": {}}'
+
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.parameters_json)
+        return result
+
+
+class ModelSettings(Frozen):
+    """Sampling settings passed to the provider; `None` leaves the provider default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+
+class ModelRequest(Frozen):
+    """Everything a model call needs, as data.
+
+    `instructions` is sent as the system prompt ahead of `messages`. `tool_choice` is `"auto"`,
+    `"required"`, `"none"` or a tool name. `output_schema_json` is the JSON schema of the
+    structured output the agent expects, if any.
+    """
+
+    agent: str
+    instructions: str = ""
+    messages: MessageLog = Field(default_factory=PersistentLog)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str = "auto"
+    output_schema_json: str | None = None
+    settings: ModelSettings = ModelSettings()
+
+
+D = TypeVar("D")
+
+
+class Snapshot(Frozen, Generic[D]):
+    """The whole state of one run of a machine at one step.
+
+    - `machine`: the machine's name; `phase`: where it is; `step`: events consumed so far;
+    - `conversation`: the shared, append-only history; `agent`: the active agent's name;
+    - `pending`: tool calls awaiting results; `results`: the results last folded in;
+    - `output`: the final answer (text or a validated frozen pydantic model) once `DONE`;
+    - `failure`: why it is `FAILED`; `context`: the user's frozen model;
+    - `data`: the machine's own frozen bookkeeping.
+    """
+
+    machine: str
+    phase: Phase
+    conversation: Conversation
+    agent: str | None = None
+    step: int = 0
+    pending: tuple[ToolCall, ...] = ()
+    results: tuple[ToolResult, ...] = ()
+    output: Any = None
+    failure: Failure | None = None
+    context: Any = EmptyContext()
+    data: D
+
+    def evolve(self, **changes: Any) -> Snapshot[D]:
+        """A copy with `changes` applied (no validation: callers pass well-typed values)."""
+        return self.model_copy(update=changes)
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase in _FINAL
+
+
+def messages_from(value: str | Message | Iterable[Message]) -> tuple[Message, ...]:
+    """Normalise a run input: a string becomes one `UserMessage`."""
+    if isinstance(value, str):
+        return (UserMessage(content=value),)
+    if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
+        return (value,)
+    if isinstance(value, Sequence) or isinstance(value, Iterable):
+        return tuple(_MESSAGE.validate_python(m) for m in value)
+    raise TypeError(f"input must be a str, a message or messages, not {type(value).__name__}")

@@ -1,0 +1,355 @@
+"""Tools: typed Python functions the model may call, and the executor that runs tool calls.
+
+`@tool` turns a typed function (sync or async) and its docstring into a `Tool`: a pydantic model
+of its arguments (so the JSON schema the provider sees and the validation the executor applies
+come from one place) plus options (`timeout`, `retries`, `retry_on`, `idempotent`,
+`max_output_chars`, `thread`). Docstring parameter descriptions (Google, NumPy, reST or Epydoc
+style) are parsed with `docstring_parser`.
+
+`ToolExecutor.run(calls)` never raises for a bad call: an unknown tool, arguments that are not
+JSON, arguments that fail validation, an exception in the tool, or a timeout all become a
+`ToolResult(ok=False, error=...)` whose message is fed back to the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from typing import Any, TypeVar, get_type_hints, overload
+
+import anyio
+import docstring_parser
+import pydantic_core
+import stamina
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic.fields import FieldInfo
+
+from fsm_agents.errors import ToolDefinitionError
+from fsm_agents.state import ToolCall, ToolResult, ToolSpec
+
+__all__ = ["Tool", "ToolExecutor", "tool"]
+
+log = logging.getLogger("fsm_agents.tools")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_MAX_OUTPUT_CHARS = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class Tool:
+    """A callable tool.
+
+    - `name`, `description`: what the model sees; `input_model`: the pydantic model of the
+      arguments (extra arguments are rejected);
+    - `timeout`: seconds per attempt (`None` = no limit);
+    - `retries`: extra attempts when the tool raises one of `retry_on` (exponential backoff with
+      jitter via `stamina`, starting at `retry_wait` seconds);
+    - `idempotent`: safe to re-run after a crash (used by persistence);
+    - `max_output_chars`: longer output is truncated with a marker;
+    - `thread`: run a sync function in a worker thread (default); `False` runs it inline on the
+      event loop — only for fast, non-blocking functions (a timeout cannot interrupt it).
+    """
+
+    name: str
+    description: str
+    fn: Callable[..., Any] = field(repr=False)
+    input_model: type[BaseModel] = field(repr=False)
+    is_async: bool = False
+    timeout: float | None = None
+    retries: int = 0
+    retry_on: tuple[type[Exception], ...] = ()
+    retry_wait: float = 0.1
+    idempotent: bool = False
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+    thread: bool = True
+
+    @cached_property
+    def spec(self) -> ToolSpec:
+        """The provider-neutral description: name, description, JSON schema of the arguments."""
+        schema = self.input_model.model_json_schema()
+        schema.pop("title", None)
+        return ToolSpec(
+            name=self.name, description=self.description, parameters_json=pydantic_core.to_json(schema).decode()
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (no validation): tools stay usable as functions."""
+        return self.fn(*args, **kwargs)
+
+
+def _build_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    description: str | None,
+    timeout: float | None,
+    retries: int,
+    retry_on: Iterable[type[Exception]],
+    retry_wait: float,
+    idempotent: bool,
+    max_output_chars: int,
+    thread: bool,
+) -> Tool:
+    tool_name = name or fn.__name__
+    if not tool_name.replace("_", "").replace("-", "").isalnum():
+        raise ToolDefinitionError(f"tool name {tool_name!r} must be letters, digits, '_' or '-'")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise ToolDefinitionError(f"tool {tool_name!r}: timeout must be a positive number of seconds")
+    if retries < 0:
+        raise ToolDefinitionError(f"tool {tool_name!r}: retries must be >= 0")
+    if max_output_chars < 1:
+        raise ToolDefinitionError(f"tool {tool_name!r}: max_output_chars must be >= 1")
+    doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+    param_docs = {p.arg_name: p.description or "" for p in doc.params}
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except Exception as exc:  # NameError on an unresolved forward reference, mostly
+        raise ToolDefinitionError(f"tool {tool_name!r}: cannot resolve its type hints: {exc}") from exc
+    fields: dict[str, Any] = {}
+    for pname, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(f"tool {tool_name!r}: *args/**kwargs parameters are not supported ({pname})")
+        if pname not in hints:
+            raise ToolDefinitionError(f"tool {tool_name!r}: parameter {pname!r} needs a type annotation")
+        default = ... if param.default is param.empty else param.default
+        fields[pname] = (hints[pname], FieldInfo(default=default, description=param_docs.get(pname) or None))
+    model_name = "".join(part.capitalize() for part in tool_name.replace("-", "_").split("_")) + "Args"
+    try:
+        input_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+        input_model.model_json_schema()
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool {tool_name!r}: its parameters have no JSON schema: {exc}") from exc
+    text = description if description is not None else "\n\n".join(
+        part for part in (doc.short_description, doc.long_description) if part
+    )
+    return Tool(
+        name=tool_name,
+        description=text,
+        fn=fn,
+        input_model=input_model,
+        is_async=inspect.iscoroutinefunction(fn),
+        timeout=timeout,
+        retries=retries,
+        retry_on=tuple(retry_on),
+        retry_wait=retry_wait,
+        idempotent=idempotent,
+        max_output_chars=max_output_chars,
+        thread=thread,
+    )
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: Iterable[type[Exception]] = (),
+    retry_wait: float = 0.1,
+    idempotent: bool = False,
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    thread: bool = True,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_on: Iterable[type[Exception]] = (),
+    retry_wait: float = 0.1,
+    idempotent: bool = False,
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    thread: bool = True,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a `Tool` from a typed function: `@tool` or `@tool(timeout=5, retries=2, ...)`.
+
+    Every parameter needs a type annotation; the description is the docstring's summary and
+    body, parameter descriptions come from its Args/Parameters section. Raises
+    `ToolDefinitionError` for a function that cannot become a tool.
+    """
+    options = dict(
+        name=name,
+        description=description,
+        timeout=timeout,
+        retries=retries,
+        retry_on=retry_on,
+        retry_wait=retry_wait,
+        idempotent=idempotent,
+        max_output_chars=max_output_chars,
+        thread=thread,
+    )
+    if fn is not None:
+        return _build_tool(fn, **options)  # type: ignore[arg-type]
+    return lambda f: _build_tool(f, **options)  # type: ignore[arg-type]
+
+
+def as_tools(tools: Iterable[Tool | Callable[..., Any]]) -> tuple[Tool, ...]:
+    """Normalise a tool list: plain functions are wrapped with `tool`. Raises
+    `ToolDefinitionError` on two tools with one name."""
+    out = tuple(t if isinstance(t, Tool) else tool(t) for t in tools)
+    seen: set[str] = set()
+    for t in out:
+        if t.name in seen:
+            raise ToolDefinitionError(f"two tools are named {t.name!r}")
+        seen.add(t.name)
+    return out
+
+
+def serialize_output(value: Any) -> str:
+    """Tool output as text: strings unchanged, everything else as JSON (pydantic's encoder,
+    which handles models, dataclasses, dates...), falling back to `str()`."""
+    if isinstance(value, str):
+        return value
+    try:
+        return pydantic_core.to_json(value).decode()
+    except (pydantic_core.PydanticSerializationError, TypeError, ValueError):
+        return str(value)
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with a marker saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… [truncated {len(text) - limit} of {len(text)} characters]"
+
+
+def _validation_message(exc: ValidationError, raw: str) -> str:
+    if any(err["type"] == "json_invalid" for err in exc.errors()):
+        return f"the arguments are not valid JSON ({exc.errors()[0]['msg']}); received: {raw!r}"
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )
+    return f"invalid arguments: {problems}; received: {raw}"
+
+
+class ToolExecutor:
+    """Runs tool calls against a set of tools; calls of one reply run concurrently.
+
+    `default_timeout` (seconds) applies to tools without their own; `max_concurrency` caps how
+    many calls of one batch run at once.
+    """
+
+    def __init__(
+        self,
+        tools: Mapping[str, Tool] | Sequence[Tool],
+        *,
+        default_timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self.tools: Mapping[str, Tool] = (
+            dict(tools) if isinstance(tools, Mapping) else {t.name: t for t in as_tools(tools)}
+        )
+        self.default_timeout = default_timeout
+        self.max_concurrency = max_concurrency
+
+    async def run(self, calls: Sequence[ToolCall]) -> tuple[ToolResult, ...]:
+        """One `ToolResult` per call, in call order. Never raises for a bad call."""
+        if len(calls) == 1:
+            return (await self.run_one(calls[0]),)
+        results: list[ToolResult | None] = [None] * len(calls)
+        limiter = anyio.CapacityLimiter(self.max_concurrency) if self.max_concurrency else None
+
+        async def one(i: int, call: ToolCall) -> None:
+            if limiter is None:
+                results[i] = await self.run_one(call)
+            else:
+                async with limiter:
+                    results[i] = await self.run_one(call)
+
+        async with anyio.create_task_group() as tg:
+            for i, call in enumerate(calls):
+                tg.start_soon(one, i, call)
+        return tuple(r for r in results if r is not None)
+
+    async def run_one(self, call: ToolCall) -> ToolResult:
+        """Run one call: look up, validate, execute (timeout, retries), serialize, truncate."""
+        started = time.perf_counter()
+        tool_ = self.tools.get(call.name)
+        if tool_ is None:
+            available = ", ".join(sorted(self.tools)) or "(none)"
+            return self._error(call, f"unknown tool {call.name!r}; available tools: {available}", started)
+        raw = call.arguments if call.arguments.strip() else "{}"
+        try:
+            args = tool_.input_model.model_validate_json(raw)
+        except ValidationError as exc:
+            return self._error(call, _validation_message(exc, call.arguments), started)
+        kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        timeout = tool_.timeout if tool_.timeout is not None else self.default_timeout
+        attempts = 0
+        try:
+            if tool_.retries and tool_.retry_on:
+                async for attempt in stamina.retry_context(
+                    on=tool_.retry_on,
+                    attempts=tool_.retries + 1,
+                    wait_initial=tool_.retry_wait,
+                    timeout=None,
+                ):
+                    with attempt:
+                        attempts += 1
+                        value = await self._invoke(tool_, kwargs, timeout)
+            else:
+                attempts = 1
+                value = await self._invoke(tool_, kwargs, timeout)
+        except TimeoutError:
+            return self._error(call, f"tool {call.name!r} timed out after {timeout} s", started, attempts)
+        except Exception as exc:  # the tool's own failure is fed back to the model
+            log.debug("tool %s raised", call.name, exc_info=True)
+            return self._error(call, f"tool {call.name!r} raised {type(exc).__name__}: {exc}", started, attempts)
+        content = truncate(serialize_output(value), tool_.max_output_chars)
+        return ToolResult.model_construct(
+            call_id=call.id,
+            name=call.name,
+            ok=True,
+            content=content,
+            error=None,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            attempts=attempts,
+        )
+
+    @staticmethod
+    async def _invoke(tool_: Tool, kwargs: dict[str, Any], timeout: float | None) -> Any:
+        if timeout is None:
+            return await _call(tool_, kwargs)
+        with anyio.fail_after(timeout):
+            return await _call(tool_, kwargs)
+
+    @staticmethod
+    def _error(call: ToolCall, message: str, started: float, attempts: int = 0) -> ToolResult:
+        return ToolResult.model_construct(
+            call_id=call.id,
+            name=call.name,
+            ok=False,
+            content="",
+            error=message,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            attempts=attempts,
+        )
+
+
+async def _call(tool_: Tool, kwargs: dict[str, Any]) -> Any:
+    if tool_.is_async:
+        return await tool_.fn(**kwargs)
+    if tool_.thread:
+        return await anyio.to_thread.run_sync(partial(tool_.fn, **kwargs), abandon_on_cancel=True)
+    result = tool_.fn(**kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
