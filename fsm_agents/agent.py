@@ -221,7 +221,9 @@ def _collect(entry: Agent) -> dict[str, Agent]:
         for h in a.handoffs:
             target = h if isinstance(h, str) else h.name
             if target not in agents:
-                raise InvalidDefinition(f"agent {a.name!r} hands off to {target!r}, which is not reachable from {entry.name!r}")
+                raise InvalidDefinition(
+                    f"agent {a.name!r} hands off to {target!r}, which is not reachable from {entry.name!r}"
+                )
     return agents
 
 
@@ -250,7 +252,9 @@ class AgentMachine(Machine):
                 tname = f"{TRANSFER_PREFIX}{target.name}"
                 transfers[tname] = target.name
                 about = target.description or target.instructions[:200]
-                specs.append(ToolSpec(name=tname, description=f"Hand the conversation over to {target.name}. {about}".strip()))
+                specs.append(
+                    ToolSpec(name=tname, description=f"Hand the conversation over to {target.name}. {about}".strip())
+                )
             schema = None
             if a.output_type is not None:
                 schema = json.dumps(a.output_type.model_json_schema())
@@ -350,9 +354,7 @@ class AgentMachine(Machine):
         ids = [c.id for c in calls]
         if calls and (len(set(ids)) != len(ids) or not all(ids)):
             # ids must pair each call with its result: give duplicates/empties deterministic ones
-            calls = tuple(
-                c.model_copy(update={"id": f"call_{s.step}_{i}"}) for i, c in enumerate(calls)
-            )
+            calls = tuple(c.model_copy(update={"id": f"call_{s.step}_{i}"}) for i, c in enumerate(calls))
             message = message.model_copy(update={"tool_calls": calls})
         if message.agent != s.agent:
             message = message.model_copy(update={"agent": s.agent})
@@ -381,7 +383,9 @@ class AgentMachine(Machine):
             else:
                 answers.append(
                     ToolMessage(
-                        tool_call_id=c.id, name=c.name, is_error=True,
+                        tool_call_id=c.id,
+                        name=c.name,
+                        is_error=True,
                         content=f"not executed: control was handed off to {target}",
                     )
                 )
@@ -427,7 +431,11 @@ class AgentMachine(Machine):
             results.append(r)
             answers.append(
                 ToolMessage.model_construct(
-                    role="tool", tool_call_id=call.id, name=call.name, content=truncate(r.text, limit), is_error=not r.ok
+                    role="tool",
+                    tool_call_id=call.id,
+                    name=call.name,
+                    content=truncate(r.text, limit),
+                    is_error=not r.ok,
                 )
             )
         return Step(s.evolve(conversation=s.conversation.append(*answers), pending=(), results=tuple(results)))
@@ -439,6 +447,13 @@ class AgentMachine(Machine):
 
 _GUARDS: Sequence[str] = ("over_budget", "asks_handoff", "asks_tools", "output_retry", "output_invalid")
 _ACTIONS: Sequence[str] = (
-    "fail_budget", "hand_off", "request_tools", "retry_output", "fail_output", "finish", "fail_model", "observe",
+    "fail_budget",
+    "hand_off",
+    "request_tools",
+    "retry_output",
+    "fail_output",
+    "finish",
+    "fail_model",
+    "observe",
     "call_model",
 )

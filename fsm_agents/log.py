@@ -155,4 +155,4 @@ class PersistentLog(Sequence[T], Generic[T]):
         """True when `other` starts with every item of this log, in order."""
         if len(other) < self._size:
             return False
-        return all(a == b for a, b in zip(self, other))
+        return all(a == b for a, b in zip(self, other, strict=False))

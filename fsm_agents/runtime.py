@@ -129,7 +129,9 @@ class _Performer:
             tools = dict(machine.tools_for(agent))
             for name in tools.keys() & self.tool_overrides.keys():
                 tools[name] = self.tool_overrides[name]
-            ex = ToolExecutor(tools, default_timeout=self.limits.tool_timeout, max_concurrency=self.limits.max_concurrency)
+            ex = ToolExecutor(
+                tools, default_timeout=self.limits.tool_timeout, max_concurrency=self.limits.max_concurrency
+            )
             self._executors[key] = ex
         return ex
 
@@ -159,7 +161,9 @@ class _Performer:
             log.warning("model for %s raised %s", effect.agent, type(exc).__name__, exc_info=True)
             return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
         if not isinstance(response, ModelResponse):
-            return ModelFailed(error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed")
+            return ModelFailed(
+                error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed"
+            )
         return ModelReplied.model_construct(message=response.message, usage=response.usage)
 
     async def run_agents(
@@ -174,8 +178,12 @@ class _Performer:
             child = known.get(task.machine)
             if child is None:
                 outcomes[i] = AgentOutcome(
-                    task_id=task.task_id, machine=task.machine, phase=Phase.FAILED,
-                    failure=Failure(kind="child_failed", message=f"{machine.name} has no child machine {task.machine!r}"),
+                    task_id=task.task_id,
+                    machine=task.machine,
+                    phase=Phase.FAILED,
+                    failure=Failure(
+                        kind="child_failed", message=f"{machine.name} has no child machine {task.machine!r}"
+                    ),
                 )
                 return
             child_id = f"{run_id}/{task.task_id}"
@@ -186,8 +194,12 @@ class _Performer:
                     result = await self.run(child, task.input, child_id)
             children[task.task_id] = result
             outcomes[i] = AgentOutcome(
-                task_id=task.task_id, machine=task.machine, phase=result.phase,
-                output=result.output, failure=result.failure, usage=result.usage,
+                task_id=task.task_id,
+                machine=task.machine,
+                phase=result.phase,
+                output=result.output,
+                failure=result.failure,
+                usage=result.usage,
             )
 
         async with anyio.create_task_group() as tg:
@@ -206,7 +218,9 @@ class _Performer:
         while step.snapshot.phase not in finals:
             snapshot, effects = step.snapshot, step.effects
             if not effects:
-                raise MachineStalled(f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect")
+                raise MachineStalled(
+                    f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect"
+                )
             if len(effects) != 1:
                 raise FsmAgentsError(f"{machine.name}: one effect per step is supported, got {len(effects)}")
             effect = effects[0]
@@ -224,8 +238,13 @@ class _Performer:
                 for taken in step.transitions:
                     _notify(observers, "on_transition", taken, step.snapshot)
         return RunResult(
-            run_id=run_id, input=input, snapshot=step.snapshot, events=tuple(events),
-            usage=usage, trace=tuple(trace), children=children,
+            run_id=run_id,
+            input=input,
+            snapshot=step.snapshot,
+            events=tuple(events),
+            usage=usage,
+            trace=tuple(trace),
+            children=children,
         )
 
 
@@ -301,4 +320,3 @@ def run_sync(machine: Any, input: Any, *, backend: str = "asyncio", **kwargs: An
     """`run` from synchronous code, on a new event loop (`backend`: `"asyncio"` or `"trio"`).
     Must not be called from inside a running event loop."""
     return anyio.run(partial(run, machine, input, **kwargs), backend=backend)
-

@@ -137,12 +137,11 @@ class _MessageLogSchema:
         from_list = core_schema.no_info_after_validator_function(to_log, list_schema)
         return core_schema.json_or_python_schema(
             json_schema=from_list,
-            python_schema=core_schema.union_schema(
-                [core_schema.is_instance_schema(PersistentLog), from_list]
-            ),
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(PersistentLog), from_list]),
             serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda log: [_MESSAGE.dump_python(m, mode="json") for m in log]
-                if isinstance(log, PersistentLog) else log,
+                lambda log: (
+                    [_MESSAGE.dump_python(m, mode="json") for m in log] if isinstance(log, PersistentLog) else log
+                ),
             ),
         )
 
@@ -316,6 +315,6 @@ def messages_from(value: str | Message | Iterable[Message]) -> tuple[Message, ..
         return (UserMessage(content=value),)
     if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
         return (value,)
-    if isinstance(value, Sequence) or isinstance(value, Iterable):
+    if isinstance(value, (Sequence, Iterable)):
         return tuple(_MESSAGE.validate_python(m) for m in value)
     raise TypeError(f"input must be a str, a message or messages, not {type(value).__name__}")

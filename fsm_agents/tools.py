@@ -125,8 +125,10 @@ def _build_tool(
         input_model.model_json_schema()
     except Exception as exc:
         raise ToolDefinitionError(f"tool {tool_name!r}: its parameters have no JSON schema: {exc}") from exc
-    text = description if description is not None else "\n\n".join(
-        part for part in (doc.short_description, doc.long_description) if part
+    text = (
+        description
+        if description is not None
+        else "\n\n".join(part for part in (doc.short_description, doc.long_description) if part)
     )
     return Tool(
         name=tool_name,
@@ -352,4 +354,3 @@ async def _call(tool_: Tool, kwargs: dict[str, Any]) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
-

@@ -57,7 +57,9 @@ class ScriptedModel:
             self._next += 1
         self.requests.append(request)
         if i >= len(self._responses):
-            raise ScriptExhausted(f"scripted model has only {len(self._responses)} replies; call {i + 1} asked for more")
+            raise ScriptExhausted(
+                f"scripted model has only {len(self._responses)} replies; call {i + 1} asked for more"
+            )
         return _as_response(self._responses[i])
 
     @property
