@@ -282,6 +282,10 @@ class AgentMachine(Machine):
         """The tools of `agent` by name (the runtime runs `RunTools` effects with them)."""
         return self._resolved[agent].tools
 
+    def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
+        """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included."""
+        return self._resolved[agent].template.tools
+
     def models(self) -> Mapping[str, Model | None]:
         """Each agent's configured model, by agent name."""
         return {name: a.model for name, a in self.agents.items()}

@@ -145,12 +145,14 @@ def effect_key(snapshot: Snapshot[Any], index: int = 0) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """One transition taken: `step` is the snapshot step it led to."""
+    """One transition taken: `step` is the snapshot step it led to; `index` is the transition's
+    position in the machine's compiled table (`machine.table.transitions[index]`)."""
 
     source: Phase
     event: str
     target: Phase
     step: int
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

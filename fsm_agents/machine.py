@@ -23,7 +23,7 @@ from statemachine import StateChart
 
 from fsm_agents.errors import InvalidDefinition, InvalidTransition
 from fsm_agents.events import Event, Step, Taken
-from fsm_agents.state import Phase, Snapshot
+from fsm_agents.state import Phase, Snapshot, ToolSpec
 
 __all__ = ["Action", "Guard", "GuardRef", "Machine", "Table", "Transition", "compile_chart"]
 
@@ -57,6 +57,7 @@ class Transition:
     guards: tuple[GuardRef, ...]
     action: Action | None = field(compare=False, repr=False)
     action_name: str | None = None
+    index: int = 0  # position in `Table.transitions` (declaration order)
 
     @property
     def label(self) -> str:
@@ -154,6 +155,7 @@ def compile_chart(
                     guards=tuple(refs),
                     action=actions[action_name] if action_name else None,
                     action_name=action_name,
+                    index=len(transitions),
                 )
             )
     unused = set(guards) - used_guards
@@ -218,6 +220,10 @@ class Machine:
         """Tools of `agent` by name, for `RunTools` effects."""
         return MappingProxyType({})
 
+    def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
+        """The tools `agent`'s model is offered (including handoff tools), as specs."""
+        return ()
+
     def children(self) -> Mapping[str, Machine]:
         """Machines this one runs through `RunAgents`, by name (empty for a plain agent)."""
         return MappingProxyType({})
@@ -251,7 +257,7 @@ class Machine:
                     break
             else:
                 moved = snapshot.model_copy(update={"phase": tr.target, "step": snapshot.step + 1})
-                record = (Taken(tr.source, tr.event, tr.target, moved.step),)
+                record = (Taken(tr.source, tr.event, tr.target, moved.step, tr.index),)
                 if tr.action is None:
                     return Step(moved, (), record)
                 out = tr.action(moved, event)

@@ -1,5 +1,7 @@
 """Models: the `Model` protocol, test models, and provider clients."""
 
+from fsm_agents.models._http import MissingAPIKey, ModelConnectionError
+from fsm_agents.models.anthropic import AnthropicMessages
 from fsm_agents.models.base import (
     MalformedResponse,
     Model,
@@ -11,19 +13,24 @@ from fsm_agents.models.base import (
     ScriptExhausted,
     StreamDelta,
 )
+from fsm_agents.models.openai import OpenAIChat
 from fsm_agents.models.scripted import FunctionModel, ScriptedModel, call, reply
 from fsm_agents.state import ModelRequest, ModelSettings, ToolSpec
 
 __all__ = [
+    "AnthropicMessages",
     "FunctionModel",
     "MalformedResponse",
+    "MissingAPIKey",
     "Model",
+    "ModelConnectionError",
     "ModelError",
     "ModelHTTPError",
     "ModelRequest",
     "ModelResponse",
     "ModelSettings",
     "ModelTimeout",
+    "OpenAIChat",
     "RateLimited",
     "ScriptExhausted",
     "ScriptedModel",

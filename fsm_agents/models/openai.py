@@ -1,0 +1,453 @@
+"""`OpenAIChat`: the OpenAI chat-completions API and the servers that speak it.
+
+Wire format: https://platform.openai.com/docs/api-reference/chat/create (request, response) and
+https://platform.openai.com/docs/api-reference/chat-streaming (stream chunks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from fsm_agents.models._http import HTTPModel, MissingAPIKey, loads_event
+from fsm_agents.models.base import MalformedResponse, ModelHTTPError, ModelResponse, StreamDelta
+from fsm_agents.state import (
+    AssistantMessage,
+    ModelRequest,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    ToolSpec,
+    Usage,
+    UserMessage,
+)
+
+__all__ = ["OpenAIChat", "Provider"]
+
+log = logging.getLogger("fsm_agents.models.openai")
+
+Provider = Literal["openai", "mistral", "ollama", "vllm", "llamacpp", "openrouter", "generic"]
+
+_KEY_ENV: Mapping[str, str] = {"openai": "OPENAI_API_KEY", "mistral": "MISTRAL_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
+
+
+def guess_provider(base_url: str) -> Provider:
+    """The provider a base URL most likely belongs to (by host; Ollama also by port 11434)."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if host == "api.openai.com":
+        return "openai"
+    if host.endswith("mistral.ai"):
+        return "mistral"
+    if host.endswith("openrouter.ai"):
+        return "openrouter"
+    if "ollama" in host or parts.port == 11434:
+        return "ollama"
+    return "generic"
+
+
+class OpenAIChat(HTTPModel):
+    """An OpenAI-compatible chat-completions model (`POST {base_url}/chat/completions`).
+
+    Arguments:
+    - `model`: the provider's model id (`"gpt-4o-mini"`, `"mistral-large-latest"`, ...);
+    - `base_url`: the API root, e.g. `https://api.openai.com/v1`, `https://api.mistral.ai/v1`,
+      `http://localhost:11434/v1` (Ollama), `http://localhost:8000/v1` (vLLM),
+      `http://127.0.0.1:8080/v1` (llama.cpp server);
+    - `api_key`: sent as `Authorization: Bearer …`. When `None` it is read from the environment
+      **only for the provider's own host**: `OPENAI_API_KEY` for api.openai.com,
+      `MISTRAL_API_KEY` for *.mistral.ai, `OPENROUTER_API_KEY` for openrouter.ai (so a key is
+      never sent to a local or third-party server by accident). OpenAI, Mistral and OpenRouter
+      need a key (`MissingAPIKey` at the first request otherwise); local servers do not;
+    - `timeout`: seconds per HTTP request; `max_retries`: extra attempts on 429/5xx/timeouts/
+      connection errors (backoff with jitter, `Retry-After` honoured);
+    - `headers`: extra HTTP headers; `transport`: an httpx transport (tests: `httpx.MockTransport`);
+    - `provider`: one of `Provider`, to pick the dialect; guessed from `base_url` when `None`
+      (`"generic"` when unknown).
+
+    `complete(request)` → `ModelResponse`; `stream(request)` → `StreamDelta`s;
+    `stream_complete(request, on_delta)` → the assembled `ModelResponse` of a stream. Errors:
+    `ModelHTTPError`, `RateLimited`, `ModelTimeout`, `ModelConnectionError`,
+    `MalformedResponse`, `MissingAPIKey` (all `ModelError`). Usage is reported as
+    `Usage(input_tokens=prompt_tokens, output_tokens=completion_tokens, requests=1)`.
+
+    Translation: `request.instructions` becomes a first `system` message; an assistant message
+    with tool calls is sent with `content: ""` (never `null`); a `ToolMessage` becomes
+    `{"role": "tool", "tool_call_id", "content"}`; tools become
+    `{"type": "function", "function": {name, description, parameters}}`; `tool_choice` is sent
+    only with tools, a tool name as `{"type": "function", "function": {"name": …}}`.
+
+    Known provider differences (handled here):
+    - **OpenAI**: `max_tokens` is deprecated and rejected by reasoning models, so
+      `ModelSettings.max_tokens` is sent as `max_completion_tokens`; `output_schema_json` is
+      sent as `response_format: {"type": "json_schema", …}` (non-strict); streams carry usage
+      only with `stream_options.include_usage` (sent), in a last chunk with `choices: []`.
+    - **Mistral** (https://docs.mistral.ai/api/): tool-call ids are 9 characters, tool calls
+      carry an `index` and no `type`; the seed is called `random_seed`; `stream_options` is not
+      sent (the last chunk carries usage anyway); streamed `content` may be a list of chunks
+      (`{"type": "thinking"}` chunks are dropped, `{"type": "text"}` kept);
+      `response_format: json_schema` is supported.
+    - **Ollama** (https://github.com/ollama/ollama/blob/main/docs/openai.md): replies may carry a
+      `reasoning` field (dropped: not part of the conversation); a named `tool_choice` is
+      ignored by the server; `json_schema` response formats are supported.
+    - **vLLM** (https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html): tool calls
+      need the server started with `--enable-auto-tool-choice --tool-call-parser …`; replies may
+      carry `reasoning_content` (dropped); `json_schema` response formats are supported.
+    - **llama.cpp server** (llama-cpp-python, `--chat_format chatml-function-calling`): rejects
+      `content: null` on an assistant message with tool calls (HTTP 500), hence `""`;
+      `tool_choice: "required"` crashes it, so it is sent as the named tool when there is exactly
+      one tool and as `"auto"` otherwise; without `tool_choice` it hides the tools, so `"auto"` is
+      always sent with tools; replies also carry a legacy `function_call` whose name may end in
+      `:` — ignored when `tool_calls` is present, used (name stripped) otherwise; structured
+      output is sent as `{"type": "json_object", "schema": …}` and only for requests without
+      tools (its grammar would fight the function-calling one); streams carry no usage;
+      validation errors come back as HTTP 500 (retried, then `ModelHTTPError(500)`).
+    - **OpenRouter**: errors use OpenAI's shape; 429s are common on free models.
+    - **generic**: plain OpenAI dialect without `response_format` (not every server has it).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        provider: Provider | None = None,
+    ) -> None:
+        self.provider: Provider = provider or guess_provider(base_url)
+        env = _KEY_ENV.get(guess_provider(base_url))
+        if api_key is None and env:
+            api_key = os.environ.get(env) or None
+        self._key_env = env
+        super().__init__(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+            transport=transport,
+        )
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"OpenAIChat(model={self.model!r}, base_url={self.base_url!r}, provider={self.provider!r})"
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._api_key:
+            return {"authorization": f"Bearer {self._api_key}"}
+        if self.provider in ("openai", "mistral", "openrouter"):
+            raise MissingAPIKey(
+                f"OpenAIChat({self.model!r}) at {self.base_url} needs an API key: pass api_key=... or set "
+                f"{self._key_env or 'OPENAI_API_KEY'}"
+            )
+        return {}
+
+    # -- request translation ---------------------------------------------------------------------
+    def _tool_choice(self, request: ModelRequest) -> Any:
+        choice = request.tool_choice
+        names = [t.name for t in request.tools]
+        if choice in ("auto", "none"):
+            return choice
+        if choice == "required":
+            if self.provider == "llamacpp":
+                if len(names) == 1:
+                    return {"type": "function", "function": {"name": names[0]}}
+                log.debug("llama.cpp does not support tool_choice='required' with several tools; sending 'auto'")
+                return "auto"
+            return "required"
+        return {"type": "function", "function": {"name": choice}}
+
+    def payload(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+        """The JSON body for `request` (public for tests and debugging; contains no secret)."""
+        body: dict[str, Any] = {"model": self.model, "messages": to_wire_messages(request)}
+        if request.tools:
+            body["tools"] = [tool_to_wire(t) for t in request.tools]
+            body["tool_choice"] = self._tool_choice(request)
+        s = request.settings
+        if s.temperature is not None:
+            body["temperature"] = s.temperature
+        if s.top_p is not None:
+            body["top_p"] = s.top_p
+        if s.max_tokens is not None:
+            body["max_completion_tokens" if self.provider == "openai" else "max_tokens"] = s.max_tokens
+        if s.seed is not None:
+            body["random_seed" if self.provider == "mistral" else "seed"] = s.seed
+        if request.output_schema_json is not None:
+            schema = json.loads(request.output_schema_json)
+            if self.provider in ("openai", "mistral", "ollama", "vllm", "openrouter"):
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": schema, "strict": False},
+                }
+            elif self.provider == "llamacpp" and (not request.tools or request.tool_choice == "none"):
+                body["response_format"] = {"type": "json_object", "schema": schema}
+        if stream:
+            body["stream"] = True
+            if self.provider != "mistral":
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    # -- calls -----------------------------------------------------------------------------------
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """One chat completion. Raises the `ModelError`s listed in the class docstring."""
+        data = await self.post_json("/chat/completions", self.payload(request))
+        return parse_completion(data)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamDelta]:
+        """The reply as it is generated: text deltas and tool-call fragments (`tool_index`
+        identifies the call; its `arguments` fragments concatenate to the JSON text)."""
+        async for delta in self._stream(request, _Assembler()):
+            yield delta
+
+    async def stream_complete(
+        self,
+        request: ModelRequest,
+        on_delta: Callable[[StreamDelta], Awaitable[None] | None] | None = None,
+    ) -> ModelResponse:
+        """Stream the reply, call `on_delta` (sync or async) for each delta, and return the
+        assembled `ModelResponse` (tool-call arguments joined per index, usage when sent).
+        Raises `MalformedResponse` when the stream ends before a `[DONE]` or a finish reason."""
+        assembler = _Assembler()
+        async for delta in self._stream(request, assembler):
+            if on_delta is not None:
+                result = on_delta(delta)
+                if result is not None:
+                    await result
+        return assembler.response()
+
+    async def _stream(self, request: ModelRequest, assembler: _Assembler) -> AsyncIterator[StreamDelta]:
+        async with self.post_sse("/chat/completions", self.payload(request, stream=True)) as events:
+            async for sse in events:
+                if sse.data.strip() == "[DONE]":
+                    assembler.done = True
+                    break
+                if not sse.data:
+                    continue
+                for delta in assembler.feed(loads_event(sse, "OpenAIChat")):
+                    yield delta
+        assembler.check_complete()
+
+
+# -- wire format helpers (pure) -------------------------------------------------------------------
+def to_wire_messages(request: ModelRequest) -> list[dict[str, Any]]:
+    """Our messages as chat-completions messages, instructions first as a system message."""
+    out: list[dict[str, Any]] = []
+    if request.instructions:
+        out.append({"role": "system", "content": request.instructions})
+    for m in request.messages:
+        if isinstance(m, (SystemMessage, UserMessage)):
+            out.append({"role": m.role, "content": m.content})
+        elif isinstance(m, AssistantMessage):
+            wire: dict[str, Any] = {"role": "assistant", "content": m.content or ""}
+            if m.tool_calls:
+                wire["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in m.tool_calls
+                ]
+            out.append(wire)
+        elif isinstance(m, ToolMessage):
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+    return out
+
+
+def tool_to_wire(spec: ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {"name": spec.name, "description": spec.description, "parameters": spec.parameters},
+    }
+
+
+def _clean_name(name: Any) -> str:
+    # llama.cpp's legacy function_call names end with ':' (its grammar's separator); tool names
+    # cannot contain ':' (OpenAI: ^[a-zA-Z0-9_-]+$), so stripping it is always safe
+    return str(name).strip().rstrip(":").strip()
+
+
+def _arguments(value: Any) -> str:
+    if value is None or value == "":
+        return "{}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)  # some servers send an object instead of JSON text
+
+
+def _text(content: Any) -> str:
+    """Message content as text: a string, or (Mistral) a list of chunks of which only the
+    `text` ones count (`thinking` chunks are dropped)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text") or "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return str(content)
+
+
+def _usage(data: Any) -> Usage:
+    if not isinstance(data, dict):
+        return Usage(requests=1)
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+        requests=1,
+    )
+
+
+def _error_object(data: dict[str, Any]) -> ModelHTTPError:
+    # some servers (OpenRouter) answer 200 with {"error": {...}}: treat it as the HTTP error it is
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    return ModelHTTPError(status, json.dumps(data)[:4000])
+
+
+def parse_completion(data: Any) -> ModelResponse:
+    """A chat-completion JSON object → `ModelResponse`. Raises `MalformedResponse` when
+    `choices[0].message` is missing, `ModelHTTPError` for an `{"error": …}` body."""
+    if not isinstance(data, dict):
+        raise MalformedResponse("chat completion: the answer is not a JSON object", str(data)[:2000])
+    choices = data.get("choices")
+    if not choices:
+        if "error" in data:
+            raise _error_object(data)
+        raise MalformedResponse("chat completion: no choices in the answer", json.dumps(data)[:2000])
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise MalformedResponse("chat completion: choices[0].message is missing", json.dumps(data)[:2000])
+    calls: list[ToolCall] = []
+    try:
+        for i, tc in enumerate(message.get("tool_calls") or ()):
+            fn = tc["function"]
+            calls.append(
+                ToolCall(
+                    id=str(tc.get("id") or f"call_{i}"),
+                    name=_clean_name(fn["name"]),
+                    arguments=_arguments(fn.get("arguments")),
+                )
+            )
+        legacy = message.get("function_call")
+        if not calls and isinstance(legacy, dict) and legacy.get("name"):
+            calls.append(
+                ToolCall(id="call_0", name=_clean_name(legacy["name"]), arguments=_arguments(legacy.get("arguments")))
+            )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MalformedResponse(f"chat completion: a tool call lacks {exc}", json.dumps(message)[:2000]) from None
+    text = _text(message.get("content"))
+    return ModelResponse(
+        message=AssistantMessage(content=text or None, tool_calls=tuple(calls)),
+        usage=_usage(data.get("usage")),
+        model=data.get("model"),
+        finish_reason=choice.get("finish_reason"),
+    )
+
+
+class _PartialCall:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+class _Assembler:
+    """Folds chat-completion chunks into deltas and, at the end, one `ModelResponse`."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.calls: dict[int, _PartialCall] = {}
+        self.legacy: _PartialCall | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def feed(self, chunk: Any) -> list[StreamDelta]:
+        if not isinstance(chunk, dict):
+            raise MalformedResponse("chat completion stream: a chunk is not a JSON object", str(chunk)[:2000])
+        if "error" in chunk and not chunk.get("choices"):
+            raise _error_object(chunk)
+        if chunk.get("model"):
+            self.model = chunk["model"]
+        if chunk.get("usage"):
+            self.usage = _usage(chunk["usage"])
+        out: list[StreamDelta] = []
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            delta = choice.get("delta") or {}
+            text = _text(delta.get("content"))
+            if text:
+                self.text.append(text)
+                out.append(StreamDelta(text=text))
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                for position, tc in enumerate(tool_calls):
+                    out.append(self._tool_fragment(tc, position))
+            elif isinstance(delta.get("function_call"), dict) and not self.calls:
+                fc = delta["function_call"]
+                self.legacy = self.legacy or _PartialCall()
+                if fc.get("name") and not self.legacy.name:
+                    self.legacy.name = _clean_name(fc["name"])
+                if fc.get("arguments"):
+                    self.legacy.arguments.append(str(fc["arguments"]))
+        return out
+
+    def _tool_fragment(self, tc: Any, position: int) -> StreamDelta:
+        if not isinstance(tc, dict):
+            raise MalformedResponse("chat completion stream: a tool-call delta is not an object", str(tc)[:2000])
+        index = tc.get("index", position)
+        call = self.calls.setdefault(index, _PartialCall())
+        fn = tc.get("function") or {}
+        new_id = tc.get("id") or None
+        if new_id and not call.id:
+            call.id = str(new_id)
+        name = fn.get("name")
+        new_name = None
+        # OpenAI sends the name once; llama.cpp repeats it in every chunk: keep the first
+        if name and not call.name:
+            call.name = new_name = _clean_name(name)
+        args = fn.get("arguments") or ""
+        if not isinstance(args, str):
+            args = json.dumps(args)
+        if args:
+            call.arguments.append(args)
+        return StreamDelta(tool_index=index, tool_call_id=new_id, tool_name=new_name, arguments=args)
+
+    def check_complete(self) -> None:
+        if not self.done and self.finish_reason is None:
+            raise MalformedResponse("chat completion stream: it ended before [DONE] or a finish reason (truncated)")
+
+    def response(self) -> ModelResponse:
+        self.check_complete()
+        calls = [
+            ToolCall(id=c.id or f"call_{i}", name=c.name, arguments="".join(c.arguments) or "{}")
+            for i, c in sorted(self.calls.items())
+        ]
+        if not calls and self.legacy is not None and self.legacy.name:
+            calls.append(ToolCall(id="call_0", name=self.legacy.name, arguments="".join(self.legacy.arguments) or "{}"))
+        for c in calls:
+            if not c.name:
+                raise MalformedResponse(f"chat completion stream: tool call {c.id} has no name")
+        text = "".join(self.text)
+        return ModelResponse(
+            message=AssistantMessage(content=text or None, tool_calls=tuple(calls)),
+            usage=self.usage or Usage(requests=1),
+            model=self.model,
+            finish_reason=self.finish_reason,
+        )

@@ -1,0 +1,429 @@
+"""`check_machine`: explore a machine with hypothesis and assert DESIGN §12's invariants.
+
+A `hypothesis.stateful.RuleBasedStateMachine` starts the machine on a generated input, then
+repeatedly draws an event the current phase accepts (`strategies.events`) and calls `step`,
+checking after every step:
+
+1. `declared`     — only transitions declared in the chart are taken, chained from the
+                    current phase; final phases accept nothing (`InvalidTransition`);
+2. `pure`         — `step` is deterministic and does not alter its input snapshot;
+3. `append_only`  — each snapshot's conversation is a prefix of the next one's;
+4. `tool_results` — every tool call has exactly one result before the next model call;
+5. `progress`     — `snapshot.step` strictly increases and a run ends within the machine's
+                    `max_transitions()` bound;
+6. `effects`      — effects match phases (`CallModel` only in PLANNING, `RunTools` /
+                    `RunAgents` only in EXECUTING, none in a final phase, ≥ 1 elsewhere);
+7. `replay`       — folding the run's events over `start` gives the same final snapshot;
+8. `oracle`       — python-statemachine's own engine, driven with the same events and the same
+                    guard functions, takes the same transitions as the compiled table.
+
+It also feeds events the phase does not accept and expects `InvalidTransition`. A user
+invariant is a plain function `(before, event, after) -> bool | None` over snapshots; returning
+False or raising `AssertionError` is a violation. The result is a `CheckReport` (transitions
+covered / declared, guards seen true and false, longest run, examples run).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck
+from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as Settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, precondition, rule
+
+from fsm_agents.errors import FsmAgentsError, InvalidTransition
+from fsm_agents.events import CallModel, Effect, Event, RunAgents, RunTools, Step
+from fsm_agents.machine import Machine, Transition
+from fsm_agents.runtime import as_machine
+from fsm_agents.state import AssistantMessage, Conversation, Phase, Snapshot, ToolMessage
+from fsm_agents.testing import strategies as fst
+
+__all__ = [
+    "DEFAULT",
+    "INVARIANTS",
+    "CheckReport",
+    "InvariantViolation",
+    "check_machine",
+    "history_problems",
+]
+
+UserInvariant = Callable[[Snapshot[Any], Event, Snapshot[Any]], Any]
+
+
+class InvariantViolation(FsmAgentsError, AssertionError):
+    """`check_machine` found a run that breaks an invariant. `invariant` names it; the message
+    lists the (shrunk) event sequence that leads there."""
+
+    def __init__(self, invariant: str, message: str, events: Sequence[Event] = ()) -> None:
+        self.invariant = invariant
+        self.events = tuple(events)
+        lines = [f"invariant {invariant!r} violated: {message}", f"after {len(self.events)} event(s):"]
+        lines += [f"  {i + 1}. {e.name}: {e!r}"[:400] for i, e in enumerate(self.events)]
+        super().__init__("\n".join(lines))
+
+
+def history_problems(conversation: Conversation) -> list[str]:
+    """Problems with a conversation's tool-call bookkeeping: an assistant tool call with no
+    result, or with more than one, or a tool message answering no pending call. Empty = well formed."""
+    problems: list[str] = []
+    open_calls: dict[str, int] = {}
+    for i, m in enumerate(conversation.messages):
+        if isinstance(m, AssistantMessage):
+            for cid, n in open_calls.items():
+                if n == 0:
+                    problems.append(f"tool call {cid!r} has no result before message {i}")
+            open_calls = {c.id: 0 for c in m.tool_calls}
+        elif isinstance(m, ToolMessage):
+            if m.tool_call_id not in open_calls:
+                problems.append(f"message {i} answers unknown or closed tool call {m.tool_call_id!r}")
+            else:
+                open_calls[m.tool_call_id] += 1
+                if open_calls[m.tool_call_id] > 1:
+                    problems.append(f"tool call {m.tool_call_id!r} has {open_calls[m.tool_call_id]} results")
+    return problems
+
+
+@dataclass
+class _Ctx:
+    """What an invariant sees for one step."""
+
+    machine: Machine
+    before: Snapshot[Any]
+    before_dump: Any
+    before_hash: int
+    event: Event
+    after: Step
+    again: Step
+
+
+def _inv_declared(ctx: _Ctx) -> None:
+    chart = ctx.machine.chart
+    declared = {
+        (Phase(t.source.name), str(e), Phase(t.target.name)) for s in chart.states for t in s.transitions for e in t.events
+    }
+    phase = ctx.before.phase
+    for taken in ctx.after.transitions:
+        assert (taken.source, taken.event, taken.target) in declared, f"undeclared transition {taken}"
+        assert taken.source == phase, f"transition {taken} does not start from the current phase {phase}"
+        phase = taken.target
+    assert phase == ctx.after.snapshot.phase, (
+        f"the snapshot is in {ctx.after.snapshot.phase} but the last transition led to {phase}"
+    )
+    assert ctx.after.transitions, "step took no transition"
+
+
+def _inv_pure(ctx: _Ctx) -> None:
+    assert ctx.before.model_dump() == ctx.before_dump and hash(ctx.before) == ctx.before_hash, (
+        "step altered its input snapshot"
+    )
+    assert ctx.after.snapshot == ctx.again.snapshot, "step is not deterministic: two calls gave different snapshots"
+    assert ctx.after.effects == ctx.again.effects, "step is not deterministic: two calls gave different effects"
+    hash(ctx.after.snapshot)  # deep immutability: every reachable value is hashable
+
+
+def _inv_append_only(ctx: _Ctx) -> None:
+    before, after = ctx.before.conversation.messages, ctx.after.snapshot.conversation.messages
+    assert before.is_prefix_of(after), "the conversation was rewritten, not appended to"
+
+
+def _inv_tool_results(ctx: _Ctx) -> None:
+    if any(isinstance(e, CallModel) for e in ctx.after.effects):
+        problems = history_problems(ctx.after.snapshot.conversation)
+        assert not problems, "a model call was emitted while " + "; ".join(problems)
+        assert not ctx.after.snapshot.pending, "a model call was emitted with tool calls still pending"
+
+
+def _inv_progress(ctx: _Ctx) -> None:
+    after = ctx.after.snapshot
+    assert after.step > ctx.before.step, f"step did not increase ({ctx.before.step} -> {after.step})"
+    bound = ctx.machine.max_transitions()
+    if bound is not None:
+        assert after.step <= bound, f"{after.step} transitions exceed the machine's bound of {bound}"
+        assert after.step < bound or after.is_final, f"reached the bound of {bound} transitions without a final phase"
+
+
+def _effects_match(phase: Phase, effects: tuple[Effect, ...]) -> None:
+    if phase in (Phase.DONE, Phase.FAILED):
+        assert not effects, f"final phase {phase} emitted effects {effects}"
+        return
+    assert effects, f"phase {phase} emitted no effect: the run would stall"
+    for e in effects:
+        if isinstance(e, CallModel):
+            assert phase is Phase.PLANNING, f"CallModel emitted in {phase}"
+        elif isinstance(e, (RunTools, RunAgents)):
+            assert phase is Phase.EXECUTING, f"{type(e).__name__} emitted in {phase}"
+
+
+def _inv_effects(ctx: _Ctx) -> None:
+    _effects_match(ctx.after.snapshot.phase, ctx.after.effects)
+
+
+INVARIANTS: dict[str, Callable[[_Ctx], None]] = {
+    "declared": _inv_declared,
+    "pure": _inv_pure,
+    "append_only": _inv_append_only,
+    "tool_results": _inv_tool_results,
+    "progress": _inv_progress,
+    "effects": _inv_effects,
+}
+# `replay` and `oracle` run at teardown / alongside each step rather than as per-step checks
+DEFAULT: tuple[str, ...] = (*INVARIANTS, "replay", "oracle")
+
+
+class _Oracle:
+    """python-statemachine's engine driven in lockstep; guards call our guard functions."""
+
+    def __init__(self, machine: Machine) -> None:
+        chart = machine.chart
+        self.snapshot: Snapshot[Any] | None = None
+        self.event: Event | None = None
+        self.machine = machine
+        attrs: dict[str, Any] = {}
+        for tr in machine.table.transitions:
+            for g in tr.guards:
+                attrs[g.name] = self._guard(g.fn)
+            if tr.action_name:
+                attrs[tr.action_name] = _noop
+        model = type("OracleModel", (), attrs)()
+        model.oracle = self  # type: ignore[attr-defined]
+        self.sm = chart(model=model)
+        self.sm.catch_errors_as_events = False
+        self.sm.allow_event_without_transition = False
+
+    def _guard(self, fn: Callable[[Snapshot[Any], Event], bool]) -> Callable[..., bool]:
+        def evaluate(*args: Any, **kwargs: Any) -> bool:
+            assert self.snapshot is not None and self.event is not None
+            return bool(fn(self.snapshot, self.event))
+
+        return evaluate
+
+    @property
+    def phase(self) -> Phase:
+        (state,) = [s for s in self.sm.configuration]
+        return Phase(state.name)
+
+    def send(self, before: Snapshot[Any], event: Event, step: Step) -> None:
+        """Feed `event` (then the internal events `step` raised) and compare each state reached."""
+        snapshot = before
+        ev = event
+        for taken in step.transitions:
+            if taken.event != ev.name:
+                ev = self.machine.internal_events[taken.event]
+            self.snapshot, self.event = snapshot, ev
+            self.sm.send(ev.name)
+            assert self.phase == taken.target, (
+                f"python-statemachine went {taken.source} --{ev.name}--> {self.phase}, the table went to {taken.target}"
+            )
+            candidates = self.machine.table.by_key[(snapshot.phase, ev.name)]
+            snapshot = self.machine._take(snapshot, ev, candidates).snapshot
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@dataclass
+class CheckReport:
+    """What `check_machine` explored."""
+
+    machine: str
+    declared: tuple[Transition, ...]
+    covered: collections.Counter[tuple[Phase, str, Phase, str]] = field(default_factory=collections.Counter)
+    guards: dict[str, list[int]] = field(default_factory=dict)  # label -> [times true, times false]
+    examples: int = 0
+    steps: int = 0
+    rejected: int = 0
+    longest_run: int = 0
+    invariants: tuple[str, ...] = ()
+
+    @staticmethod
+    def key(t: Transition) -> tuple[Phase, str, Phase, str]:
+        return (t.source, t.event, t.target, t.label)
+
+    @property
+    def uncovered(self) -> tuple[Transition, ...]:
+        return tuple(t for t in self.declared if self.covered[self.key(t)] == 0)
+
+    @property
+    def coverage(self) -> float:
+        return 1.0 - len(self.uncovered) / len(self.declared) if self.declared else 1.0
+
+    def __str__(self) -> str:
+        n_cov = len(self.declared) - len(self.uncovered)
+        lines = [
+            f"check_machine({self.machine}): {self.examples} examples, {self.steps} steps, "
+            f"{self.rejected} rejected events, longest run {self.longest_run} steps",
+            f"invariants: {', '.join(self.invariants)}",
+            f"transitions covered: {n_cov}/{len(self.declared)}",
+        ]
+        for t in self.declared:
+            lines.append(f"  {self.covered[self.key(t)]:>7}  {t.source} --{t.label}--> {t.target}")
+        if self.guards:
+            lines.append("guards (true / false):")
+            for name, (yes, no) in sorted(self.guards.items()):
+                lines.append(f"  {name:<24} {yes:>7} / {no:<7}")
+        return "\n".join(lines)
+
+
+def _user_invariant(fn: UserInvariant) -> tuple[str, Callable[[_Ctx], None]]:
+    name = getattr(fn, "__name__", repr(fn))
+
+    def check(ctx: _Ctx) -> None:
+        result = fn(ctx.before, ctx.event, ctx.after.snapshot)
+        assert result is None or result is True, f"user invariant {name} returned {result!r}"
+
+    return name, check
+
+
+def check_machine(
+    machine: Any,
+    *,
+    invariants: Iterable[str] = DEFAULT,
+    extra: Iterable[UserInvariant] = (),
+    max_examples: int = 200,
+    max_steps: int = 40,
+    seed: int | None = None,
+    inputs: st.SearchStrategy[Any] | None = None,
+    assert_full_coverage: bool = False,
+) -> CheckReport:
+    """Explore `machine` (a `Machine`, an `Agent` or a pattern) and assert the invariants.
+
+    - `invariants`: names from `DEFAULT` (all eight by default);
+    - `extra`: user invariants `(before, event, after) -> bool | None`;
+    - `max_examples`: hypothesis examples (runs); `max_steps`: events per run at most;
+    - `seed`: make the exploration reproducible; `inputs`: strategy for the start input;
+    - `assert_full_coverage`: also fail when a declared transition was never taken.
+
+    Returns a `CheckReport`. Raises `InvariantViolation` (an `AssertionError`) with a shrunk
+    counterexample when an invariant fails, or when coverage is required and incomplete.
+    """
+    m = as_machine(machine)
+    chosen = tuple(invariants)
+    unknown = set(chosen) - set(DEFAULT)
+    if unknown:
+        raise ValueError(f"unknown invariants {sorted(unknown)}; choose from {DEFAULT}")
+    checks = [(n, INVARIANTS[n]) for n in chosen if n in INVARIANTS] + [_user_invariant(f) for f in extra]
+    use_oracle = "oracle" in chosen
+    use_replay = "replay" in chosen
+    report = CheckReport(
+        machine=m.name, declared=m.table.transitions, invariants=chosen + tuple(n for n, _ in checks[len(chosen) :])
+    )
+    for t in m.table.transitions:
+        for g in t.guards:
+            report.guards.setdefault(g.name, [0, 0])
+    input_strategy = inputs if inputs is not None else fst.inputs()
+
+    class Explorer(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[Event] = []
+            self.rejections = 0  # per phase visited: a couple of rejected events is enough
+
+        def fail(self, invariant: str, message: str) -> None:
+            raise InvariantViolation(invariant, message, self.events)
+
+        @initialize(value=input_strategy)
+        def begin(self, value: Any) -> None:
+            report.examples += 1
+            self.input = value
+            self.step_ = m.start(value, run_id="check")
+            self.oracle = _Oracle(m) if use_oracle else None
+            try:
+                if "effects" in chosen:
+                    _effects_match(self.step_.snapshot.phase, self.step_.effects)
+            except AssertionError as exc:
+                self.fail("effects", str(exc))
+
+        @precondition(lambda self: not self.step_.snapshot.is_final)
+        @rule(data=st.data())
+        def accepted_event(self, data: st.DataObject) -> None:
+            before = self.step_.snapshot
+            event = data.draw(fst.events(m, before, self.step_.effects), label="event")
+            self._record_guards(before, event)
+            dump, digest = before.model_dump(), hash(before)
+            try:
+                after = m.step(before, event)
+            except InvalidTransition as exc:
+                if exc.no_guard:
+                    self.fail("declared", f"no guard held for accepted event {event.name} in {before.phase}")
+                raise
+            self.events.append(event)
+            again = m.step(before, event)
+            ctx = _Ctx(m, before, dump, digest, event, after, again)
+            for name, check in checks:
+                try:
+                    check(ctx)
+                except AssertionError as exc:
+                    self.fail(name, str(exc))
+            if self.oracle is not None:
+                try:
+                    self.oracle.send(before, event, after)
+                except AssertionError as exc:
+                    self.fail("oracle", str(exc))
+                except Exception as exc:
+                    self.fail("oracle", f"python-statemachine raised {type(exc).__name__}: {exc}")
+            for taken in after.transitions:
+                report.covered[CheckReport.key(m.table.transitions[taken.index])] += 1
+            report.steps += 1
+            self.rejections = 0
+            self.step_ = after
+            report.longest_run = max(report.longest_run, len(self.events))
+
+        @precondition(lambda self: self.rejections < 2)
+        @rule(data=st.data())
+        def rejected_event(self, data: st.DataObject) -> None:
+            self.rejections += 1
+            before = self.step_.snapshot
+            strategy = fst.events(m, before, self.step_.effects, rejected=True)
+            if strategy.is_empty:
+                return
+            event = data.draw(strategy, label="rejected event")
+            try:
+                m.step(before, event)
+            except InvalidTransition:
+                report.rejected += 1
+                return
+            self.fail("declared", f"phase {before.phase} accepted {event.name}, which the chart does not allow there")
+
+        @precondition(lambda self: self.step_.snapshot.is_final and self.rejections >= 2)
+        @rule()
+        def finished(self) -> None:
+            """The run is over (hypothesis has no way to end a run early, so this idles)."""
+
+        def _record_guards(self, before: Snapshot[Any], event: Event) -> None:
+            for t in m.table.by_key.get((before.phase, event.name), ()):
+                for g in t.guards:
+                    report.guards[g.name][0 if g.fn(before, event) else 1] += 1
+
+        def teardown(self) -> None:
+            if use_replay and self.events:
+                step = m.start(self.input, run_id="check")
+                for e in self.events:
+                    step = m.step(step.snapshot, e)
+                if step.snapshot != self.step_.snapshot:
+                    self.fail("replay", "replaying the events from start gave a different final snapshot")
+
+    Explorer.__name__ = f"Explore_{m.name.replace(':', '_')}"
+    test = get_state_machine_test(
+        Explorer,
+        settings=Settings(
+            max_examples=max_examples,
+            stateful_step_count=max_steps,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        ),
+    )
+    if seed is not None:
+        test = hypothesis_seed(seed)(test)
+    test()
+    if assert_full_coverage and report.uncovered:
+        missing = ", ".join(f"{t.source} --{t.label}--> {t.target}" for t in report.uncovered)
+        raise InvariantViolation("coverage", f"declared transitions never taken: {missing}")
+    return report
