@@ -286,6 +286,9 @@ class Snapshot(Frozen, Generic[D]):
     - `output`: the final answer (text or a validated frozen pydantic model) once `DONE`;
     - `failure`: why it is `FAILED`; `context`: the user's frozen model;
     - `data`: the machine's own frozen bookkeeping.
+
+    Serializes to JSON; `output` and `context` are user types the snapshot cannot name, so they
+    load back as plain JSON values (persistence stores the input and events, not snapshots).
     """
 
     machine: str

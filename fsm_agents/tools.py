@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from types import SimpleNamespace
 from typing import Any, TypeVar, get_type_hints, overload
 
 import anyio
@@ -108,7 +109,12 @@ def _build_tool(
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
     param_docs = {p.arg_name: p.description or "" for p in doc.params}
     try:
-        hints = get_type_hints(fn, include_extras=True)
+        # only the parameters matter; the return annotation may name a type we cannot resolve
+        params_only = SimpleNamespace(
+            __annotations__={k: v for k, v in getattr(fn, "__annotations__", {}).items() if k != "return"},
+            __globals__=getattr(inspect.unwrap(fn), "__globals__", {}),
+        )
+        hints = get_type_hints(params_only, include_extras=True)
     except Exception as exc:  # NameError on an unresolved forward reference, mostly
         raise ToolDefinitionError(f"tool {tool_name!r}: cannot resolve its type hints: {exc}") from exc
     fields: dict[str, Any] = {}

@@ -1,0 +1,218 @@
+"""The agent machine, driven through its pure `start`/`step` (no runtime, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from fsm_agents import (
+    Agent,
+    AssistantMessage,
+    InvalidDefinition,
+    InvalidTransition,
+    ModelFailed,
+    ModelReplied,
+    Phase,
+    RunTools,
+    Step,
+    ToolCall,
+    ToolMessage,
+    ToolResult,
+    ToolsFinished,
+    tool,
+)
+from fsm_agents.events import CallModel
+from fsm_agents.models import call, reply
+from fsm_agents.testing import history_problems
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    value: int
+
+
+def replied(message: AssistantMessage | str) -> ModelReplied:
+    return ModelReplied(message=AssistantMessage(content=message) if isinstance(message, str) else message)
+
+
+def ok(call_: ToolCall, content: str = "5") -> ToolResult:
+    return ToolResult(call_id=call_.id, name=call_.name, ok=True, content=content)
+
+
+def phases(step: Step) -> list[tuple[str, str, str]]:
+    return [(t.source, t.event, t.target) for t in step.transitions]
+
+
+def test_tool_loop_goes_through_the_five_phases() -> None:
+    m = Agent("calc", "add", tools=[add], max_steps=3).machine
+    s0 = m.start("2+3?", run_id="r")
+    assert s0.snapshot.phase is Phase.PLANNING
+    (effect,) = s0.effects
+    assert isinstance(effect, CallModel) and effect.key == "r/0/0"
+    assert [t.name for t in effect.request.tools] == ["add"] and effect.request.instructions == "add"
+    c = call("add", a=2, b=3)
+    s1 = m.step(s0.snapshot, replied(reply(None, c)))
+    assert phases(s1) == [("PLANNING", "model_replied", "EXECUTING")]
+    assert s1.effects == (RunTools(key="r/1/0", agent="calc", calls=(c,)),)
+    s2 = m.step(s1.snapshot, ToolsFinished(results=(ok(c),)))
+    assert phases(s2) == [("EXECUTING", "tools_finished", "OBSERVING"), ("OBSERVING", "observed", "PLANNING")]
+    assert s2.snapshot.conversation.messages[-1] == ToolMessage(tool_call_id=c.id, name="add", content="5")
+    assert isinstance(s2.effects[0], CallModel) and s2.snapshot.data.turns == 2
+    s3 = m.step(s2.snapshot, replied("5"))
+    assert s3.snapshot.phase is Phase.DONE and s3.snapshot.output == "5" and s3.effects == ()
+    assert [m_.role for m_ in s3.snapshot.conversation.messages] == ["user", "assistant", "tool", "assistant"]
+    assert s3.snapshot.conversation.messages[-1].agent == "calc"  # type: ignore[union-attr]
+
+
+def test_budget_exhausted_is_a_transition_and_keeps_the_history_well_formed() -> None:
+    m = Agent("calc", tools=[add], max_steps=2).machine
+    step = m.start("loop")
+    for i in range(2):
+        c = call("add", f"c{i}", a=i, b=i)
+        step = m.step(step.snapshot, replied(reply(None, c)))
+        if step.snapshot.phase is Phase.EXECUTING:
+            step = m.step(step.snapshot, ToolsFinished(results=(ok(c),)))
+    snap = step.snapshot
+    assert snap.phase is Phase.FAILED and snap.failure is not None
+    assert snap.failure.kind == "budget_exhausted" and "max_steps=2" in snap.failure.message
+    assert history_problems(snap.conversation) == []
+    last = snap.conversation.messages[-1]
+    assert isinstance(last, ToolMessage) and last.is_error and "budget" in last.content
+    with pytest.raises(InvalidTransition, match="final"):
+        m.step(snap, replied("late"))
+
+
+def test_model_failure_fails_with_model_error() -> None:
+    m = Agent("a").machine
+    step = m.step(m.start("hi").snapshot, ModelFailed(error="HTTP 500", kind="http"))
+    assert step.snapshot.phase is Phase.FAILED
+    assert step.snapshot.failure is not None and step.snapshot.failure.kind == "model_error"
+    assert step.snapshot.failure.detail == "http" and "HTTP 500" in step.snapshot.failure.message
+
+
+def test_event_not_accepted_raises_invalid_transition_naming_what_is_accepted() -> None:
+    m = Agent("a").machine
+    snap = m.start("hi").snapshot
+    with pytest.raises(InvalidTransition, match="accepts only model_replied, model_failed") as info:
+        m.step(snap, ToolsFinished(results=()))
+    assert info.value.phase == "PLANNING" and info.value.event == "tools_finished"
+
+
+def test_output_type_valid_answer_is_parsed() -> None:
+    m = Agent("a", output_type=Answer).machine
+    step = m.step(m.start("q").snapshot, replied('```json\n{"value": 4}\n```'))
+    assert step.snapshot.phase is Phase.DONE and step.snapshot.output == Answer(value=4)
+    request = m.start("q").effects[0].request  # type: ignore[attr-defined]
+    assert '"value"' in request.output_schema_json
+
+
+def test_invalid_output_is_fed_back_once_then_fails() -> None:
+    m = Agent("a", output_type=Answer).machine
+    s1 = m.step(m.start("q").snapshot, replied('{"value": "four"}'))
+    assert phases(s1) == [("PLANNING", "model_replied", "PLANNING")]
+    feedback = s1.snapshot.conversation.messages[-1]
+    assert feedback.role == "user" and "Answer" in feedback.content and "value" in feedback.content
+    assert isinstance(s1.effects[0], CallModel)
+    s2 = m.step(s1.snapshot, replied("still not json"))
+    assert s2.snapshot.phase is Phase.FAILED
+    assert s2.snapshot.failure is not None and s2.snapshot.failure.kind == "invalid_output"
+    assert s2.snapshot.failure.detail == "still not json"
+
+
+def test_empty_reply_is_fed_back_then_fails() -> None:
+    m = Agent("a").machine
+    s1 = m.step(m.start("q").snapshot, replied(AssistantMessage(content="  ")))
+    assert s1.snapshot.phase is Phase.PLANNING and "empty" in s1.snapshot.conversation.messages[-1].content
+    s2 = m.step(s1.snapshot, replied(AssistantMessage(content=None)))
+    assert s2.snapshot.failure is not None and s2.snapshot.failure.kind == "invalid_output"
+    assert len(s2.snapshot.conversation) == 4  # nothing lost: both empty replies are in the history
+
+
+def test_missing_and_unknown_results_still_answer_every_call_exactly_once() -> None:
+    m = Agent("a", tools=[add]).machine
+    c1, c2 = call("add", "x", a=1, b=1), call("add", "y", a=2, b=2)
+    s1 = m.step(m.start("q").snapshot, replied(reply(None, c1, c2)))
+    stray = ToolResult(call_id="zzz", name="add", ok=True, content="?")
+    s2 = m.step(s1.snapshot, ToolsFinished(results=(ok(c2, "4"), stray, ok(c2, "dup"))))
+    msgs = s2.snapshot.conversation.messages
+    answers = [m_ for m_ in msgs if isinstance(m_, ToolMessage)]
+    assert [(a.tool_call_id, a.is_error) for a in answers] == [("x", True), ("y", False)]
+    assert "no result was reported" in answers[0].content
+    assert history_problems(s2.snapshot.conversation) == []
+
+
+def test_duplicate_or_empty_tool_call_ids_get_deterministic_ids() -> None:
+    m = Agent("a", tools=[add]).machine
+    dup = ToolCall(id="", name="add", arguments="{}")
+    s1 = m.step(m.start("q").snapshot, replied(AssistantMessage(tool_calls=(dup, dup))))
+    ids = [c.id for c in s1.snapshot.pending]
+    assert ids == ["call_1_0", "call_1_1"]
+    assert s1.snapshot.conversation.messages[-1].tool_calls == s1.snapshot.pending  # type: ignore[union-attr]
+
+
+def test_tool_output_is_limited_in_the_history() -> None:
+    m = Agent("a", tools=[add], max_tool_output_chars=10).machine
+    c = call("add", a=1, b=1)
+    s1 = m.step(m.start("q").snapshot, replied(reply(None, c)))
+    s2 = m.step(s1.snapshot, ToolsFinished(results=(ok(c, "x" * 100),)))
+    content = s2.snapshot.conversation.messages[-1].content
+    assert content.startswith("x" * 10) and "truncated 90 of 100" in content
+
+
+def test_handoff_moves_control_with_the_whole_conversation() -> None:
+    billing = Agent("billing", "You handle invoices.", description="Invoices and refunds")
+    triage = Agent("triage", "Route the customer.", handoffs=[billing], tools=[add])
+    m = triage.machine
+    assert "transfer_to_billing" in [t.name for t in m.tool_specs("triage")]
+    s0 = m.start("refund please")
+    transfer = ToolCall(id="t1", name="transfer_to_billing", arguments="{}")
+    other = call("add", "t2", a=1, b=2)
+    s1 = m.step(s0.snapshot, replied(AssistantMessage(tool_calls=(transfer, other))))
+    assert phases(s1) == [("PLANNING", "model_replied", "HANDOFF"), ("HANDOFF", "handed_off", "PLANNING")]
+    assert s1.snapshot.agent == "billing" and s1.snapshot.data.handoffs == 1
+    (effect,) = s1.effects
+    assert isinstance(effect, CallModel) and effect.agent == "billing"
+    assert effect.request.instructions == "You handle invoices."
+    assert [m_.role for m_ in effect.request.messages] == ["user", "assistant", "tool", "tool"]
+    assert history_problems(s1.snapshot.conversation) == []
+    s2 = m.step(s1.snapshot, replied("Refund issued."))
+    assert s2.snapshot.phase is Phase.DONE
+    assert s2.snapshot.conversation.messages[-1].agent == "billing"  # type: ignore[union-attr]
+
+
+def test_handoff_cycles_by_name_resolve() -> None:
+    a = Agent("a", handoffs=["b"])
+    b = Agent("b", handoffs=[a])
+    a.handoffs = (b,)
+    m = a.machine
+    assert set(m.agents) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "bad name"}, "must be 1-64"),
+        ({"name": "a", "max_steps": 0}, "max_steps"),
+        ({"name": "a", "output_type": dict}, "pydantic model"),
+        ({"name": "a", "handoffs": ["ghost"]}, "not reachable"),
+    ],
+)
+def test_bad_agent_definitions_are_typed_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidDefinition, match=message):
+        Agent(**kwargs).machine
+
+
+def test_non_frozen_output_type_is_rejected() -> None:
+    class Loose(BaseModel):
+        x: int
+
+    with pytest.raises(InvalidDefinition, match="frozen"):
+        Agent("a", output_type=Loose)

@@ -1,0 +1,244 @@
+"""The runtime: performing effects on asyncio and trio, observers, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+from statemachine import State, StateChart
+
+from fsm_agents import (
+    Agent,
+    AgentsFinished,
+    FsmAgentsError,
+    FunctionModel,
+    Limits,
+    LoggingObserver,
+    Machine,
+    ModelReplied,
+    Observer,
+    Phase,
+    RunAgents,
+    ScriptedModel,
+    Snapshot,
+    Step,
+    Taken,
+    compile_chart,
+    run,
+    run_sync,
+    tool,
+)
+from fsm_agents.events import AgentTask, Effect, Event, effect_key
+from fsm_agents.models import ModelRequest, ModelTimeout, call, reply
+from fsm_agents.observers import Redactor
+from fsm_agents.state import Conversation, EmptyContext, Frozen
+from fsm_agents.testing import history_problems
+
+pytestmark = pytest.mark.anyio
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def calculator(model: Any, **kwargs: Any) -> Agent:
+    return Agent("calc", "Use add.", model, tools=[add], **kwargs)
+
+
+async def test_scripted_tool_loop_reaches_done_with_usage_and_trace() -> None:
+    model = ScriptedModel([reply(None, call("add", a=2, b=3)), "5"])
+    result = await run(calculator(model), "2+3?", run_id="r1")
+    assert result.ok and result.output == "5" and result.run_id == "r1"
+    assert [(t.source, t.event, t.target) for t in result.trace] == [
+        ("PLANNING", "model_replied", "EXECUTING"),
+        ("EXECUTING", "tools_finished", "OBSERVING"),
+        ("OBSERVING", "observed", "PLANNING"),
+        ("PLANNING", "model_replied", "DONE"),
+    ]
+    assert [e.name for e in result.events] == ["model_replied", "tools_finished", "model_replied"]
+    assert result.snapshot.results[0].content == "5"
+    assert len(model.requests) == 2 and len(model.requests[1].messages) == 3
+
+
+async def test_replaying_the_events_reproduces_the_final_snapshot() -> None:
+    model = ScriptedModel([reply(None, call("add", a=1, b=1)), "2"])
+    result = await run(calculator(model), "1+1?", run_id="r")
+    machine = calculator(None).machine
+    step = machine.start(result.input, run_id="r")
+    for event in result.events:
+        step = machine.step(step.snapshot, event)
+    assert step.snapshot == result.snapshot
+
+
+def test_run_sync_on_both_backends() -> None:
+    for backend in ("asyncio", "trio"):
+        model = ScriptedModel([reply(None, call("add", a=2, b=2)), "4"])
+        assert run_sync(calculator(model), "2+2", backend=backend).output == "4"
+
+
+async def test_models_argument_overrides_and_missing_model_is_a_clear_error() -> None:
+    agent = calculator(None)
+    with pytest.raises(FsmAgentsError, match=r"no model for agent\(s\) calc"):
+        await run(agent, "x")
+    result = await run(agent, "x", models={"calc": ScriptedModel(["fine"])})
+    assert result.output == "fine"
+
+
+async def test_model_exceptions_become_model_failed() -> None:
+    def broken(request: ModelRequest) -> str:
+        raise RuntimeError("provider bug")
+
+    result = await run(calculator(FunctionModel(broken)), "x")
+    assert result.phase is Phase.FAILED and result.failure is not None
+    assert result.failure.kind == "model_error" and "RuntimeError: provider bug" in result.failure.message
+    result = await run(calculator(ScriptedModel([ModelTimeout("slow")])), "x")
+    assert result.failure is not None and result.failure.detail == "timeout"
+    result = await run(calculator(ScriptedModel([])), "x")
+    assert result.failure is not None and result.failure.detail == "exhausted"
+
+
+async def test_model_timeout_limit_fails_the_run() -> None:
+    async def slow(request: ModelRequest) -> str:
+        await anyio.sleep(30)
+        return "late"
+
+    result = await run(calculator(FunctionModel(slow)), "x", limits=Limits(model_timeout=0.05))
+    assert result.failure is not None and result.failure.detail == "timeout"
+    assert "0.05 s" in result.failure.message
+
+
+async def test_budget_exhausted_run_has_a_well_formed_history() -> None:
+    model = FunctionModel(lambda request: reply(None, call("add", f"c{len(request.messages)}", a=1, b=1)))
+    result = await run(calculator(model, max_steps=3), "loop forever")
+    assert result.phase is Phase.FAILED and result.failure is not None and result.failure.kind == "budget_exhausted"
+    assert history_problems(result.snapshot.conversation) == []
+    assert result.usage.requests == 0 and len(result.events) == 5
+
+
+async def test_observers_see_effects_events_and_transitions_in_order() -> None:
+    seen: list[str] = []
+
+    class Recorder(Observer):
+        def on_effect(self, effect: Effect) -> None:
+            seen.append(f"effect:{type(effect).__name__}")
+
+        def on_event(self, effect: Effect, event: Event) -> None:
+            seen.append(f"event:{event.name}")
+
+        def on_transition(self, taken: Taken, snapshot: Snapshot[Any]) -> None:
+            seen.append(f"{taken.source}->{taken.target}")
+
+    class Broken(Observer):
+        def on_event(self, effect: Effect, event: Event) -> None:
+            raise RuntimeError("observer bug")
+
+    model = ScriptedModel([reply(None, call("add", a=1, b=2)), "3"])
+    result = await run(calculator(model), "x", observers=[Recorder(), Broken()])
+    assert result.ok
+    assert seen == [
+        "effect:CallModel", "event:model_replied", "PLANNING->EXECUTING",
+        "effect:RunTools", "event:tools_finished", "EXECUTING->OBSERVING", "OBSERVING->PLANNING",
+        "effect:CallModel", "event:model_replied", "PLANNING->DONE",
+    ]  # fmt: skip
+
+
+async def test_logging_observer_redacts_secrets(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "env-secret-value-123")
+    leaky = reply(None, call("add", a=1, b=2))
+    leaky = leaky.model_copy(update={"content": "key sk-abcdefghijklmnopqrstuv and env-secret-value-123"})
+    model = ScriptedModel([leaky, "Authorization: Bearer abcdefghijklmnop"])
+    with caplog.at_level(logging.INFO, logger="fsm_agents.run"):
+        await run(calculator(model), "x", observers=[LoggingObserver(redactor=Redactor(["my-own-secret"]))])
+    text = caplog.text
+    assert "step 1: PLANNING --model_replied--> EXECUTING" in text
+    assert "sk-abcdefghijklmnopqrstuv" not in text and "env-secret-value-123" not in text
+    assert "abcdefghijklmnop" not in text and "[REDACTED]" in text
+    assert Redactor(["my-own-secret"])("x my-own-secret y api_key=zzzz1234") == "x [REDACTED] y api_key=[REDACTED]"
+
+
+async def test_cancelling_a_run_cancels_its_tools() -> None:
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    @tool
+    async def wait_forever() -> str:
+        """Never returns."""
+        started.set()
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        return "never"
+
+    agent = Agent("w", tools=[wait_forever], model=ScriptedModel([reply(None, call("wait_forever"))]))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, agent, "go")
+            await started.wait()
+            tg.cancel_scope.cancel()
+    assert cancelled.is_set()
+
+
+# -- a tiny parent machine that fans out to two agents: RunAgents through the runtime -------------
+
+
+class FanOutChart(StateChart):
+    planning = State("PLANNING", initial=True)
+    executing = State("EXECUTING")
+    done = State("DONE", final=True)
+    failed = State("FAILED", final=True)
+    agents_finished = executing.to(done, cond="all_done", on="collect") | executing.to(failed, on="give_up")
+    never = planning.to(executing)
+
+
+class FanOutData(Frozen):
+    pass
+
+
+class FanOut(Machine):
+    def __init__(self, children: dict[str, Machine]) -> None:
+        self.name = "fanout"
+        self._children = children
+        self.table = compile_chart(
+            FanOutChart,
+            guards={"all_done": lambda s, e: all(o.phase is Phase.DONE for o in e.outcomes)},  # type: ignore[attr-defined]
+            actions={
+                "collect": lambda s, e: Step(s.evolve(output=tuple(o.output for o in e.outcomes))),  # type: ignore[attr-defined]
+                "give_up": lambda s, e: Step(s),
+            },
+        )
+
+    def children(self) -> dict[str, Machine]:
+        return self._children
+
+    def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:
+        snap: Snapshot[FanOutData] = Snapshot(
+            machine=self.name, phase=Phase.EXECUTING, conversation=Conversation(id=run_id),
+            context=EmptyContext(), data=FanOutData(),
+        )  # fmt: skip
+        tasks = tuple(AgentTask(task_id=f"t{i}", machine=name, input=input) for i, name in enumerate(self._children))
+        return Step(snap, (RunAgents(key=effect_key(snap), tasks=tasks),))
+
+
+async def test_run_agents_runs_children_concurrently_and_folds_outcomes() -> None:
+    gate = {"a": anyio.Event(), "b": anyio.Event()}
+
+    def waiting(me: str, other: str) -> FunctionModel:
+        async def fn(request: ModelRequest) -> str:
+            gate[me].set()
+            await gate[other].wait()  # only finishes if the sibling runs at the same time
+            return f"{me}:{request.messages[0].content}"
+
+        return FunctionModel(fn)
+
+    machine = FanOut({"a": Agent("a", model=waiting("a", "b")).machine, "b": Agent("b", model=waiting("b", "a")).machine})
+    with anyio.fail_after(5):
+        result = await run(machine, "hi", run_id="p")
+    assert result.ok and result.output == ("a:hi", "b:hi")
+    assert set(result.children) == {"t0", "t1"} and result.children["t0"].run_id == "p/t0"
+    assert isinstance(result.events[0], AgentsFinished)
+    assert not isinstance(result.events[0], ModelReplied)

@@ -1,0 +1,204 @@
+"""Tools: schema from typed functions, and the executor's typed outcomes for every bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date
+
+import anyio
+import pytest
+from pydantic import BaseModel
+
+from fsm_agents import Tool, ToolCall, ToolDefinitionError, tool
+from fsm_agents.tools import ToolExecutor
+
+pytestmark = pytest.mark.anyio
+
+
+@tool
+def lookup(city: str, year: int = 2024, units: list[str] | None = None) -> dict[str, object]:
+    """Look up a city's population.
+
+    Uses the bundled census table.
+
+    Args:
+        city: The city name, e.g. "Lyon".
+        year: Census year.
+        units: Optional units.
+    """
+    return {"city": city, "year": year}
+
+
+def test_schema_and_description_come_from_signature_and_docstring() -> None:
+    spec = lookup.spec
+    assert spec.name == "lookup"
+    assert spec.description == "Look up a city's population.\n\nUses the bundled census table."
+    params = spec.parameters
+    assert params["required"] == ["city"]
+    assert params["properties"]["city"] == {"description": 'The city name, e.g. "Lyon".', "title": "City", "type": "string"}
+    assert params["properties"]["year"]["default"] == 2024
+    assert params["additionalProperties"] is False
+    assert lookup("Lyon") == {"city": "Lyon", "year": 2024}  # still callable as a function
+
+
+def test_options_and_bad_definitions() -> None:
+    @tool(name="fetch-page", timeout=2.5, retries=2, retry_on=(ConnectionError,), idempotent=True)
+    async def fetch(url: str) -> str:
+        """Fetch."""
+        return url
+
+    assert isinstance(fetch, Tool) and fetch.is_async and fetch.name == "fetch-page"
+    assert (fetch.timeout, fetch.retries, fetch.idempotent) == (2.5, 2, True)
+
+    def untyped(x):  # type: ignore[no-untyped-def]
+        return x
+
+    with pytest.raises(ToolDefinitionError, match="needs a type annotation"):
+        tool(untyped)
+
+    def star(*args: int) -> int:
+        return 0
+
+    with pytest.raises(ToolDefinitionError, match=r"\*args"):
+        tool(star)
+    with pytest.raises(ToolDefinitionError, match="timeout must be a positive"):
+        tool(timeout=0)(untyped)
+    with pytest.raises(ToolDefinitionError, match="must be letters"):
+        tool(lambda: 1)
+
+
+def run_one(executor: ToolExecutor, name: str, arguments: str) -> object:
+    return executor.run_one(ToolCall(id="c1", name=name, arguments=arguments))
+
+
+async def test_valid_call_serializes_output_as_json_and_records_duration() -> None:
+    class Out(BaseModel):
+        day: date
+
+    @tool
+    def when() -> Out:
+        """When."""
+        return Out(day=date(2026, 1, 2))
+
+    ex = ToolExecutor([lookup, when])
+    r = await ex.run_one(ToolCall(id="c1", name="lookup", arguments='{"city": "Lyon"}'))
+    assert r.ok and json.loads(r.content) == {"city": "Lyon", "year": 2024} and r.duration_ms >= 0
+    r2 = await ex.run_one(ToolCall(id="c2", name="when", arguments=""))
+    assert r2.ok and r2.content == '{"day":"2026-01-02"}'
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "expected"),
+    [
+        ("nope", "{}", "unknown tool 'nope'; available tools: lookup"),
+        ("lookup", '{"city": ', "not valid JSON"),
+        ("lookup", '{"city": "Lyon", "year": "soon"}', "year: Input should be a valid integer"),
+        ("lookup", "{}", "city: Field required"),
+        ("lookup", '{"city": "x", "extra": 1}', "extra: Extra inputs are not permitted"),
+        ("lookup", "[1, 2]", "Input should be an object"),
+    ],
+)
+async def test_bad_calls_become_error_results_fed_back(name: str, arguments: str, expected: str) -> None:
+    r = await ToolExecutor([lookup]).run_one(ToolCall(id="c1", name=name, arguments=arguments))
+    assert not r.ok and r.content == "" and expected in (r.error or "")
+    assert r.text.startswith("Error: ")
+
+
+async def test_exceptions_timeouts_and_hanging_sync_tools_are_results() -> None:
+    @tool
+    def boom() -> str:
+        """Boom."""
+        raise KeyError("missing")
+
+    @tool(timeout=0.05)
+    async def hang() -> str:
+        """Hang."""
+        await anyio.sleep(30)
+        return "never"
+
+    release = threading.Event()
+
+    @tool(timeout=0.05)
+    def hang_sync() -> str:
+        """Hang in a thread."""
+        release.wait(10)
+        return "late"
+
+    ex = ToolExecutor([boom, hang, hang_sync])
+    r = await ex.run_one(ToolCall(id="1", name="boom"))
+    assert not r.ok and r.error == "tool 'boom' raised KeyError: 'missing'"
+    r = await ex.run_one(ToolCall(id="2", name="hang"))
+    assert not r.ok and r.error == "tool 'hang' timed out after 0.05 s"
+    r = await ex.run_one(ToolCall(id="3", name="hang_sync"))
+    release.set()
+    assert not r.ok and "timed out" in (r.error or "")
+
+
+async def test_transient_exceptions_are_retried_others_are_not() -> None:
+    attempts = {"flaky": 0, "broken": 0}
+
+    @tool(retries=3, retry_on=(ConnectionError,), retry_wait=0.001)
+    def flaky() -> str:
+        """Fails twice."""
+        attempts["flaky"] += 1
+        if attempts["flaky"] < 3:
+            raise ConnectionError("reset")
+        return "ok"
+
+    @tool(retries=3, retry_on=(ConnectionError,), retry_wait=0.001)
+    def broken() -> str:
+        """Fails with a non-transient error."""
+        attempts["broken"] += 1
+        raise ValueError("bad input")
+
+    ex = ToolExecutor([flaky, broken])
+    r = await ex.run_one(ToolCall(id="1", name="flaky"))
+    assert r.ok and r.content == "ok" and r.attempts == 3
+    r = await ex.run_one(ToolCall(id="2", name="broken"))
+    assert not r.ok and attempts["broken"] == 1 and "ValueError" in (r.error or "")
+
+
+async def test_retries_give_up_after_the_last_attempt() -> None:
+    calls = 0
+
+    @tool(retries=2, retry_on=(ConnectionError,), retry_wait=0.001)
+    def down() -> str:
+        """Always down."""
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    r = await ToolExecutor([down]).run_one(ToolCall(id="1", name="down"))
+    assert not r.ok and calls == 3 and r.attempts == 3
+
+
+async def test_output_is_truncated_with_a_marker() -> None:
+    @tool(max_output_chars=5)
+    def long() -> str:
+        """Long."""
+        return "abcdefghij"
+
+    r = await ToolExecutor([long]).run_one(ToolCall(id="1", name="long"))
+    assert r.content == "abcde\n… [truncated 5 of 10 characters]"
+
+
+async def test_calls_of_one_reply_run_concurrently() -> None:
+    """`ping` only returns once `pong` has started and vice versa: sequential execution would
+    deadlock (and hit the 5 s safety timeout), concurrent execution finishes."""
+    started = {"ping": anyio.Event(), "pong": anyio.Event()}
+
+    def make(name: str, other: str) -> Tool:
+        async def fn() -> str:
+            started[name].set()
+            await started[other].wait()
+            return name
+
+        fn.__name__ = name
+        fn.__doc__ = name
+        return tool(fn)
+
+    ex = ToolExecutor([make("ping", "pong"), make("pong", "ping")])
+    with anyio.fail_after(5):
+        results = await ex.run([ToolCall(id="a", name="ping"), ToolCall(id="b", name="pong")])
+    assert [(r.call_id, r.content) for r in results] == [("a", "ping"), ("b", "pong")]
