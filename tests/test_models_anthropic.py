@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=3):
+    with stamina.set_testing(True, attempts=3, cap=True):
         yield
 
 

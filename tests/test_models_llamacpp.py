@@ -40,7 +40,7 @@ ADD = ToolSpec(
 
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=2):
+    with stamina.set_testing(True, attempts=2, cap=True):
         yield
 
 

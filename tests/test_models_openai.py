@@ -39,7 +39,7 @@ WEATHER = ToolSpec(
 
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
-    with stamina.set_testing(True, attempts=3):
+    with stamina.set_testing(True, attempts=3, cap=True):
         yield
 
 

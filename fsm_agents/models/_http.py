@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 import pydantic_core
 import sniffio
@@ -209,10 +210,13 @@ class HTTPModel:
             return RateLimited(429, body, parse_retry_after(response.headers.get("retry-after")))
         return ModelHTTPError(response.status_code, body)
 
+    def _timeout(self, detail: str = "") -> ModelTimeout:
+        return ModelTimeout(f"{type(self).__name__}: no answer within {self.timeout} s{detail}")
+
     def _transport_error(self, exc: httpx.HTTPError) -> ModelError:
         what = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
         if isinstance(exc, httpx.TimeoutException):
-            return ModelTimeout(f"{type(self).__name__}: no answer within {self.timeout} s ({what})")
+            return self._timeout(f" ({what})")
         if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
             if isinstance(exc, httpx.RemoteProtocolError):
                 return MalformedResponse(f"{type(self).__name__}: the connection broke mid-answer ({what})")
@@ -242,9 +246,13 @@ class HTTPModel:
         request = self._request(path, payload)
         client = self._client_for_loop()
         try:
-            response = await client.send(request)
+            # httpx's timeouts bound each phase (connect, each read); this bounds the whole request
+            with anyio.fail_after(self.timeout):
+                response = await client.send(request)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        except TimeoutError:
+            raise self._timeout() from None
         text = response.text
         if response.status_code >= 400:
             raise self._status_error(response, text)
@@ -269,9 +277,12 @@ class HTTPModel:
         request = self._request(path, payload, stream=True)
         client = self._client_for_loop()
         try:
-            response = await client.send(request, stream=True)
+            with anyio.fail_after(self.timeout):  # until the headers arrive; then httpx's read timeout
+                response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        except TimeoutError:
+            raise self._timeout() from None
         if response.status_code >= 400:
             try:
                 body = (await response.aread()).decode("utf-8", "replace")
@@ -300,10 +311,10 @@ class HTTPModel:
             try:
                 async for sse in EventSource(response).aiter_sse():
                     yield sse
+            except SSEError as exc:  # (an httpx.TransportError subclass)
+                raise MalformedResponse(f"{type(self).__name__}: not an event stream ({exc})") from None
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from None
-            except SSEError as exc:
-                raise MalformedResponse(f"{type(self).__name__}: not an event stream ({exc})") from None
 
         stream = events()
         try:
