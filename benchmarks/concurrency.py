@@ -1,0 +1,177 @@
+"""Many concurrent runs on one event loop: fsm_agents vs LangGraph.
+
+    .venv/bin/python benchmarks/concurrency.py               # 10,000 runs of each (LangGraph: ≈2 min)
+    .venv/bin/python benchmarks/concurrency.py --runs 500    # a quick check
+
+Each run is a 3-step agent: the model (a `FunctionModel`) sleeps 50 ms per turn, as a remote model
+would, and replies with a call to `add` twice, then with a text answer; a step is a model turn, so
+a run is 3 steps and 2 tool calls, and the zero-overhead ideal is 3 × 50 ms = 0.15 s whatever the
+number of runs. fsm_agents: `fsm_agents.run` for every run, started in one anyio task group
+(asyncio backend). LangGraph: a compiled `StateGraph(MessagesState)` with a model node, the
+prebuilt `ToolNode` and `tools_condition`, `ainvoke` for every run under `asyncio.gather`. In both,
+`add` runs inline on the event loop (`@tool(thread=False)`; an async langchain tool); `--thread`
+runs the fsm_agents tool in a worker thread instead (anyio's default limiter: 40 threads).
+Printed: wall time, steps/s, and LangGraph's wall time / fsm_agents' wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+import fsm_agents
+from fsm_agents import AssistantMessage, FunctionModel, ToolCall, tool
+from fsm_agents.state import ModelRequest
+
+TURN_SECONDS = 0.05
+STEPS = 3  # model turns per run: two tool calls, then the answer
+USER = "Add 1 and 2, then add 3 to the result."
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first addend
+        b: the second addend
+    """
+    return a + b
+
+
+async def fsm_agents_runs(n: int, *, thread: bool) -> float:
+    """Wall time of `n` concurrent fsm_agents runs."""
+    calls = [
+        AssistantMessage(tool_calls=(ToolCall(id="call_0", name="add", arguments=json.dumps({"a": 1, "b": 2})),)),
+        AssistantMessage(tool_calls=(ToolCall(id="call_1", name="add", arguments=json.dumps({"a": 3, "b": 3})),)),
+    ]
+    answer = AssistantMessage(content="The result is 6.")
+
+    async def reply(request: ModelRequest) -> AssistantMessage:
+        await anyio.sleep(TURN_SECONDS)
+        turn = (len(request.messages) - 1) // 2  # [user, (assistant, tool) × turns so far]
+        return calls[turn] if turn < len(calls) else answer
+
+    agent = fsm_agents.Agent(
+        "adder", instructions="Use the add tool.", model=FunctionModel(reply), tools=[tool(thread=thread)(add)]
+    )
+    failed = 0
+
+    async def one() -> None:
+        nonlocal failed
+        result = await fsm_agents.run(agent, USER)
+        if not (result.ok and result.output == "The result is 6." and result.snapshot.data.turns == STEPS):
+            failed += 1
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    elapsed = time.perf_counter() - started
+    if failed:
+        raise AssertionError(f"fsm_agents: {failed} of {n} runs did not end as scripted")
+    return elapsed
+
+
+async def langgraph_runs(n: int) -> float:
+    """Wall time of `n` concurrent LangGraph runs."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.tools import tool as lc_tool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    @lc_tool("add")
+    async def add_lc(a: int, b: int) -> int:
+        """Add two integers."""
+        return add(a, b)
+
+    async def model(state: MessagesState) -> dict[str, Any]:
+        await asyncio.sleep(TURN_SECONDS)
+        turn = (len(state["messages"]) - 2) // 2  # [system, user, (ai, tool) × turns so far]
+        if turn == 0:
+            message = AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "call_0"}])
+        elif turn == 1:
+            message = AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 3, "b": 3}, "id": "call_1"}])
+        else:
+            message = AIMessage(content="The result is 6.")
+        return {"messages": [message]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", model)
+    builder.add_node("tools", ToolNode([add_lc]))
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", tools_condition)
+    builder.add_edge("tools", "model")
+    graph = builder.compile()
+
+    async def one() -> Any:
+        return await graph.ainvoke({"messages": [SystemMessage("Use the add tool."), HumanMessage(USER)]})
+
+    started = time.perf_counter()
+    outs = await asyncio.gather(*(one() for _ in range(n)))
+    elapsed = time.perf_counter() - started
+    bad = sum(1 for out in outs if out["messages"][-1].content != "The result is 6." or len(out["messages"]) != 7)
+    if bad:
+        raise AssertionError(f"langgraph: {bad} of {n} runs did not end as scripted")
+    return elapsed
+
+
+def _versions() -> str:
+    parts = [f"python {platform.python_version()}", f"{os.cpu_count()} CPUs"]
+    for dist in ("fsm-agents", "anyio", "langgraph", "langchain-core"):
+        try:
+            parts.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{dist} (not installed)")
+    return ", ".join(parts)
+
+
+def _line(name: str, n: int, wall: float) -> str:
+    steps = n * STEPS
+    return f"{name:<24} {n:>7} {steps:>7} {wall:>9.2f} {steps / wall:>12,.0f} {wall / (STEPS * TURN_SECONDS):>8.1f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10_000, help="concurrent runs per framework (default 10000)")
+    parser.add_argument("--thread", action="store_true", help="run the fsm_agents tool in a worker thread")
+    parser.add_argument("--skip-langgraph", action="store_true", help="measure fsm_agents only")
+    args = parser.parse_args(argv)
+    n = args.runs
+    sleep_ms = TURN_SECONDS * 1000
+    print(f"concurrency: {n:,} concurrent runs of a {STEPS}-step agent, the model sleeps {sleep_ms:.0f} ms per turn")
+    print(f"  {_versions()}; gc enabled: {gc.isenabled()}; asyncio")
+    print(f"  zero-overhead ideal: {STEPS * TURN_SECONDS:.2f} s wall")
+    print()
+    label = "fsm_agents (thread)" if args.thread else "fsm_agents"
+    # a short warm-up (imports, first-call caches) outside timing, for both frameworks
+    anyio.run(lambda: fsm_agents_runs(10, thread=args.thread), backend="asyncio")
+    fsm_wall = anyio.run(lambda: fsm_agents_runs(n, thread=args.thread), backend="asyncio")
+    lg_wall = None
+    if not args.skip_langgraph:
+        asyncio.run(langgraph_runs(10))
+        gc.collect()
+        lg_wall = asyncio.run(langgraph_runs(n))
+    print(f"{'framework':<24} {'runs':>7} {'steps':>7} {'wall s':>9} {'steps/s':>12} {'× ideal':>8}")
+    print(_line(label, n, fsm_wall))
+    if lg_wall is not None:
+        print(_line("langgraph", n, lg_wall))
+        print()
+        print(f"langgraph wall / fsm_agents wall: {lg_wall / fsm_wall:.1f}×")
+    verdict = ("ok" if fsm_wall <= 2.0 else "MISSED") if n == 10_000 else "n/a: not 10,000 runs"
+    print(f"fsm_agents wall: {fsm_wall:.2f} s (target ≤ 2 s at 10,000 runs: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
