@@ -1,0 +1,183 @@
+"""The main job: a tool-using agent on the embedded local model (SmolLM2-135M via llama.cpp).
+
+    python -m examples.local_agent ["your question"]      # or: make demo
+
+Starts the local llama.cpp server (`fsm_agents.local.serve`), runs an agent with two real tools —
+a safe calculator and a lookup over `examples/data/countries.csv` — prints every transition live,
+then the outcome and a transcript summary. A 135M model is weak: the run ends in DONE or in
+FAILED(budget_exhausted), always with a complete, well-formed history. Set FSM_AGENTS_MODEL_URL
+(and FSM_AGENTS_MODEL_NAME) to use any other OpenAI-compatible server instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import difflib
+import operator
+import sys
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fsm_agents import Agent, AssistantMessage, ToolMessage, run_sync, tool
+from fsm_agents.local import serve
+from fsm_agents.models import Model, ModelResponse, ModelSettings
+from fsm_agents.observers import PrintObserver
+from fsm_agents.runtime import Limits, RunResult
+from fsm_agents.state import ModelRequest
+
+DATA = Path(__file__).parent / "data" / "countries.csv"
+QUESTION = "What is the population of Japan?"
+
+# -- tools ----------------------------------------------------------------------------------------
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 100:
+            raise ValueError("exponent too large (max 100)")
+        return float(_BINARY[type(node.op)](left, right))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return float(_UNARY[type(node.op)](_evaluate(node.operand)))
+    raise ValueError(f"unsupported expression element: {ast.dump(node)[:60]}")
+
+
+@tool(timeout=2)
+def calculate(expression: str) -> float:
+    """Evaluate an arithmetic expression with + - * / // % ** and parentheses.
+
+    Args:
+        expression: the arithmetic expression, e.g. "124500000 / 377975".
+    """
+    try:
+        tree = ast.parse(expression.replace(",", "").strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"not an arithmetic expression: {expression!r}") from exc
+    return _evaluate(tree)
+
+
+@cache
+def _countries() -> dict[str, dict[str, str]]:
+    with DATA.open(newline="", encoding="utf-8") as f:
+        return {row["country"].lower(): row for row in csv.DictReader(f)}
+
+
+def _normalise(name: str) -> str:
+    return " ".join("".join(ch if ch.isalpha() or ch == " " else " " for ch in name.lower()).split())
+
+
+@tool(timeout=2)
+def lookup_country(name: str) -> str:
+    """Look up a country (or its capital): capital, continent, population and area in km².
+
+    Args:
+        name: the country's English name, e.g. "Japan".
+    """
+    rows = _countries()
+    key = _normalise(name)
+    row = rows.get(key) or next((r for r in rows.values() if r["capital"].lower() == key), None)
+    if row is None:
+        close = difflib.get_close_matches(key, list(rows), n=1, cutoff=0.6)
+        if not close:
+            raise ValueError(f"no country named {name!r}; known: {', '.join(r['country'] for r in rows.values())}")
+        row = rows[close[0]]
+    return (
+        f"{row['country']}: capital {row['capital']}, continent {row['continent']}, "
+        f"population {int(row['population']):,}, area {int(row['area_km2']):,} km²."
+    )
+
+
+# -- the agent ------------------------------------------------------------------------------------
+INSTRUCTIONS = "You are a helpful assistant. Use the tools to answer questions about countries, then answer briefly."
+
+
+class GuidedToolChoice:
+    """A `Model` wrapper steering a small model's `tool_choice` turn by turn: the first call of a
+    run must call `tool`; after a successful tool result the model must answer in text
+    (`"none"`); after a failed one it may try again (`"auto"`). A 135M model rarely calls a tool
+    unprompted and, left free, tends to call tools forever; the machine copes either way (the
+    budget ends the run in FAILED), but this makes the demo exercise the whole loop and finish."""
+
+    def __init__(self, model: Model, tool: str) -> None:
+        self.model, self.tool = model, tool
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        last_tool = next((m for m in reversed(request.messages) if isinstance(m, ToolMessage)), None)
+        choice = self.tool if last_tool is None else "auto" if last_tool.is_error else "none"
+        return await self.model.complete(request.model_copy(update={"tool_choice": choice}))
+
+
+def build_agent(model: Model, *, max_steps: int = 6) -> Agent:
+    """The demo agent: deterministic sampling (temperature 0, fixed seed), two tools."""
+    return Agent(
+        "geo",
+        INSTRUCTIONS,
+        model=GuidedToolChoice(model, "lookup_country"),
+        tools=[lookup_country, calculate],
+        max_steps=max_steps,
+        settings=ModelSettings(temperature=0.0, seed=42, max_tokens=48),
+        tool_choice="auto",
+    )
+
+
+def summary(result: RunResult, elapsed: float) -> str:
+    """A human-readable transcript summary: path through the phases, tool calls, outcome."""
+    lines = ["", "── transcript summary " + "─" * 50]
+    path = [result.trace[0].source.value] if result.trace else []
+    path += [t.target.value for t in result.trace]
+    lines.append(f"phases: {' → '.join(path)}")
+    results = {m.tool_call_id: m for m in result.snapshot.conversation.messages if isinstance(m, ToolMessage)}
+    calls = [c for m in result.snapshot.conversation.messages if isinstance(m, AssistantMessage) for c in m.tool_calls]
+    lines.append(f"tool calls: {len(calls)}")
+    for c in calls:
+        answer = results.get(c.id)
+        outcome = "(unanswered!)" if answer is None else ("error: " if answer.is_error else "") + answer.content[:100]
+        lines.append(f"  • {c.name}({c.arguments}) → {outcome}")
+    lines.append(f"messages: {len(result.snapshot.conversation)}; model calls: {result.usage.requests}; "
+                 f"tokens in/out: {result.usage.input_tokens}/{result.usage.output_tokens}; {elapsed:.1f} s")  # fmt: skip
+    if result.ok:
+        lines.append(f"DONE: {result.output}")
+    else:
+        failure = result.failure
+        lines.append(f"FAILED({failure.kind if failure else '?'}): {failure.message if failure else ''}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    question = " ".join(args) or QUESTION
+    print(f"starting the local model… (question: {question!r})", flush=True)
+    with serve() as model:
+        print(f"model ready: {model!r}", flush=True)
+        started = time.monotonic()
+        result = run_sync(
+            build_agent(model),
+            question,
+            observers=[PrintObserver(sys.stdout)],
+            limits=Limits(model_timeout=180, tool_timeout=5),
+        )
+        elapsed = time.monotonic() - started
+    print(summary(result, elapsed), flush=True)
+    return 0 if result.phase.is_final else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
