@@ -1,0 +1,90 @@
+"""Integration: an agent on the REAL local model (SmolLM2-135M in a llama.cpp server) through the
+real HTTP client. Skipped only when llama-cpp-python is not installed (CI installs it)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+
+from fsm_agents import Agent, AssistantMessage, Phase, ToolMessage, run
+from fsm_agents.local import serve
+from fsm_agents.models import Model, ModelResponse, ModelSettings, OpenAIChat
+from fsm_agents.runtime import Limits
+from fsm_agents.state import ModelRequest
+
+pytestmark = [
+    pytest.mark.local_model,
+    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"),
+]
+
+MAX_STEPS = 4
+CAPITALS = {"france": "Paris", "japan": "Tokyo", "kenya": "Nairobi", "peru": "Lima"}
+
+
+def capital_of(country: str) -> str:
+    """The capital city of a country.
+
+    Args:
+        country: the country's English name, e.g. "France".
+    """
+    key = "".join(ch for ch in country.lower() if ch.isalpha())
+    if key not in CAPITALS:
+        raise ValueError(f"unknown country {country!r}; known: France, Japan, Kenya, Peru")
+    return f"The capital of {country} is {CAPITALS[key]}."
+
+
+class ForceFirstCall:
+    """Forces the tool on the first model call of a run; later calls are left to the model."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        if not any(isinstance(m, ToolMessage) for m in request.messages):
+            request = request.model_copy(update={"tool_choice": "capital_of"})
+        return await self.model.complete(request)
+
+
+@pytest.fixture(scope="session")
+def local_model() -> Iterator[OpenAIChat]:
+    with serve(n_ctx=2048) as model:
+        yield model
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_agent_on_the_real_local_model(local_model: OpenAIChat, anyio_backend: str) -> None:
+    agent = Agent(
+        "geo",
+        "You are a helpful assistant. Use the capital_of tool, then answer briefly.",
+        model=ForceFirstCall(local_model),
+        tools=[capital_of],
+        max_steps=MAX_STEPS,
+        settings=ModelSettings(temperature=0.0, seed=7, max_tokens=48),
+    )
+    async with local_model:
+        result = await run(agent, "What is the capital of France?", limits=Limits(model_timeout=240))
+
+    assert result.phase in (Phase.DONE, Phase.FAILED), result
+    if result.phase is Phase.FAILED:
+        assert result.failure is not None and result.failure.kind == "budget_exhausted", result.failure
+    assert 1 <= result.usage.requests <= MAX_STEPS
+    assert result.usage.input_tokens > 0  # usage came back from the real server
+
+    messages = list(result.snapshot.conversation.messages)
+    calls = [c for m in messages if isinstance(m, AssistantMessage) for c in m.tool_calls]
+    answers = [m for m in messages if isinstance(m, ToolMessage)]
+    # every tool call is answered exactly once, and nothing else is answered
+    assert sorted(a.tool_call_id for a in answers) == sorted(c.id for c in calls)
+    assert len({c.id for c in calls}) == len(calls)
+    # at least one real tool call was parsed from the server's reply and executed successfully
+    assert calls and calls[0].name == "capital_of"
+    executed = [a for a in answers if not a.is_error]
+    assert executed and "Paris" in executed[0].content
+    # each tool-call turn is immediately followed by its answers (well-formed history)
+    for i, m in enumerate(messages):
+        if isinstance(m, AssistantMessage) and m.tool_calls:
+            following = messages[i + 1 : i + 1 + len(m.tool_calls)]
+            assert [a.tool_call_id for a in following if isinstance(a, ToolMessage)] == [c.id for c in m.tool_calls]
