@@ -317,25 +317,35 @@ async def _batch(run_once: RunOnce, runs: int, k: int) -> float:
     return (time.perf_counter() - started) / (runs * k) * 1e6
 
 
+def _estimate_run_seconds(measured: Sequence[tuple[int, float]], k: int) -> float | None:
+    """Seconds one run of K steps should take, from earlier (K, µs/step) medians: per-step cost
+    fitted as a + b·K through the last two sizes (flat with one size; never below the last)."""
+    if not measured:
+        return None
+    k1, us1 = measured[-1]
+    per_step = us1
+    if len(measured) >= 2:
+        k0, us0 = measured[-2]
+        per_step = max(us1, us1 + (us1 - us0) / (k1 - k0) * (k - k1))
+    return per_step * 1e-6 * k
+
+
 async def bench(impls: Sequence[Impl], configs: Sequence[Config], budget: float) -> list[Row]:
     rows: list[Row] = []
-    previous: dict[str, float] = {}  # impl -> µs/step at the previous (smaller) K
-    previous_k = 0
+    measured: dict[str, list[tuple[int, float]]] = {impl.name: [] for impl in impls}
     for cfg in configs:
         active: list[tuple[Impl, RunOnce, int]] = []
         for impl in impls:
-            run_once = impl.prepare(cfg.k)
             repeats = cfg.repeats
-            if impl.name in previous and previous_k:
-                # per-step cost may grow with history: extrapolate linearly in K from the last two sizes
-                estimate = previous[impl.name] * 1e-6 * cfg.k * max(1.0, cfg.k / previous_k)
+            estimate = _estimate_run_seconds(measured[impl.name], cfg.k)
+            if estimate is not None:
+                if estimate > budget:
+                    note = f"skipped: one run estimated at {estimate:.0f} s > budget {budget:.0f} s"
+                    rows.append(Row(impl.name, cfg.k, None, [], note))
+                    continue
                 if estimate * (cfg.runs * cfg.repeats + cfg.warmup) > budget:
                     repeats = max(1, int((budget / estimate - cfg.warmup) // cfg.runs))
-                if estimate > budget:
-                    rows.append(
-                        Row(impl.name, cfg.k, None, [], f"skipped: one run estimated at {estimate:.0f} s > {budget:.0f} s")
-                    )
-                    continue
+            run_once = impl.prepare(cfg.k)
             for _ in range(cfg.warmup):
                 output = await run_once()
             found = impl.tool_results(output)
@@ -349,11 +359,12 @@ async def bench(impls: Sequence[Impl], configs: Sequence[Config], budget: float)
                 if r < repeats:
                     samples[impl.name].append(await _batch(run_once, cfg.runs, cfg.k))
         for impl, _, repeats in active:
-            note = f"capped at {repeats} batch(es): time budget {budget:.0f} s" if repeats < cfg.repeats else ""
+            note = ""
+            if repeats < cfg.repeats:
+                note = f"capped at {repeats} batch(es) of {cfg.runs}: time budget {budget:.0f} s per framework and K"
             median = statistics.median(samples[impl.name])
             rows.append(Row(impl.name, cfg.k, median, samples[impl.name], note))
-            previous[impl.name] = median
-        previous_k = cfg.k
+            measured[impl.name].append((cfg.k, median))
     return rows
 
 
