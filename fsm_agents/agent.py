@@ -67,7 +67,7 @@ __all__ = ["TRANSFER_PREFIX", "Agent", "AgentChart", "AgentData", "AgentMachine"
 TRANSFER_PREFIX = "transfer_to_"
 
 
-class AgentChart(StateChart):
+class AgentChart(StateChart):  # type: ignore[type-arg]
     """Topology of the agent loop (guards and actions are named; see `AgentMachine`)."""
 
     planning = State("PLANNING", initial=True)
@@ -234,9 +234,7 @@ class AgentMachine(Machine):
     never perform I/O; the runtime performs the `CallModel` / `RunTools` effects.
     """
 
-    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType(
-        {"observed": Observed(), "handed_off": HandedOff()}
-    )
+    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType({"observed": Observed(), "handed_off": HandedOff()})
 
     def __init__(self, agent: Agent) -> None:
         self.entry = agent
@@ -399,7 +397,9 @@ class AgentMachine(Machine):
     def request_tools(self, s: Snapshot[Any], e: Event) -> Step:
         message = self._attributed(s, e)
         moved = s.evolve(conversation=s.conversation.append(message), pending=message.tool_calls, results=())
-        return Step(moved, (RunTools.model_construct(key=effect_key(moved), agent=s.agent, calls=message.tool_calls),))
+        return Step(
+            moved, (RunTools.model_construct(key=effect_key(moved), agent=cast(str, s.agent), calls=message.tool_calls),)
+        )
 
     def retry_output(self, s: Snapshot[AgentData], e: Event) -> Step:
         message = self._attributed(s, e)

@@ -43,9 +43,7 @@ class InvalidTransition(FsmAgentsError):
     (True when the phase accepts the event but none of its transitions' guards held).
     """
 
-    def __init__(
-        self, machine: str, phase: str, event: str, accepted: Sequence[str], *, no_guard: bool = False
-    ) -> None:
+    def __init__(self, machine: str, phase: str, event: str, accepted: Sequence[str], *, no_guard: bool = False) -> None:
         self.machine, self.phase, self.event, self.accepted = machine, phase, event, tuple(accepted)
         self.no_guard = no_guard
         if no_guard:

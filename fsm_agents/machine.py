@@ -71,7 +71,7 @@ class Transition:
 class Table:
     """The immutable compiled table of a chart."""
 
-    chart: type[StateChart]
+    chart: type[StateChart[Any]]
     initial: Phase
     phases: tuple[Phase, ...]
     finals: frozenset[Phase]
@@ -101,7 +101,7 @@ def _phase_of(state: Any) -> Phase:
 
 
 def compile_chart(
-    chart: type[StateChart],
+    chart: type[StateChart[Any]],
     guards: Mapping[str, Guard],
     actions: Mapping[str, Action],
     internal: frozenset[str] = frozenset(),
@@ -176,7 +176,8 @@ def compile_chart(
                     f"{name}: internal event {ev!r} must be the only way out of {src}, which also accepts {sorted(others)}"
                 )
             auto[src] = ev
-    event_names = tuple(dict.fromkeys(str(e.id) for e in chart.events))
+    chart_events: Any = chart.events  # a class-level property: typed as a method by the stubs
+    event_names = tuple(dict.fromkeys(str(e.id) for e in chart_events))
     return Table(
         chart=chart,
         initial=initial,
@@ -202,7 +203,7 @@ class Machine:
     internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType({})
 
     @property
-    def chart(self) -> type[StateChart]:
+    def chart(self) -> type[StateChart[Any]]:
         return self.table.chart
 
     def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:  # pragma: no cover

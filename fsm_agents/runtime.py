@@ -129,9 +129,7 @@ class _Performer:
             tools = dict(machine.tools_for(agent))
             for name in tools.keys() & self.tool_overrides.keys():
                 tools[name] = self.tool_overrides[name]
-            ex = ToolExecutor(
-                tools, default_timeout=self.limits.tool_timeout, max_concurrency=self.limits.max_concurrency
-            )
+            ex = ToolExecutor(tools, default_timeout=self.limits.tool_timeout, max_concurrency=self.limits.max_concurrency)
             self._executors[key] = ex
         return ex
 
@@ -161,14 +159,10 @@ class _Performer:
             log.warning("model for %s raised %s", effect.agent, type(exc).__name__, exc_info=True)
             return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
         if not isinstance(response, ModelResponse):
-            return ModelFailed(
-                error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed"
-            )
+            return ModelFailed(error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed")
         return ModelReplied.model_construct(message=response.message, usage=response.usage)
 
-    async def run_agents(
-        self, machine: Machine, effect: RunAgents, run_id: str, children: dict[str, RunResult]
-    ) -> Event:
+    async def run_agents(self, machine: Machine, effect: RunAgents, run_id: str, children: dict[str, RunResult]) -> Event:
         known = machine.children()
         outcomes: list[AgentOutcome | None] = [None] * len(effect.tasks)
         limit = effect.max_concurrency or self.limits.max_concurrency
@@ -181,9 +175,7 @@ class _Performer:
                     task_id=task.task_id,
                     machine=task.machine,
                     phase=Phase.FAILED,
-                    failure=Failure(
-                        kind="child_failed", message=f"{machine.name} has no child machine {task.machine!r}"
-                    ),
+                    failure=Failure(kind="child_failed", message=f"{machine.name} has no child machine {task.machine!r}"),
                 )
                 return
             child_id = f"{run_id}/{task.task_id}"
@@ -218,9 +210,7 @@ class _Performer:
         while step.snapshot.phase not in finals:
             snapshot, effects = step.snapshot, step.effects
             if not effects:
-                raise MachineStalled(
-                    f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect"
-                )
+                raise MachineStalled(f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect")
             if len(effects) != 1:
                 raise FsmAgentsError(f"{machine.name}: one effect per step is supported, got {len(effects)}")
             effect = effects[0]

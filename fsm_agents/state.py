@@ -116,9 +116,7 @@ class ToolMessage(Frozen):
     is_error: bool = False
 
 
-Message: TypeAlias = Annotated[
-    SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
-]
+Message: TypeAlias = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
 _MESSAGE = TypeAdapter(Message)
 
 
@@ -139,9 +137,7 @@ class _MessageLogSchema:
             json_schema=from_list,
             python_schema=core_schema.union_schema([core_schema.is_instance_schema(PersistentLog), from_list]),
             serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda log: (
-                    [_MESSAGE.dump_python(m, mode="json") for m in log] if isinstance(log, PersistentLog) else log
-                ),
+                lambda log: [_MESSAGE.dump_python(m, mode="json") for m in log] if isinstance(log, PersistentLog) else log,
             ),
         )
 

@@ -75,9 +75,7 @@ class Tool:
         """The provider-neutral description: name, description, JSON schema of the arguments."""
         schema = self.input_model.model_json_schema()
         schema.pop("title", None)
-        return ToolSpec(
-            name=self.name, description=self.description, parameters_json=pydantic_core.to_json(schema).decode()
-        )
+        return ToolSpec(name=self.name, description=self.description, parameters_json=pydantic_core.to_json(schema).decode())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly (no validation): tools stay usable as functions."""
@@ -241,8 +239,7 @@ def _validation_message(exc: ValidationError, raw: str) -> str:
     if any(err["type"] == "json_invalid" for err in exc.errors()):
         return f"the arguments are not valid JSON ({exc.errors()[0]['msg']}); received: {raw!r}"
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}"
-        for err in exc.errors(include_url=False)
+        f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}" for err in exc.errors(include_url=False)
     )
     return f"invalid arguments: {problems}; received: {raw}"
 
@@ -261,9 +258,7 @@ class ToolExecutor:
         default_timeout: float | None = None,
         max_concurrency: int | None = None,
     ) -> None:
-        self.tools: Mapping[str, Tool] = (
-            dict(tools) if isinstance(tools, Mapping) else {t.name: t for t in as_tools(tools)}
-        )
+        self.tools: Mapping[str, Tool] = dict(tools) if isinstance(tools, Mapping) else {t.name: t for t in as_tools(tools)}
         self.default_timeout = default_timeout
         self.max_concurrency = max_concurrency
 

@@ -207,7 +207,7 @@ def test_handoff_cycles_by_name_resolve() -> None:
 )
 def test_bad_agent_definitions_are_typed_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidDefinition, match=message):
-        Agent(**kwargs).machine
+        _ = Agent(**kwargs).machine
 
 
 def test_non_frozen_output_type_is_rejected() -> None:

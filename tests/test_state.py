@@ -82,7 +82,9 @@ def test_snapshot_round_trips_through_json_and_hashes() -> None:
         ToolMessage(tool_call_id="c", name="f", content="1"),
         id="run-1",
     )
-    snap = Snapshot[AgentData](machine="agent:a", phase=Phase.PLANNING, conversation=conv, agent="a", data=AgentData(turns=2))
+    snap = Snapshot[AgentData](
+        machine="agent:a", phase=Phase.PLANNING, conversation=conv, agent="a", data=AgentData(turns=2)
+    )
     again = Snapshot[AgentData].model_validate_json(snap.model_dump_json())
     # `context` and `output` are user types the snapshot cannot name: they load back as JSON data
     assert again.model_copy(update={"context": snap.context}) == snap

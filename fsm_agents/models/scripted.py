@@ -57,9 +57,7 @@ class ScriptedModel:
             self._next += 1
         self.requests.append(request)
         if i >= len(self._responses):
-            raise ScriptExhausted(
-                f"scripted model has only {len(self._responses)} replies; call {i + 1} asked for more"
-            )
+            raise ScriptExhausted(f"scripted model has only {len(self._responses)} replies; call {i + 1} asked for more")
         return _as_response(self._responses[i])
 
     @property
@@ -79,4 +77,4 @@ class FunctionModel:
         result = self.fn(request)
         if self._is_async or inspect.isawaitable(result):
             result = await result  # type: ignore[misc]
-        return _as_response(result)  # type: ignore[arg-type]
+        return _as_response(result)

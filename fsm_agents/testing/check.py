@@ -190,7 +190,7 @@ class _Oracle:
             if tr.action_name:
                 attrs[tr.action_name] = _noop
         model = type("OracleModel", (), attrs)()
-        model.oracle = self  # type: ignore[attr-defined]
+        model.oracle = self
         self.sm = chart(model=model)
         self.sm.catch_errors_as_events = False
         self.sm.allow_event_without_transition = False
@@ -323,8 +323,10 @@ def check_machine(
             super().__init__()
             self.events: list[Event] = []
             self.rejections = 0  # per phase visited: a couple of rejected events is enough
+            self.failed = False
 
         def fail(self, invariant: str, message: str) -> None:
+            self.failed = True  # teardown must not mask this violation with a second one
             raise InvariantViolation(invariant, message, self.events)
 
         @initialize(value=input_strategy)
@@ -401,7 +403,7 @@ def check_machine(
                     report.guards[g.name][0 if g.fn(before, event) else 1] += 1
 
         def teardown(self) -> None:
-            if use_replay and self.events:
+            if use_replay and self.events and not self.failed:
                 step = m.start(self.input, run_id="check")
                 for e in self.events:
                     step = m.step(step.snapshot, e)

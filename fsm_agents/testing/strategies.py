@@ -136,10 +136,10 @@ def assistant_replies(
     if _specs(tools) or valid is not True:
         calls = st.lists(tool_calls(tools, valid=valid), min_size=1, max_size=3).map(tuple)
         with_calls = st.builds(AssistantMessage, content=st.none() | _text, tool_calls=calls)
-        parts += [with_calls, with_calls]  # tool turns are what make runs long: favour them
+        parts += [with_calls] * 3  # tool turns are what make runs long: favour them
     if valid is not True:
         parts.append(st.builds(AssistantMessage, content=st.sampled_from([None, "", "  "])))
-    return st.one_of(*parts)
+    return st.sampled_from(range(len(parts))).flatmap(lambda i: parts[i])
 
 
 def model_failures() -> st.SearchStrategy[ModelFailed]:
@@ -260,10 +260,10 @@ def events(
     if not chosen:
         return st.nothing()
     # failures end a run at once: draw them a quarter as often as the other events
-    weighted = [n for n in chosen for _ in range(1 if n in _RARE else 4)]
     if len(chosen) == 1:
         return EVENT_STRATEGIES[chosen[0]](m, snapshot, effects)
-    return st.one_of(*(EVENT_STRATEGIES[n](m, snapshot, effects) for n in weighted))
+    weighted = [EVENT_STRATEGIES[n](m, snapshot, effects) for n in chosen for _ in range(1 if n in _RARE else 6)]
+    return st.sampled_from(range(len(weighted))).flatmap(lambda i: weighted[i])
 
 
 def inputs() -> st.SearchStrategy[str]:

@@ -1,0 +1,207 @@
+"""DESIGN §12 invariants 1–8 on the agent machine, checked with hypothesis (≥ 500 examples each),
+and planted bugs proving that each check can fail."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from fsm_agents import Agent, AgentMachine, Event, Snapshot, Step, tool
+from fsm_agents.agent import AgentData
+from fsm_agents.events import CallModel
+from fsm_agents.state import Conversation, Phase
+from fsm_agents.testing import InvariantViolation, check_machine
+
+EXAMPLES = 500
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool
+def lookup(city: str, year: int = 2024) -> str:
+    """Look up a city."""
+    return city
+
+
+def support_desk() -> Agent:
+    """An agent with two tools, a structured handoff and a small budget: every transition of the
+    agent chart is reachable from it."""
+    billing = Agent("billing", "Invoices.", tools=[lookup], max_steps=3)
+    return Agent("triage", "Route or answer.", tools=[add, lookup], handoffs=[billing], max_steps=3)
+
+
+def check(invariant: str, seed: int) -> None:
+    report = check_machine(support_desk(), invariants=(invariant,), max_examples=EXAMPLES, seed=seed)
+    assert report.steps > EXAMPLES  # the runs really went somewhere
+
+
+def test_invariant_1_only_declared_transitions_and_final_phases_accept_nothing() -> None:
+    """Invariant 1 (`declared`): every transition `step` takes is declared in the chart and chains
+    from the current phase; events a phase does not accept (everything, in DONE/FAILED) raise
+    InvalidTransition."""
+    check("declared", 1)
+
+
+def test_invariant_2_step_is_deterministic_and_does_not_alter_its_input() -> None:
+    """Invariant 2 (`pure`): `step(s, e)` twice gives equal snapshots and effects, `s` is
+    unchanged (same dump and hash), and every reachable snapshot is hashable."""
+    check("pure", 2)
+
+
+def test_invariant_3_conversation_is_append_only() -> None:
+    """Invariant 3 (`append_only`): each snapshot's conversation is a prefix of the next one's."""
+    check("append_only", 3)
+
+
+def test_invariant_4_every_tool_call_has_one_result_before_the_next_model_call() -> None:
+    """Invariant 4 (`tool_results`): whenever a CallModel is emitted, every assistant tool call
+    in the history has exactly one tool result and nothing is pending — even when the tool
+    results event drops, duplicates or reorders results."""
+    check("tool_results", 4)
+
+
+def test_invariant_5_step_increases_and_runs_end_within_the_budget() -> None:
+    """Invariant 5 (`progress`): `snapshot.step` strictly increases and no run exceeds
+    `max_transitions()` (3 × max_steps) without reaching DONE or FAILED."""
+    check("progress", 5)
+
+
+def test_invariant_6_effects_match_phases() -> None:
+    """Invariant 6 (`effects`): CallModel only in PLANNING, RunTools only in EXECUTING, no effect
+    in a final phase and at least one in every other phase (no stall)."""
+    check("effects", 6)
+
+
+def test_invariant_7_replaying_the_events_gives_the_same_final_snapshot() -> None:
+    """Invariant 7 (`replay`): folding a run's events over `start(input)` reproduces its final
+    snapshot exactly."""
+    check("replay", 7)
+
+
+def test_invariant_8_compiled_table_agrees_with_python_statemachine() -> None:
+    """Invariant 8 (`oracle`): python-statemachine's own engine, driven with the same events and
+    guard functions, takes the same transition at every step as the compiled table."""
+    check("oracle", 8)
+
+
+def test_all_invariants_together_with_full_transition_coverage() -> None:
+    """All eight invariants at once, and every declared transition of the agent chart taken."""
+    report = check_machine(support_desk(), max_examples=EXAMPLES, seed=9, assert_full_coverage=True)
+    assert report.coverage == 1.0
+    assert all(yes > 0 and no > 0 for yes, no in report.guards.values()), report
+    assert "transitions covered: 10/10" in str(report)
+
+
+def test_user_invariants_are_checked() -> None:
+    """A user invariant `(before, event, after)` returning False is reported by name."""
+
+    def never_more_than_six_messages(before: Snapshot[Any], event: Event, after: Snapshot[Any]) -> bool:
+        return len(after.conversation) <= 6
+
+    with pytest.raises(InvariantViolation, match="never_more_than_six_messages") as info:
+        check_machine(support_desk(), invariants=(), extra=[never_more_than_six_messages], max_examples=300, seed=3)
+    assert 1 <= len(info.value.events) <= 6  # shrunk to a short run
+
+
+# -- planted bugs: each must be caught, with a short counterexample --------------------------------
+
+
+class ForgetsAResult(AgentMachine):
+    def observe(self, s: Snapshot[Any], e: Event) -> Step:
+        step = super().observe(s, e)
+        messages = tuple(step.snapshot.conversation.messages)[: len(s.conversation) + max(0, len(s.pending) - 1)]
+        return Step(step.snapshot.evolve(conversation=Conversation.of(*messages, id=s.conversation.id)))
+
+
+class NoBudgetGuard(AgentMachine):
+    def over_budget(self, s: Snapshot[AgentData], e: Event) -> bool:
+        return False
+
+
+class RandomGuard(AgentMachine):
+    def asks_tools(self, s: Snapshot[Any], e: Event) -> bool:
+        return bool(self._reply(s, e).tool_calls) and random.random() < 0.5
+
+
+class RewritesHistory(AgentMachine):
+    def finish(self, s: Snapshot[Any], e: Event) -> Step:
+        step = super().finish(s, e)
+        return Step(step.snapshot.evolve(conversation=Conversation.of(*tuple(step.snapshot.conversation.messages)[1:])))
+
+
+class ModelCallWhileExecuting(AgentMachine):
+    def request_tools(self, s: Snapshot[Any], e: Event) -> Step:
+        step = super().request_tools(s, e)
+        return Step(step.snapshot, (CallModel(key="x", agent="a", request=self.start("x").effects[0].request),))  # type: ignore[attr-defined]
+
+
+class MutatesItsInput(AgentMachine):
+    def call_model(self, s: Snapshot[AgentData], e: Event) -> Step:
+        # sneaks past `frozen`: `s.data` is shared with the caller's snapshot, which changes too
+        object.__setattr__(s.data, "turns", s.data.turns + 1)
+        return super().call_model(s, e)
+
+
+class LastMatchWins(AgentMachine):
+    """Evaluates guards in reverse declaration order: disagrees with python-statemachine."""
+
+    def _take(self, snapshot: Snapshot[Any], event: Event, candidates: Any) -> Step:
+        return super()._take(snapshot, event, tuple(reversed(candidates)))
+
+
+class FinalStateMoves(AgentMachine):
+    def step(self, snapshot: Snapshot[Any], event: Event) -> Step:
+        if snapshot.phase is Phase.DONE:
+            return Step(snapshot.evolve(step=snapshot.step + 1, phase=Phase.DONE), ())
+        return super().step(snapshot, event)
+
+
+class HiddenCounter(AgentMachine):
+    calls = 0
+
+    def finish(self, s: Snapshot[Any], e: Event) -> Step:
+        HiddenCounter.calls += 1
+        step = super().finish(s, e)
+        return Step(step.snapshot.evolve(output=f"{step.snapshot.output}#{HiddenCounter.calls}"))
+
+
+class StartReadsHiddenState(AgentMachine):
+    """`start` depends on state outside its arguments: each step is pure, the run is not replayable."""
+
+    runs = 0
+
+    def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:
+        StartReadsHiddenState.runs += 1
+        step = super().start(input, context, run_id=run_id)
+        return Step(step.snapshot.evolve(data=step.snapshot.data.model_copy(update={"handoffs": self.runs})), step.effects)
+
+
+@pytest.mark.parametrize(
+    ("bug", "invariants", "max_events"),
+    [
+        (ForgetsAResult, {"tool_results"}, 4),
+        (NoBudgetGuard, {"progress"}, 12),
+        (RandomGuard, {"pure"}, 3),
+        (RewritesHistory, {"append_only"}, 2),
+        (ModelCallWhileExecuting, {"tool_results", "effects"}, 2),
+        (MutatesItsInput, {"pure"}, 3),
+        (LastMatchWins, {"oracle"}, 2),
+        (FinalStateMoves, {"declared"}, 2),
+        (HiddenCounter, {"pure"}, 2),
+        (StartReadsHiddenState, {"replay"}, 2),
+    ],
+)
+def test_planted_bug_is_caught_with_a_short_counterexample(
+    bug: type[AgentMachine], invariants: set[str], max_events: int
+) -> None:
+    machine = bug(Agent("a", tools=[add], max_steps=3))
+    with pytest.raises(InvariantViolation) as info:
+        check_machine(machine, max_examples=100, seed=11)
+    assert info.value.invariant in invariants, str(info.value)
+    assert 1 <= len(info.value.events) <= max_events, str(info.value)
