@@ -1,0 +1,84 @@
+"""The `fsm-agents` command line (argparse).
+
+    fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
+
+Each subcommand is one `_cmd_<name>(args) -> int` function registered in `build_parser`.
+Exit codes: 0 success, 1 a check/invariant failed, 2 bad usage (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from fsm_agents.errors import FsmAgentsError
+
+__all__ = ["load_object", "main"]
+
+
+def load_object(spec: str) -> Any:
+    """Import `MODULE:OBJECT` (OBJECT may be dotted). Raises `FsmAgentsError` with a clear
+    message when the module or attribute is missing."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise FsmAgentsError(f"expected MODULE:OBJECT (e.g. examples.local_agent:agent), got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the current directory is importable
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FsmAgentsError(f"cannot import {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise FsmAgentsError(f"{module_name!r} has no attribute {attr!r}") from None
+    if callable(obj) and not hasattr(obj, "machine") and not hasattr(obj, "step"):
+        obj = obj()  # a factory function
+    return obj
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from fsm_agents.testing import InvariantViolation, check_machine
+
+    machine = load_object(args.target)
+    try:
+        report = check_machine(
+            machine, max_examples=args.examples, seed=args.seed, assert_full_coverage=args.full_coverage
+        )
+    except InvariantViolation as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fsm-agents", description="LLM agents as explicit state machines")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="explore a machine with hypothesis and assert its invariants")
+    check.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory)")
+    check.add_argument("--examples", type=int, default=200, help="hypothesis examples (default 200)")
+    check.add_argument("--seed", type=int, default=None, help="make the exploration reproducible")
+    check.add_argument("--full-coverage", action="store_true", help="fail when a declared transition was never taken")
+    check.set_defaults(func=_cmd_check)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FsmAgentsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
