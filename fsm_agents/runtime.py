@@ -126,9 +126,9 @@ class _Performer:
         key = f"{machine.name}\0{agent}"
         ex = self._executors.get(key)
         if ex is None:
-            tools = dict(machine.tools_for(agent))
-            for name in tools.keys() & self.tool_overrides.keys():
-                tools[name] = self.tool_overrides[name]
+            tools: Mapping[str, Tool] = machine.tools_for(agent)
+            if self.tool_overrides.keys() & tools.keys():
+                tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
             ex = ToolExecutor(tools, default_timeout=self.limits.tool_timeout, max_concurrency=self.limits.max_concurrency)
             self._executors[key] = ex
         return ex
@@ -185,13 +185,14 @@ class _Performer:
                 async with limiter:
                     result = await self.run(child, task.input, child_id)
             children[task.task_id] = result
-            outcomes[i] = AgentOutcome(
+            outcomes[i] = AgentOutcome.model_construct(
                 task_id=task.task_id,
                 machine=task.machine,
                 phase=result.phase,
                 output=result.output,
                 failure=result.failure,
                 usage=result.usage,
+                conversation=result.snapshot.conversation,
             )
 
         async with anyio.create_task_group() as tg:
@@ -216,10 +217,17 @@ class _Performer:
             effect = effects[0]
             if observers:
                 _notify(observers, "on_effect", effect)
-            event = await self.perform(machine, effect, run_id, children)
+            # the two common effects are dispatched inline: one coroutine frame less per step
+            if type(effect) is CallModel:
+                event = await self.call_model(effect)
+            elif type(effect) is RunTools:
+                results = await self.executor(machine, effect.agent).run(effect.calls)
+                event = ToolsFinished.model_construct(results=results)
+            else:
+                event = await self.perform(machine, effect, run_id, children)
             if observers:
                 _notify(observers, "on_event", effect, event)
-            if type(event) is ModelReplied:
+            if type(event) is ModelReplied and event.usage:
                 usage = usage + event.usage
             events.append(event)
             step = machine.step(snapshot, event)

@@ -9,10 +9,10 @@ provider clients translate them to each wire format.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -48,9 +48,68 @@ __all__ = [
 
 
 class Frozen(BaseModel):
-    """Base of every state model: frozen, extra fields rejected."""
+    """Base of every state model: frozen, extra fields rejected.
+
+    `model_construct` and `model_copy` are overridden with fast paths (the step function builds
+    several models per step): like pydantic's own, they do not validate; they fill defaults,
+    share one immutable fields-set per class, and copy `__dict__` shallowly. Values are immutable,
+    so sharing them between a model and its copies is safe.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def _fast_info(cls) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
+        info = cls.__dict__.get("_Frozen__fast")
+        if info is None:
+            defaults: dict[str, Any] = {}
+            factories: dict[str, Any] = {}
+            for name, f in cls.model_fields.items():
+                if f.alias is not None and f.alias != name:  # pragma: no cover - none of ours use aliases
+                    raise TypeError(f"{cls.__name__}.{name}: aliases are not supported by Frozen's fast paths")
+                if f.default_factory is not None:
+                    factories[name] = f.default_factory
+                elif not f.is_required():
+                    defaults[name] = f.default
+            info = (defaults, factories, frozenset(cls.model_fields))
+            type.__setattr__(cls, "_Frozen__fast", info)
+        return info
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:  # type: ignore[override]
+        """Build without validation (callers pass well-typed values); defaults are filled in."""
+        defaults, factories, names = cls.__dict__.get("_Frozen__fast") or cls._fast_info()
+        if len(values) != len(names):
+            filled = dict(defaults)
+            filled.update(values)
+            for name, factory in factories.items():
+                if name not in filled:
+                    filled[name] = factory()
+            values = filled
+        new = cls.__new__(cls)
+        _set(new, "__dict__", values)
+        _set(new, "__pydantic_fields_set__", names)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_private__", None)
+        return new
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A shallow copy with `update` applied, without validation (`deep=True`: pydantic's)."""
+        if deep:
+            return super().model_copy(update=update, deep=True)
+        cls = type(self)
+        new = cls.__new__(cls)
+        values = self.__dict__.copy()
+        if update:
+            values.update(update)
+        _set(new, "__dict__", values)
+        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_private__", None)
+        return new
+
+
+_set = object.__setattr__
 
 
 class Phase(StrEnum):
@@ -174,7 +233,14 @@ class Usage(Frozen):
     output_tokens: int = 0
     requests: int = 0
 
+    def __bool__(self) -> bool:
+        return bool(self.input_tokens or self.output_tokens or self.requests)
+
     def __add__(self, other: Usage) -> Usage:
+        if not other:
+            return self
+        if not self:
+            return other
         return Usage.model_construct(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,

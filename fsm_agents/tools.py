@@ -293,7 +293,7 @@ class ToolExecutor:
             args = tool_.input_model.model_validate_json(raw)
         except ValidationError as exc:
             return self._error(call, _validation_message(exc, call.arguments), started)
-        kwargs = {name: getattr(args, name) for name in type(args).model_fields}
+        kwargs = dict(args.__dict__)  # the validated arguments, by parameter name
         timeout = tool_.timeout if tool_.timeout is not None else self.default_timeout
         attempts = 0
         try:

@@ -33,7 +33,10 @@ def _as_response(item: Reply) -> ModelResponse:
         return item
     if isinstance(item, str):
         item = AssistantMessage(content=item)
-    return ModelResponse.model_construct(message=item, usage=Usage(), model="scripted", finish_reason=None)
+    return ModelResponse.model_construct(message=item, usage=_NO_USAGE, model="scripted", finish_reason=None)
+
+
+_NO_USAGE = Usage()
 
 
 class ScriptedModel:
