@@ -1,0 +1,35 @@
+"""The README's quickstart really runs and prints what the README says it prints."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_quickstart_runs_and_prints_the_documented_output() -> None:
+    text = README.read_text()
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    code = _blocks(section, "python")[0]
+    expected = _blocks(section, "text")[0]
+    assert len(code.strip().splitlines()) <= 20
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md quickstart", "exec"), {"__name__": "__readme__"})
+    assert out.getvalue() == expected
+
+
+def test_readme_names_exactly_the_two_setup_commands_and_ci_calls_the_test_one() -> None:
+    text = README.read_text()
+    setup = _blocks(text.split("## Set up and run", 1)[1].split("\n## ", 1)[0], "sh")[0]
+    commands = [line.split("#")[0].strip() for line in setup.splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "make test" in ci
