@@ -1,6 +1,8 @@
 """The `fsm-agents` command line (argparse).
 
     fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
+    fsm-agents diagram MODULE:OBJECT -o PATH
+    fsm-agents diagrams [--check] [--out diagrams]
 
 Each subcommand is one `_cmd_<name>(args) -> int` function registered in `build_parser`.
 Exit codes: 0 success, 1 a check/invariant failed, 2 bad usage (argparse).
@@ -56,6 +58,36 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diagram(args: argparse.Namespace) -> int:
+    from fsm_agents.diagrams import write
+
+    path = write(load_object(args.target), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_diagrams(args: argparse.Namespace) -> int:
+    from fsm_agents.diagrams import regenerate, stale
+
+    if args.check:
+        bad, notes = stale(args.out)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if bad:
+            print(f"stale diagrams in {args.out}/ (run `fsm-agents diagrams --out {args.out}`):", file=sys.stderr)
+            for rel in bad:
+                print(f"  {rel}", file=sys.stderr)
+            return 1
+        print(f"{args.out}/ is up to date")
+        return 0
+    changed = regenerate(args.out)
+    for rel in changed:
+        print(f"updated {args.out}/{rel}")
+    if not changed:
+        print(f"{args.out}/ is up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsm-agents", description="LLM agents as explicit state machines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=None, help="make the exploration reproducible")
     check.add_argument("--full-coverage", action="store_true", help="fail when a declared transition was never taken")
     check.set_defaults(func=_cmd_check)
+
+    diagram = sub.add_parser("diagram", help="draw a machine (.mmd, .md, .dot, .svg or .png, by suffix)")
+    diagram.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory)")
+    diagram.add_argument("-o", "--output", required=True, help="output file; its suffix picks the format")
+    diagram.set_defaults(func=_cmd_diagram)
+
+    diagrams = sub.add_parser("diagrams", help="regenerate the diagrams of every shipped machine")
+    diagrams.add_argument("--out", default="diagrams", help="directory (default: diagrams)")
+    diagrams.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
+    diagrams.set_defaults(func=_cmd_diagrams)
 
     return parser
 
