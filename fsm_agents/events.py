@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from fsm_agents.state import (
     AssistantMessage,
+    Conversation,
     Frozen,
     ModelRequest,
     Phase,
@@ -85,7 +86,13 @@ class HandedOff(Event):
 
 
 class AgentOutcome(Frozen):
-    """How one child machine ended: its final phase, output and failure."""
+    """How one child machine ended: its final phase, output and failure.
+
+    `conversation` is the child's final conversation (`None` when not reported, e.g. in
+    generated test events). A child's conversation starts with the messages of its task input,
+    so a parent that sent `n` messages folds the child's new messages as
+    `conversation.messages[n:]` (structural sharing: reporting it copies nothing).
+    """
 
     task_id: str
     machine: str
@@ -93,6 +100,7 @@ class AgentOutcome(Frozen):
     output: Any = None
     failure: Any = None
     usage: Usage = Usage()
+    conversation: Conversation | None = None
 
 
 class AgentsFinished(Event):

@@ -201,7 +201,15 @@ EventStrategy = Callable[[Machine, Snapshot[Any], tuple[Any, ...]], st.SearchStr
 def _replies_for(machine: Machine, agent: str) -> st.SearchStrategy[Event]:
     tools = machine.tools_for(agent)
     offered: list[ToolLike] = [tools.get(s.name, s) for s in machine.tool_specs(agent)]
-    return st.builds(ModelReplied, message=assistant_replies(offered, valid=None), usage=usages())
+    replies = st.builds(ModelReplied, message=assistant_replies(offered, valid=None), usage=usages())
+    # a machine may name final answers worth drawing (route labels, structured outputs) through
+    # an `example_replies(agent) -> Sequence[str]` method: half the replies are drawn from them
+    hint = getattr(machine, "example_replies", None)
+    texts = tuple(hint(agent)) if callable(hint) else ()
+    if texts:
+        named = st.sampled_from(texts).map(lambda t: AssistantMessage(content=t))
+        replies = st.one_of(st.builds(ModelReplied, message=named, usage=usages()), replies)
+    return replies
 
 
 def _model_replied(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
