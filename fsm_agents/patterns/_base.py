@@ -1,0 +1,168 @@
+"""Shared pieces of the orchestration patterns: the `Pattern` base, child resolution, folding.
+
+Every pattern is a `Machine` with its own flat chart over the six phases. Child machines (agents or
+other patterns) run through `RunAgents`; their outcomes come back as `AgentsFinished` and are
+folded into the pattern's conversation. A child's conversation starts with the messages of its
+task input, so a parent that sent `n` messages folds `outcome.conversation.messages[n:]`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+from statemachine import StateChart
+
+from fsm_agents.errors import InvalidDefinition
+from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, Event, Observed, RunAgents, Step, effect_key
+from fsm_agents.machine import Machine
+from fsm_agents.state import AssistantMessage, Conversation, EmptyContext, Failure, Message, Phase, Snapshot
+
+ChartClass = type[StateChart[Any]]  # a chart class (python-statemachine `StateChart` subclass)
+
+__all__ = ["ChartClass", "Pattern", "Planned", "child_name", "output_text", "resolve_child"]
+
+
+class Planned(Event):
+    """Internal: raised by `step` itself after a pattern's PLANNING decided the next stage."""
+
+    name: ClassVar[str] = "planned"
+
+
+def resolve_child(obj: Any) -> Machine:
+    """The machine of `obj` (a `Machine`, an `Agent` or a pattern). Raises `InvalidDefinition`."""
+    from fsm_agents.runtime import as_machine  # the runtime imports the core, not the reverse
+
+    try:
+        return as_machine(obj)
+    except TypeError as exc:
+        raise InvalidDefinition(str(exc)) from None
+
+
+def child_name(obj: Any) -> str:
+    """The short name of a child: an agent's or a pattern's `name` (`"agent:x"` → `"x"`)."""
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str):
+        name = resolve_child(obj).name
+    return name.split(":", 1)[1] if ":" in name else name
+
+
+def children_by_name(pattern: str, items: Iterable[Any], role: str) -> dict[str, Machine]:
+    """`{short name: machine}` for `items`, in order. Raises `InvalidDefinition` when two different
+    machines share a name or there are none."""
+    out: dict[str, Machine] = {}
+    for obj in items:
+        name, machine = child_name(obj), resolve_child(obj)
+        if name in out and out[name] is not machine:
+            raise InvalidDefinition(f"{pattern}: two different {role}s are named {name!r}; give them distinct names")
+        out[name] = machine
+    if not out:
+        raise InvalidDefinition(f"{pattern}: at least one {role} is required")
+    return out
+
+
+def output_text(value: Any) -> str:
+    """A child's output as text for the next model: a string as is, a pydantic model as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):  # pragma: no cover - json.dumps with default=str rarely fails
+        return str(value)
+
+
+def failure_text(outcome: AgentOutcome) -> str:
+    f = outcome.failure
+    if isinstance(f, Failure):
+        return f"{f.kind}: {f.message}"
+    return str(f) if f is not None else f"ended in {outcome.phase}"
+
+
+def new_messages(outcome: AgentOutcome, sent: int, agent: str) -> tuple[Message, ...]:
+    """What a child added to the conversation it was given (`sent` messages): its reported
+    conversation's suffix, or — when none is reported — its output as one assistant message."""
+    conv = outcome.conversation
+    if conv is not None and len(conv.messages) >= sent:
+        return conv.messages[sent:]
+    if outcome.phase is Phase.DONE:
+        return (
+            AssistantMessage.model_construct(
+                role="assistant", content=output_text(outcome.output), tool_calls=(), agent=agent
+            ),
+        )
+    return ()
+
+
+def outcome_message(outcome: AgentOutcome, agent: str, label: str = "") -> AssistantMessage:
+    """One child's result as an attributed assistant message (for fan-in)."""
+    text = output_text(outcome.output) if outcome.phase is Phase.DONE else f"(failed: {failure_text(outcome)})"
+    content = f"[{label or agent}] {text}"
+    return AssistantMessage.model_construct(role="assistant", content=content, tool_calls=(), agent=agent)
+
+
+def outcomes_of(event: Event) -> tuple[AgentOutcome, ...]:
+    return event.outcomes if isinstance(event, AgentsFinished) else ()
+
+
+class Pattern(Machine):
+    """Base of the orchestration patterns: a `Machine` that is its own `.machine`.
+
+    Subclasses set `name`, `table`, `_children`, and implement `start`.
+    """
+
+    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType({"observed": Observed(), "planned": Planned()})
+    _children: Mapping[str, Machine] = MappingProxyType({})
+
+    @property
+    def machine(self) -> Machine:
+        """This pattern (so `run(pattern, ...)`, `check_machine(pattern)` accept it directly)."""
+        return self
+
+    def children(self) -> Mapping[str, Machine]:
+        """Child machines run through `RunAgents`, by short name."""
+        return self._children
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, children={list(self._children)})"
+
+    def _snapshot(
+        self, phase: Phase, conversation: Conversation, data: Any, context: Any, agent: str | None = None
+    ) -> Snapshot[Any]:
+        return Snapshot[Any].model_construct(
+            machine=self.name,
+            phase=phase,
+            conversation=conversation,
+            agent=agent,
+            step=0,
+            pending=(),
+            results=(),
+            output=None,
+            failure=None,
+            context=context if context is not None else EmptyContext(),
+            data=data,
+        )
+
+    @staticmethod
+    def _run(s: Snapshot[Any], tasks: Iterable[AgentTask], max_concurrency: int | None = None) -> RunAgents:
+        return RunAgents.model_construct(key=effect_key(s), tasks=tuple(tasks), max_concurrency=max_concurrency)
+
+    @staticmethod
+    def _task(s: Snapshot[Any], child: str, input: Any, index: int = 0) -> AgentTask:
+        return AgentTask.model_construct(task_id=f"{s.step}.{index}.{child}", machine=child, input=input)
+
+    @staticmethod
+    def _fail(s: Snapshot[Any], kind: str, message: str, detail: str | None = None, **changes: Any) -> Step:
+        return Step(s.evolve(failure=Failure(kind=kind, message=message, detail=detail), **changes))
+
+
+def chart_class(name: str, attrs: Mapping[str, Any]) -> ChartClass:
+    """Build a chart class (a variant) from `attrs`; never subclass a chart (DESIGN §3)."""
+    chart: ChartClass = type(name, (StateChart,), {"__module__": __name__, **attrs})
+    return chart

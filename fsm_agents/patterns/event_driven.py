@@ -1,0 +1,218 @@
+"""`EventDriven`: `emit(event_type, data)` runs that event type's handler on one shared conversation.
+
+One emitted event is one run of `EventDrivenMachine`:
+
+    EXECUTING --agents_finished [handler_failed]--> FAILED
+    EXECUTING --agents_finished--> OBSERVING --observed--> DONE      (fold the handler's messages)
+
+`EventDriven` keeps the conversation between emits (append-only: each run starts from it and its
+final conversation becomes the next start).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from statemachine import State
+
+from fsm_agents.errors import FsmAgentsError, InvalidDefinition
+from fsm_agents.events import Event, Step
+from fsm_agents.machine import compile_chart
+from fsm_agents.patterns._base import (
+    ChartClass,
+    Pattern,
+    chart_class,
+    failure_text,
+    new_messages,
+    outcomes_of,
+    resolve_child,
+)
+from fsm_agents.state import Conversation, Frozen, Phase, Snapshot, UserMessage
+
+__all__ = ["EventDriven", "EventDrivenChart", "EventDrivenMachine", "EventInput", "UnknownEventType"]
+
+
+class UnknownEventType(FsmAgentsError):
+    """An event was emitted that no handler is registered for. Attributes: `event_type`, `known`."""
+
+    def __init__(self, pattern: str, event_type: str, known: tuple[str, ...]) -> None:
+        self.event_type, self.known = event_type, known
+        super().__init__(
+            f"{pattern}: no handler for event type {event_type!r}; register one in handlers= (known: {', '.join(known)})"
+        )
+
+
+def _event_driven_chart() -> ChartClass:
+    executing = State("EXECUTING", initial=True)
+    observing = State("OBSERVING")
+    done = State("DONE", final=True)
+    failed = State("FAILED", final=True)
+    return chart_class(
+        "EventDrivenChart",
+        {
+            "executing": executing,
+            "observing": observing,
+            "done": done,
+            "failed": failed,
+            "agents_finished": executing.to(failed, cond="handler_failed", on="fail_handler")
+            | executing.to(observing, on="fold"),
+            "observed": observing.to(done, on="finish"),
+        },
+    )
+
+
+EventDrivenChart = _event_driven_chart()
+
+
+class EventInput(Frozen):
+    """One emitted event: its type, its data (as JSON text), and the conversation so far."""
+
+    event_type: str
+    data_json: str = "null"
+    history: Any = ()  # messages: a tuple or the conversation's `PersistentLog`
+
+    @classmethod
+    def of(cls, event_type: str, data: Any = None, history: Any = ()) -> EventInput:
+        """An event with `data` encoded as JSON (non-JSON values via `str`)."""
+        return cls.model_construct(
+            event_type=event_type, data_json=json.dumps(data, default=str, sort_keys=True), history=history
+        )
+
+    @property
+    def data(self) -> Any:
+        return json.loads(self.data_json)
+
+    @property
+    def text(self) -> str:
+        """The data as the handler reads it: a string as is, anything else as JSON."""
+        data = self.data
+        return data if isinstance(data, str) else self.data_json
+
+
+class EventDrivenData(Frozen):
+    """Bookkeeping: the event type being handled and messages the handler was given."""
+
+    event_type: str = ""
+    sent: int = 0
+
+
+class EventDrivenMachine(Pattern):
+    """The pure machine of `EventDriven`: one run handles one `EventInput` (or an event type as a
+    string, with no data and no history). `start` raises `UnknownEventType` for an event type
+    with no handler."""
+
+    def __init__(self, name: str, handlers: Mapping[str, Any]) -> None:
+        self.name = f"event_driven:{name}"
+        if not handlers:
+            raise InvalidDefinition(f"{self.name}: at least one handler is required")
+        self._children = {event_type: resolve_child(h) for event_type, h in handlers.items()}
+        self.table = compile_chart(
+            EventDrivenChart,
+            guards={"handler_failed": self.handler_failed},
+            actions={"fail_handler": self.fail_handler, "fold": self.fold, "finish": self.finish},
+            internal=frozenset({"observed"}),
+        )
+
+    def max_transitions(self) -> int:
+        return 2
+
+    def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:
+        """EXECUTING with a `RunAgents` for the handler of the event; the handler gets the history
+        and one user message `Event <type>: <data JSON>`."""
+        event = input if isinstance(input, EventInput) else EventInput.of(str(input))
+        if event.event_type not in self._children:
+            raise UnknownEventType(self.name, event.event_type, tuple(self._children))
+        message = UserMessage(content=f"Event {event.event_type}: {event.text}")
+        conversation = Conversation.of(*event.history, message, id=run_id)
+        data = EventDrivenData(event_type=event.event_type, sent=len(conversation))
+        s = self._snapshot(Phase.EXECUTING, conversation, data, context)
+        return Step(s, (self._run(s, (self._task(s, event.event_type, conversation.messages),)),))
+
+    def handler_failed(self, s: Snapshot[EventDrivenData], e: Event) -> bool:
+        outcomes = outcomes_of(e)
+        return not outcomes or outcomes[0].phase is not Phase.DONE
+
+    def _fold(self, s: Snapshot[EventDrivenData], e: Event) -> Snapshot[EventDrivenData]:
+        outcomes = outcomes_of(e)
+        if not outcomes:
+            return s
+        added = new_messages(outcomes[0], s.data.sent, s.data.event_type)
+        return s.evolve(conversation=s.conversation.append(*added), output=outcomes[0].output)
+
+    def fail_handler(self, s: Snapshot[EventDrivenData], e: Event) -> Step:
+        outcomes = outcomes_of(e)
+        why = failure_text(outcomes[0]) if outcomes else "no outcome was reported"
+        return self._fail(
+            self._fold(s, e).evolve(output=None),
+            "child_failed",
+            f"{self.name}: the handler of {s.data.event_type!r} failed: {why}",
+            detail=s.data.event_type,
+        )
+
+    def fold(self, s: Snapshot[EventDrivenData], e: Event) -> Step:
+        return Step(self._fold(s, e))
+
+    def finish(self, s: Snapshot[EventDrivenData], e: Event) -> Step:
+        return Step(s)
+
+
+class EventDriven:
+    """Handlers by event type over one persistent conversation.
+
+        bus = EventDriven("ops", {"data.received": analyst, "error.occurred": responder})
+        result = await bus.emit("data.received", {"rows": 120})     # a RunResult
+        bus.conversation                                            # every event and reply so far
+
+    - `handlers`: `{event type: agent or pattern}`;
+    - `emit(event_type, data=None, **run_kwargs)`: runs the handler on the conversation so far
+      plus `Event <type>: <data JSON>`; on return `conversation` holds the handler's messages
+      (also after a FAILED run). `run_kwargs` go to `fsm_agents.run` (`models=`, `limits=`, ...).
+      Raises `UnknownEventType` (an `FsmAgentsError`) for a type with no handler. Emits must not
+      overlap: await each before the next.
+    - `emit_sync(...)`: the same from synchronous code.
+
+    `.machine` is the pure `EventDrivenMachine` (input: an `EventInput`).
+    """
+
+    def __init__(self, name: str, handlers: Mapping[str, Any], *, conversation_id: str | None = None) -> None:
+        self.name = name
+        self.machine = EventDrivenMachine(name, handlers)
+        self.handlers = tuple(handlers)
+        self.conversation = Conversation(id=conversation_id or f"event_driven-{name}")
+        self.emitted = 0
+
+    def _input(self, event_type: str, data: Any) -> EventInput:
+        if event_type not in self.machine.children():
+            raise UnknownEventType(self.machine.name, event_type, self.handlers)
+        return EventInput.of(event_type, data, self.conversation.messages)
+
+    def _absorb(self, result: Any) -> None:
+        messages = result.snapshot.conversation.messages
+        self.conversation = Conversation.model_construct(id=self.conversation.id, messages=messages)
+
+    async def emit(self, event_type: str, data: Any = None, **run_kwargs: Any) -> Any:
+        """Run the handler of `event_type` on the shared conversation; returns the `RunResult`."""
+        from fsm_agents.runtime import run
+
+        event = self._input(event_type, data)
+        self.emitted += 1
+        run_kwargs.setdefault("run_id", f"{self.conversation.id}/{self.emitted}")
+        result = await run(self.machine, event, **run_kwargs)
+        self._absorb(result)
+        return result
+
+    def emit_sync(self, event_type: str, data: Any = None, **run_kwargs: Any) -> Any:
+        """`emit` from synchronous code (a new event loop; not from inside a running one)."""
+        from fsm_agents.runtime import run_sync
+
+        event = self._input(event_type, data)
+        self.emitted += 1
+        run_kwargs.setdefault("run_id", f"{self.conversation.id}/{self.emitted}")
+        result = run_sync(self.machine, event, **run_kwargs)
+        self._absorb(result)
+        return result
+
+    def __repr__(self) -> str:
+        return f"EventDriven({self.name!r}, handlers={list(self.handlers)})"

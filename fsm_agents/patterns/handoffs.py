@@ -1,0 +1,149 @@
+"""`Handoffs`: agents pass control to each other with `transfer_to_<agent>` tools, conversation kept.
+
+The agent loop's chart plus one guard: a transfer past `max_handoffs` ends the run in
+FAILED(`handoff_loop`) instead of moving control again.
+
+    PLANNING --model_replied [over_budget]--> FAILED
+    PLANNING --model_replied [handoff_limit]--> FAILED         (handoff_loop)
+    PLANNING --model_replied [asks_handoff]--> HANDOFF --handed_off--> PLANNING (the new agent)
+    ... the rest as the agent loop (tools → EXECUTING → OBSERVING → PLANNING, answer → DONE)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from statemachine import State
+
+from fsm_agents.agent import Agent, AgentChart, AgentData, AgentMachine
+from fsm_agents.errors import InvalidDefinition
+from fsm_agents.events import Event, Step
+from fsm_agents.machine import Machine, compile_chart
+from fsm_agents.patterns._base import ChartClass, chart_class
+from fsm_agents.state import Failure, Snapshot, ToolMessage
+
+__all__ = ["Handoffs", "HandoffsChart"]
+
+
+def _handoffs_chart() -> ChartClass:
+    """`AgentChart`, transition for transition (so it follows the agent loop as it evolves), with
+    `model_replied [handoff_limit] → FAILED` inserted before the handoff transition."""
+    states = {s.id: State(s.name, initial=s.initial, final=s.final) for s in AgentChart.states}
+    events: dict[str, Any] = {}
+    for src in AgentChart.states:
+        for t in src.transitions:
+            event = str(next(iter(t.events)))
+            conds = [str(c) for c in t.cond]
+            actions = [a.func for a in t.on if not a.is_convention]
+            kwargs: dict[str, Any] = {}
+            if conds:
+                kwargs["cond"] = [c for c in conds if not c.startswith("!")] or None
+                kwargs["unless"] = [c[1:] for c in conds if c.startswith("!")] or None
+            if actions:
+                kwargs["on"] = actions[0]
+            if conds == ["asks_handoff"]:
+                limit = states[src.id].to(states["failed"], cond="handoff_limit", on="fail_handoff_loop")
+                events[event] = events[event] | limit if event in events else limit
+            tr = states[src.id].to(states[t.target.id], **{k: v for k, v in kwargs.items() if v is not None})
+            events[event] = events[event] | tr if event in events else tr
+    return chart_class("HandoffsChart", {**states, **events})
+
+
+HandoffsChart = _handoffs_chart()
+
+
+def _copy(agent: Agent) -> Agent:
+    return Agent(
+        agent.name,
+        agent.instructions,
+        agent.model,
+        tools=agent.tools,
+        output_type=agent.output_type,
+        max_steps=agent.max_steps,
+        description=agent.description,
+        output_retries=agent.output_retries,
+        max_tool_output_chars=agent.max_tool_output_chars,
+        settings=agent.settings,
+        tool_choice=agent.tool_choice,
+    )
+
+
+class Handoffs(AgentMachine):
+    """Agents that hand the whole conversation to one another.
+
+    - `entry`: the agent that answers first (it may also be listed in `agents`);
+    - `agents`: the other agents. Each agent may transfer to the agents its own `handoffs`
+      names, or — when it names none — to every other agent of the pattern; each target becomes a
+      `transfer_to_<agent>` tool;
+    - `max_handoffs`: transfers allowed in one run; one more → FAILED(`handoff_loop`) (the
+      transfer call is answered with an error so the history stays well formed);
+    - `max_steps`: model calls in one run, all agents together (default: the entry's).
+
+    Snapshots carry `AgentData` (`handoffs` counts transfers); `snapshot.agent` is the active
+    agent. Output: the final answer of the agent that answered. Raises `InvalidDefinition` for
+    two different agents with one name, a handoff to an agent outside the pattern, or
+    `max_handoffs < 0`.
+    """
+
+    def __init__(
+        self, name: str, entry: Agent, agents: Iterable[Agent], max_handoffs: int, *, max_steps: int | None = None
+    ) -> None:
+        pattern = f"handoffs:{name}"
+        if max_handoffs < 0:
+            raise InvalidDefinition(f"{pattern}: max_handoffs must be >= 0")
+        members: dict[str, Agent] = {entry.name: entry}
+        for a in agents:
+            if not isinstance(a, Agent):
+                raise InvalidDefinition(f"{pattern}: every member must be an Agent, got {type(a).__name__}")
+            if a.name in members and members[a.name] is not a:
+                raise InvalidDefinition(f"{pattern}: two different agents are named {a.name!r}")
+            members[a.name] = a
+        copies: dict[str, Agent] = {}
+        targets: dict[str, list[str]] = {}
+        for a in members.values():
+            declared = [h if isinstance(h, str) else h.name for h in a.handoffs]
+            for target in declared:
+                if target not in members:
+                    raise InvalidDefinition(f"{pattern}: {a.name!r} hands off to {target!r}, which is not in the pattern")
+            targets[a.name] = declared or [n for n in members if n != a.name]
+            copies[a.name] = _copy(a)
+        for n, copy in copies.items():  # agents, not names: the agent machine follows agent objects
+            copy.handoffs = tuple(copies[t] for t in targets[n])
+        first = copies[entry.name]
+        if max_steps is not None:
+            first.max_steps = max_steps
+        super().__init__(first)
+        self.name = pattern
+        self.max_handoffs = max_handoffs
+        self.members = tuple(copies)
+        names = [(tr.cond, tr.on) for st in HandoffsChart.states for tr in st.transitions]
+        guards = {str(c).lstrip("!"): getattr(self, str(c).lstrip("!")) for conds, _ in names for c in conds}
+        actions = {a.func: getattr(self, a.func) for _, on in names for a in on if not a.is_convention}
+        self.table = compile_chart(
+            HandoffsChart, guards=guards, actions=actions, internal=frozenset({"observed", "handed_off"})
+        )
+
+    @property
+    def machine(self) -> Machine:
+        """This pattern (so `run(pattern, ...)` and `check_machine(pattern)` accept it)."""
+        return self
+
+    def handoff_limit(self, s: Snapshot[AgentData], e: Event) -> bool:
+        return s.data.handoffs >= self.max_handoffs and self.asks_handoff(s, e)
+
+    def fail_handoff_loop(self, s: Snapshot[AgentData], e: Event) -> Step:
+        message = self._attributed(s, e)
+        note = f"not executed: the handoff budget of {self.max_handoffs} transfers is exhausted"
+        answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in message.tool_calls]
+        path = ", ".join(c.name for c in message.tool_calls)
+        failure = Failure(
+            kind="handoff_loop",
+            message=f"{self.name}: {s.agent} asked to hand off again after {s.data.handoffs} handoffs "
+            f"(max_handoffs={self.max_handoffs})",
+            detail=path,
+        )
+        return Step(s.evolve(conversation=s.conversation.append(message, *answers), failure=failure, pending=()))
+
+    def __repr__(self) -> str:
+        return f"Handoffs({self.name!r}, agents={list(self.members)}, max_handoffs={self.max_handoffs})"
