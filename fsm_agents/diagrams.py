@@ -169,13 +169,13 @@ class _Run:
 
     keys: tuple[str, ...]  # the child's names in the parent's `children()`
     node: _Node | None  # the child's drawing (None: not expanded, depth limit)
-    name: str  # the child machine's name
+    names: tuple[str, ...]  # the child machines' own names (several: identical machines drawn once)
     owned: bool  # True: drawn here, inside the parent; False: a reference to a drawing elsewhere
 
     def label(self, parent: _Node) -> str:
-        text = "runs" if self.keys == (self.name,) else f"runs {', '.join(self.keys)}"
+        text = "runs" if self.keys == self.names else f"runs {', '.join(self.keys)}"
         if not self.owned and self.node is not None:
-            text += " (drawn above)"
+            text += " (drawn elsewhere)"
         elif self.node is None:
             text += " (not expanded)"
         if parent.overlay is not None:
@@ -188,6 +188,7 @@ class _Node:
     machine: Machine
     prefix: str  # id prefix of this machine's states ("" for the root)
     overlay: _Overlay | None
+    names: list[str] = field(default_factory=list)  # every machine drawn by this node (identical tables)
     runs: list[_Run] = field(default_factory=list)
 
     @property
@@ -204,11 +205,13 @@ class _Node:
 
 
 def _signature(machine: Machine) -> tuple[Any, ...]:
+    """Machines with equal signatures draw the same picture (e.g. every plain agent loop), so they
+    are drawn once: the kind of machine, its compiled transitions and its children by name."""
     return (
         type(machine).__qualname__,
-        machine.name,
+        machine.table.chart.__qualname__,
         tuple((t.source, t.event, t.target, tuple(g.label for g in t.guards)) for t in machine.table.transitions),
-        tuple(machine.children()),
+        tuple((key, child.name) for key, child in machine.children().items()),
     )
 
 
@@ -223,16 +226,21 @@ def _tree(machine: Machine, overlay: _Overlay | None, max_depth: int) -> _Node:
     prefixes: set[str] = set()
 
     def build(m: Machine, prefix: str, depth: int) -> _Node:
-        node = _Node(m, prefix, _Overlay() if overlay is not None else None)
+        node = _Node(m, prefix, _Overlay() if overlay is not None else None, [m.name])
         seen[_signature(m)] = node
-        groups: dict[tuple[Any, ...], tuple[Machine, list[str]]] = {}
+        groups: dict[tuple[Any, ...], tuple[Machine, list[str], list[str]]] = {}
         for key, child in m.children().items():
-            groups.setdefault(_signature(child), (child, []))[1].append(key)
-        for sig, (child, keys) in groups.items():
+            _, keys, names = groups.setdefault(_signature(child), (child, [], []))
+            keys.append(key)
+            if child.name not in names:
+                names.append(child.name)
+        for sig, (child, keys, names) in groups.items():
             if sig in seen:
-                node.runs.append(_Run(tuple(keys), seen[sig], child.name, owned=False))
+                target = seen[sig]
+                target.names.extend(n for n in names if n not in target.names)
+                node.runs.append(_Run(tuple(keys), target, tuple(names), owned=False))
             elif depth >= max_depth:
-                node.runs.append(_Run(tuple(keys), None, child.name, owned=False))
+                node.runs.append(_Run(tuple(keys), None, tuple(names), owned=False))
             else:
                 slug = base = _slug(child.name)
                 n = 1
@@ -240,7 +248,9 @@ def _tree(machine: Machine, overlay: _Overlay | None, max_depth: int) -> _Node:
                     n += 1
                     slug = f"{base}_{n}"
                 prefixes.add(slug)
-                node.runs.append(_Run(tuple(keys), build(child, slug, depth + 1), child.name, owned=True))
+                drawn = build(child, slug, depth + 1)
+                drawn.names.extend(n for n in names if n not in drawn.names)
+                node.runs.append(_Run(tuple(keys), drawn, tuple(names), owned=True))
         return node
 
     root = build(machine, "", 0)
@@ -285,7 +295,7 @@ def _mermaid_lines(node: _Node, indent: str, classes: dict[str, list[str]], coun
     for run in node.runs:
         if run.owned and run.node is not None:
             child = run.node
-            lines.append(f'{indent}state "{_mm_text(child.machine.name)}" as {child.prefix} {{')
+            lines.append(f'{indent}state "{_mm_text(", ".join(child.names))}" as {child.prefix} {{')
             lines.extend(_mermaid_lines(child, indent + "    ", classes, counter))
             lines.append(f"{indent}}}")
             target = child.prefix
@@ -293,7 +303,7 @@ def _mermaid_lines(node: _Node, indent: str, classes: dict[str, list[str]], coun
             # a reference: a small stand-in state here (edges across composite states break Mermaid layouts)
             counter[0] += 1
             target = f"ref_{counter[0]}"
-            lines.append(f'{indent}state "{_mm_text(run.name)}" as {target}')
+            lines.append(f'{indent}state "{_mm_text(", ".join(run.names))}" as {target}')
             classes["reference"].append(target)
         lines.append(f"{indent}{node.sid(node.anchor)} --> {target} : {_mm_text(run.label(node))}")
     for p in table.phases:
@@ -395,13 +405,15 @@ def _dot_machine(node: _Node, graph: pydot.Graph, counter: list[int]) -> None:
         if child is None:
             counter[0] += 1
             stub = f"{node.prefix}__more_{counter[0]}" if node.prefix else f"__more_{counter[0]}"
-            graph.add_node(pydot.Node(stub, label=run.name, style="dashed", color=_RUNS, fontcolor=_RUNS, fillcolor="white"))
+            graph.add_node(
+                pydot.Node(stub, label=", ".join(run.names), style="dashed", color=_RUNS, fontcolor=_RUNS, fillcolor="white")
+            )
             graph.add_edge(pydot.Edge(node.sid(node.anchor), stub, **attrs))
             continue
         if run.owned:
             cluster = pydot.Cluster(
                 child.prefix,
-                label=child.machine.name,
+                label=", ".join(child.names),
                 style="rounded,dashed",
                 color=_RUNS,
                 fontcolor=_RUNS,

@@ -173,49 +173,59 @@ def test_children_are_clusters_and_composite_states_attached_to_executing() -> N
     dot = to_dot(parent)
     assert "subgraph cluster_agent_researcher {" in dot
     assert "subgraph cluster_pattern_review {" in dot
-    assert "subgraph cluster_agent_writer {" in dot
+    # the writer's agent loop is the researcher's: drawn once, named after both
+    assert 'label="agent:researcher, agent:writer"' in dot and "cluster_agent_writer" not in dot
     runs = {str(e.get("label")).strip('"'): e for e in edges(dot) if "runs" in str(e.get("label"))}
-    assert set(runs) == {"runs researcher", "runs review", "runs writer"}
+    assert set(runs) == {"runs researcher", "runs review", "runs writer (drawn elsewhere)"}
     assert runs["runs review"].get_source() == "EXECUTING"
     assert runs["runs review"].get("lhead").strip('"') == "cluster_pattern_review"
-    assert runs["runs writer"].get_source() == "pattern_review_EXECUTING"
-    # the grandchild's cluster is nested in its parent's cluster
-    assert dot.index("subgraph cluster_pattern_review {") < dot.index("subgraph cluster_agent_writer {")
+    writer = runs["runs writer (drawn elsewhere)"]
+    assert writer.get_source() == "pattern_review_EXECUTING" and writer.get("lhead").strip('"') == "cluster_agent_researcher"
 
     text = to_mermaid(parent)
-    assert 'state "agent:researcher" as agent_researcher {' in text
+    assert 'state "agent:researcher, agent:writer" as agent_researcher {' in text
     assert 'state "pattern:review" as pattern_review {' in text
     assert "EXECUTING --> pattern_review : runs review" in text
-    assert "pattern_review_EXECUTING --> agent_writer : runs writer" in text
-    assert "agent_writer_PLANNING --> agent_writer_DONE : model_replied" in text
-    assert text.count("{") == text.count("}") == 3
+    assert "agent_researcher_PLANNING --> agent_researcher_DONE : model_replied" in text
+    assert 'state "agent:writer" as ref_1' in text
+    assert "pattern_review_EXECUTING --> ref_1 : runs writer (drawn elsewhere)" in text
+    assert "class ref_1 reference" in text
+    assert text.count("{") == text.count("}") == 2
+
+
+def test_nested_patterns_are_nested_clusters() -> None:
+    deep = Parent("a", {"b": Parent("b", {"c": Parent("c", {"w": Agent("w").machine})})})
+    dot = to_dot(deep)
+    assert dot.index("subgraph cluster_b {") < dot.index("subgraph cluster_c {") < dot.index("subgraph cluster_agent_w {")
+    assert "c_EXECUTING -> agent_w__start" in dot
+    text = to_mermaid(deep)
+    assert text.index('state "b" as b {') < text.index('state "c" as c {') < text.index('state "agent:w" as agent_w {')
+    shallow = to_dot(deep, max_depth=1)
+    assert "subgraph cluster_b {" in shallow and "cluster_c" not in shallow
+    assert "runs (not expanded)" in edge_labels(shallow)
+    assert "cluster_" not in to_dot(deep, max_depth=0)
+    with pytest.raises(DiagramError):
+        to_dot(deep, max_depth=-1)
 
 
 def test_identical_children_are_drawn_once() -> None:
     shared = Agent("worker").machine
-    parent = Parent("p", {"first": shared, "second": shared})
+    parent = Parent("p", {"first": shared, "second": shared, "other": Agent("other").machine})
     dot = to_dot(parent)
     assert dot.count("subgraph cluster_") == 1
-    assert "runs first, second" in edge_labels(dot)
-    assert to_mermaid(parent).count('state "agent:worker" as agent_worker {') == 1
+    assert "runs first, second, other" in edge_labels(dot)
+    assert to_mermaid(parent).count('state "agent:worker, agent:other" as agent_worker {') == 1
 
 
-def test_recursion_refers_back_and_depth_is_limited() -> None:
+def test_recursion_refers_back() -> None:
     children: dict[str, Machine] = {}
     loop = Parent("pattern:recursive", children)
     children["again"] = loop  # a machine that runs itself
     dot = to_dot(loop)
     assert "subgraph cluster_" not in dot
-    assert "runs again (drawn above)" in edge_labels(dot)
-    assert "runs again (drawn above)" in to_mermaid(loop)
-
-    deep = two_levels()
-    shallow = to_dot(deep, max_depth=1)
-    assert "subgraph cluster_pattern_review {" in shallow and "cluster_agent_writer" not in shallow
-    assert "runs writer (not expanded)" in edge_labels(shallow)
-    assert "cluster_" not in to_dot(deep, max_depth=0)
-    with pytest.raises(DiagramError):
-        to_dot(deep, max_depth=-1)
+    assert "runs again (drawn elsewhere)" in edge_labels(dot)
+    assert "EXECUTING -> __start" in dot
+    assert "runs again (drawn elsewhere)" in to_mermaid(loop)
 
 
 # -- trace overlay ---------------------------------------------------------------------------
@@ -274,14 +284,16 @@ def test_child_runs_are_overlaid_on_their_clusters() -> None:
     assert result.ok
     text = to_mermaid(parent, trace=result)
     assert "EXECUTING --> agent_researcher : runs researcher ×1" in text
+    assert "pattern_review_EXECUTING --> ref_1 : runs writer (drawn elsewhere) ×1" in text
+    # the researcher's and the writer's runs are both overlaid on the one agent-loop cluster
     assert "agent_researcher_EXECUTING --> agent_researcher_OBSERVING : tools_finished ×1" in text
-    assert "pattern_review_EXECUTING --> agent_writer : runs writer ×1" in text
-    assert "agent_writer_PLANNING --> agent_writer_DONE : model_replied ×1" in text
-    assert "agent_writer_PLANNING --> agent_writer_EXECUTING : model_replied [asks_tools] ×0" in text
+    assert "agent_researcher_PLANNING --> agent_researcher_DONE : model_replied ×2" in text
+    assert "agent_researcher_PLANNING --> agent_researcher_HANDOFF : model_replied [asks_handoff] ×0" in text
     assert "EXECUTING --> DONE : agents_finished [all_done] ×1" in text
+    assert "pattern_review_EXECUTING --> pattern_review_DONE : agents_finished [all_done] ×1" in text
     visited = next(line for line in text.splitlines() if line.endswith(" visited"))
-    assert "agent_writer_DONE" in visited and "agent_researcher_OBSERVING" in visited
-    assert "agent_writer_OBSERVING" not in visited
+    assert "agent_researcher_DONE" in visited and "agent_researcher_OBSERVING" in visited
+    assert "agent_researcher_HANDOFF" not in visited and "pattern_review_PLANNING" not in visited
     dot = to_dot(parent, trace=result)
     assert "runs researcher ×1" in edge_labels(dot) and "tools_finished ×1" in edge_labels(dot)
 
