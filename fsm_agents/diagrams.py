@@ -171,10 +171,13 @@ class _Run:
     node: _Node | None  # the child's drawing (None: not expanded, depth limit)
     names: tuple[str, ...]  # the child machines' own names (several: identical machines drawn once)
     owned: bool  # True: drawn here, inside the parent; False: a reference to a drawing elsewhere
+    recursive: bool = False  # a reference to the parent itself or one of its ancestors
 
     def label(self, parent: _Node) -> str:
         text = "runs" if self.keys == self.names else f"runs {', '.join(self.keys)}"
-        if not self.owned and self.node is not None:
+        if self.recursive:
+            text += " (recursive)"
+        elif not self.owned and self.node is not None:
             text += " (drawn elsewhere)"
         elif self.node is None:
             text += " (not expanded)"
@@ -225,9 +228,12 @@ def _tree(machine: Machine, overlay: _Overlay | None, max_depth: int) -> _Node:
     seen: dict[tuple[Any, ...], _Node] = {}
     prefixes: set[str] = set()
 
+    ancestors: list[tuple[Any, ...]] = []
+
     def build(m: Machine, prefix: str, depth: int) -> _Node:
         node = _Node(m, prefix, _Overlay() if overlay is not None else None, [m.name])
         seen[_signature(m)] = node
+        ancestors.append(_signature(m))
         groups: dict[tuple[Any, ...], tuple[Machine, list[str], list[str]]] = {}
         for key, child in m.children().items():
             _, keys, names = groups.setdefault(_signature(child), (child, [], []))
@@ -238,7 +244,7 @@ def _tree(machine: Machine, overlay: _Overlay | None, max_depth: int) -> _Node:
             if sig in seen:
                 target = seen[sig]
                 target.names.extend(n for n in names if n not in target.names)
-                node.runs.append(_Run(tuple(keys), target, tuple(names), owned=False))
+                node.runs.append(_Run(tuple(keys), target, tuple(names), owned=False, recursive=sig in ancestors))
             elif depth >= max_depth:
                 node.runs.append(_Run(tuple(keys), None, tuple(names), owned=False))
             else:
@@ -251,6 +257,7 @@ def _tree(machine: Machine, overlay: _Overlay | None, max_depth: int) -> _Node:
                 drawn = build(child, slug, depth + 1)
                 drawn.names.extend(n for n in names if n not in drawn.names)
                 node.runs.append(_Run(tuple(keys), drawn, tuple(names), owned=True))
+        ancestors.pop()
         return node
 
     root = build(machine, "", 0)
@@ -426,7 +433,7 @@ def _dot_machine(node: _Node, graph: pydot.Graph, counter: list[int]) -> None:
         else:
             attrs["constraint"] = "false"
         child_start = f"{child.prefix}__start" if child.prefix else "__start"
-        if child.prefix:
+        if child.prefix and not run.recursive:  # (an edge from inside a cluster cannot clip at its border)
             attrs["lhead"] = f"cluster_{child.prefix}"
         graph.add_edge(pydot.Edge(node.sid(node.anchor), child_start, **attrs))
 

@@ -223,9 +223,9 @@ def test_recursion_refers_back() -> None:
     children["again"] = loop  # a machine that runs itself
     dot = to_dot(loop)
     assert "subgraph cluster_" not in dot
-    assert "runs again (drawn elsewhere)" in edge_labels(dot)
+    assert "runs again (recursive)" in edge_labels(dot)
     assert "EXECUTING -> __start" in dot
-    assert "runs again (drawn elsewhere)" in to_mermaid(loop)
+    assert "runs again (recursive)" in to_mermaid(loop)
 
 
 # -- trace overlay ---------------------------------------------------------------------------
