@@ -61,7 +61,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_diagram(args: argparse.Namespace) -> int:
     from fsm_agents.diagrams import write
 
-    path = write(load_object(args.target), args.output)
+    try:
+        path = write(load_object(args.target), args.output)
+    except TypeError as exc:  # not a machine, an Agent or a pattern
+        print(f"error: {args.target}: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {path}")
     return 0
 

@@ -348,6 +348,8 @@ def test_cli_diagram(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["diagram", "fsm_agents.diagrams:example_agent", "-o", str(tmp_path / "a.gif")]) == 1
     assert "unknown diagram suffix" in capsys.readouterr().err
     assert main(["diagram", "no_such_module:x", "-o", str(tmp_path / "a.mmd")]) == 1
+    assert main(["diagram", "fsm_agents.diagrams:SHIPPED", "-o", str(tmp_path / "a.mmd")]) == 1
+    assert "expected a machine" in capsys.readouterr().err
 
 
 @needs_dot
