@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from fsm_agents import Agent, AssistantMessage, ToolMessage, run_sync, tool
+from fsm_agents.agent import guided_tool_choice
 from fsm_agents.local import serve
-from fsm_agents.models import Model, ModelResponse, ModelSettings
+from fsm_agents.models import Model, ModelSettings
 from fsm_agents.observers import PrintObserver
 from fsm_agents.runtime import Limits, RunResult
-from fsm_agents.state import ModelRequest
 
 DATA = Path(__file__).parent / "data" / "countries.csv"
 QUESTION = "What is the population of Japan?"
@@ -109,32 +109,18 @@ def lookup_country(name: str) -> str:
 INSTRUCTIONS = "You are a helpful assistant. Use the tools to answer questions about countries, then answer briefly."
 
 
-class GuidedToolChoice:
-    """A `Model` wrapper steering a small model's `tool_choice` turn by turn: the first call of a
-    run must call `tool`; after a successful tool result the model must answer in text
-    (`"none"`); after a failed one it may try again (`"auto"`). A 135M model rarely calls a tool
-    unprompted and, left free, tends to call tools forever; the machine copes either way (the
-    budget ends the run in FAILED), but this makes the demo exercise the whole loop and finish."""
-
-    def __init__(self, model: Model, tool: str) -> None:
-        self.model, self.tool = model, tool
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        last_tool = next((m for m in reversed(request.messages) if isinstance(m, ToolMessage)), None)
-        choice = self.tool if last_tool is None else "auto" if last_tool.is_error else "none"
-        return await self.model.complete(request.model_copy(update={"tool_choice": choice}))
-
-
 def build_agent(model: Model, *, max_steps: int = 6) -> Agent:
     """The demo agent: deterministic sampling (temperature 0, fixed seed), two tools."""
     return Agent(
         "geo",
         INSTRUCTIONS,
-        model=GuidedToolChoice(model, "lookup_country"),
+        model=model,
         tools=[lookup_country, calculate],
         max_steps=max_steps,
         settings=ModelSettings(temperature=0.0, seed=42, max_tokens=48),
-        tool_choice="auto",
+        # a 135M model rarely calls a tool unprompted and, left free, calls tools forever: force the
+        # lookup first, then ask for a text answer (the machine copes either way: the budget ends it)
+        tool_choice=guided_tool_choice("lookup_country"),
     )
 
 

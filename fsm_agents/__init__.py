@@ -7,6 +7,7 @@ See DESIGN.md for the architecture.
 
 from fsm_agents.agent import Agent, AgentMachine
 from fsm_agents.errors import (
+    CassetteDivergence,
     ConcurrencyConflict,
     FsmAgentsError,
     InvalidDefinition,
@@ -59,6 +60,7 @@ __all__ = [
     "AgentsFinished",
     "AssistantMessage",
     "CallModel",
+    "CassetteDivergence",
     "ConcurrencyConflict",
     "Conversation",
     "Effect",

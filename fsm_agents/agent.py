@@ -29,6 +29,7 @@ from statemachine import State, StateChart
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import (
     CallModel,
+    EffectUncertain,
     Event,
     HandedOff,
     ModelFailed,
@@ -67,6 +68,24 @@ __all__ = ["TRANSFER_PREFIX", "Agent", "AgentChart", "AgentData", "AgentMachine"
 TRANSFER_PREFIX = "transfer_to_"
 
 
+ToolChoicePolicy = Callable[[Sequence[Message]], str]
+
+
+def guided_tool_choice(tool: str) -> ToolChoicePolicy:
+    """A per-call `tool_choice` policy for small models: force `tool` until a tool result is in
+    the conversation; after a successful result ask for a text answer (`"none"`); after an error
+    result let the model try again (`"auto"`). Pure: it reads only the messages."""
+
+    def choose(messages: Sequence[Message]) -> str:
+        for m in reversed(messages):
+            if isinstance(m, ToolMessage):
+                return "auto" if m.is_error else "none"
+        return tool
+
+    choose.__name__ = f"guided_tool_choice_{tool}"
+    return choose
+
+
 class AgentChart(StateChart):  # type: ignore[type-arg]
     """Topology of the agent loop (guards and actions are named; see `AgentMachine`)."""
 
@@ -87,6 +106,7 @@ class AgentChart(StateChart):  # type: ignore[type-arg]
     )
     model_failed = planning.to(failed, on="fail_model")
     tools_finished = executing.to(observing, on="observe")
+    effect_uncertain = executing.to(failed, on="fail_uncertain")  # resume: a non-idempotent tool may have run
     observed = observing.to(planning, on="call_model")  # internal: raised by step
     handed_off = handoff.to(planning, on="call_model")  # internal: raised by step
 
@@ -110,7 +130,9 @@ class Agent:
     - `max_steps`: model calls allowed in one run (the entry agent's value governs a run);
     - `output_retries`: how often an invalid/empty final answer is fed back before FAILED;
     - `max_tool_output_chars`: each tool result is cut to this many characters in the history;
-    - `settings`: sampling settings; `tool_choice`: `"auto"`, `"required"`, `"none"` or a name.
+    - `settings`: sampling settings; `tool_choice`: `"auto"`, `"required"`, `"none"`, a tool
+      name, or a pure function `(messages) -> str` choosing it per model call (e.g.
+      `guided_tool_choice("lookup")`, which small local models need).
 
     Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, `max_steps < 1`.
     """
@@ -129,7 +151,7 @@ class Agent:
         output_retries: int = 1,
         max_tool_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         settings: ModelSettings | None = None,
-        tool_choice: str = "auto",
+        tool_choice: str | ToolChoicePolicy = "auto",
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -260,7 +282,7 @@ class AgentMachine(Machine):
                 agent=a.name,
                 instructions=a.instructions,
                 tools=tuple(specs),
-                tool_choice=a.tool_choice,
+                tool_choice=a.tool_choice if isinstance(a.tool_choice, str) else "auto",
                 output_schema_json=schema,
                 settings=a.settings,
             )
@@ -317,7 +339,13 @@ class AgentMachine(Machine):
 
     def _call_model_effect(self, s: Snapshot[Any]) -> CallModel:
         agent = cast(str, s.agent)
-        request = self._resolved[agent].template.model_copy(update={"messages": s.conversation.messages})
+        resolved = self._resolved[agent]
+        messages = s.conversation.messages
+        policy = resolved.agent.tool_choice
+        if isinstance(policy, str):
+            request = resolved.template.model_copy(update={"messages": messages})
+        else:
+            request = resolved.template.model_copy(update={"messages": messages, "tool_choice": policy(messages)})
         return CallModel.model_construct(key=effect_key(s), agent=agent, request=request)
 
     # guards -----------------------------------------------------------------------------------
@@ -423,6 +451,18 @@ class AgentMachine(Machine):
         ev = cast(ModelFailed, e)
         return Step(s.evolve(failure=Failure(kind="model_error", message=f"{s.agent}: {ev.error}", detail=ev.kind)))
 
+    def fail_uncertain(self, s: Snapshot[Any], e: Event) -> Step:
+        ev = cast(EffectUncertain, e)
+        note = "unknown whether this call ran: the run stopped while it was running and the tool is not idempotent"
+        answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in s.pending]
+        failure = Failure(
+            kind="uncertain_effect",
+            message=f"{s.agent}: effect {ev.effect_key} was started but never finished, and running it again "
+            f"could repeat a side effect ({ev.detail or ', '.join(c.name for c in s.pending)})",
+            detail=ev.detail or ", ".join(c.name for c in s.pending),
+        )
+        return Step(s.evolve(conversation=s.conversation.append(*answers), pending=(), failure=failure))
+
     def observe(self, s: Snapshot[Any], e: Event) -> Step:
         by_id = {r.call_id: r for r in cast(ToolsFinished, e).results}
         limit = self._resolved[cast(str, s.agent)].agent.max_tool_output_chars
@@ -458,6 +498,7 @@ _ACTIONS: Sequence[str] = (
     "fail_output",
     "finish",
     "fail_model",
+    "fail_uncertain",
     "observe",
     "call_model",
 )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from statemachine.exceptions import InvalidDefinition as _SMInvalidDefinition
 
 __all__ = [
+    "CassetteDivergence",
     "ConcurrencyConflict",
     "DefinitionError",
     "FsmAgentsError",
@@ -58,6 +59,19 @@ class InvalidTransition(FsmAgentsError):
 class MachineStalled(FsmAgentsError):
     """A non-final snapshot came with no effect to perform: the machine can never move again.
     This is a bug in the machine's actions."""
+
+
+class CassetteDivergence(FsmAgentsError):
+    """A replayed run asked for a different effect than the recorded one.
+
+    `step` is the interaction index (-1 when unknown); `recorded` and `actual` describe both
+    effects. The runtime and the tool executor let this error through (it is never fed back to
+    the model as a failure): a divergence must fail the test that replays the cassette.
+    """
+
+    def __init__(self, step: int, recorded: object, actual: object) -> None:
+        self.step, self.recorded, self.actual = step, recorded, actual
+        super().__init__(f"replay diverged at step {step}:\n  recorded: {recorded}\n  actual:   {actual}")
 
 
 class ConcurrencyConflict(FsmAgentsError):

@@ -29,6 +29,7 @@ __all__ = [
     "AgentsFinished",
     "CallModel",
     "Effect",
+    "EffectUncertain",
     "Event",
     "HandedOff",
     "ModelFailed",
@@ -71,6 +72,17 @@ class ToolsFinished(Event):
 
     name: ClassVar[str] = "tools_finished"
     results: tuple[ToolResult, ...]
+
+
+class EffectUncertain(Event):
+    """Raised by `resume` when an effect was started but its event never reached the log (the
+    process died while performing it) and the effect is not safe to perform again (a tool not
+    marked `idempotent=True`). `effect_key` is the effect's idempotency key; `detail` names the
+    tool(s). Machines that accept it go to FAILED(`uncertain_effect`)."""
+
+    name: ClassVar[str] = "effect_uncertain"
+    effect_key: str
+    detail: str = ""
 
 
 class Observed(Event):

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from fsm_agents.errors import FsmAgentsError, MachineStalled
+from fsm_agents.errors import CassetteDivergence, FsmAgentsError, MachineStalled
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
@@ -66,7 +66,8 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class RunResult:
     """How a run ended: the final `snapshot`, every external `event` fed to `step` (with the
-    start input, enough to replay the run), total token `usage`, and the `trace` of transitions."""
+    start input, enough to replay the run), the `effect` each event answered, total token
+    `usage`, the `trace` of transitions, and the `children` runs by task id."""
 
     run_id: str
     input: Any
@@ -75,6 +76,7 @@ class RunResult:
     usage: Usage
     trace: tuple[Taken, ...]
     children: Mapping[str, RunResult] = field(default_factory=dict)
+    effects: tuple[Effect, ...] = ()  # effects[i] is the effect events[i] answered
 
     @property
     def phase(self) -> Phase:
@@ -153,6 +155,8 @@ class _Performer:
                     response = await model.complete(effect.request)
         except ModelError as exc:
             return ModelFailed(error=str(exc), kind=exc.kind)
+        except CassetteDivergence:
+            raise
         except TimeoutError:
             return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
         except Exception as exc:  # a provider bug must not kill the run: it is a model failure
@@ -204,6 +208,7 @@ class _Performer:
         observers = self.observers
         step: Step = machine.start(input, context, run_id=run_id)
         events: list[Event] = []
+        performed: list[Effect] = []
         trace: list[Taken] = list(step.transitions)
         usage = Usage()
         children: dict[str, RunResult] = {}
@@ -230,6 +235,7 @@ class _Performer:
             if type(event) is ModelReplied and event.usage:
                 usage = usage + event.usage
             events.append(event)
+            performed.append(effect)
             step = machine.step(snapshot, event)
             trace.extend(step.transitions)
             if observers:
@@ -240,6 +246,7 @@ class _Performer:
             input=input,
             snapshot=step.snapshot,
             events=tuple(events),
+            effects=tuple(performed),
             usage=usage,
             trace=tuple(trace),
             children=children,

@@ -30,7 +30,7 @@ import stamina
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from fsm_agents.errors import ToolDefinitionError
+from fsm_agents.errors import CassetteDivergence, ToolDefinitionError
 from fsm_agents.state import ToolCall, ToolResult, ToolSpec
 
 __all__ = ["Tool", "ToolExecutor", "tool"]
@@ -294,6 +294,8 @@ class ToolExecutor:
         except ValidationError as exc:
             return self._error(call, _validation_message(exc, call.arguments), started)
         kwargs = dict(args.__dict__)  # the validated arguments, by parameter name
+        if args.__pydantic_extra__:  # a permissive input model (extra="allow") passes the rest through
+            kwargs.update(args.__pydantic_extra__)
         timeout = tool_.timeout if tool_.timeout is not None else self.default_timeout
         attempts = 0
         try:
@@ -312,6 +314,8 @@ class ToolExecutor:
                 value = await self._invoke(tool_, kwargs, timeout)
         except TimeoutError:
             return self._error(call, f"tool {call.name!r} timed out after {timeout} s", started, attempts)
+        except CassetteDivergence:
+            raise
         except Exception as exc:  # the tool's own failure is fed back to the model
             log.debug("tool %s raised", call.name, exc_info=True)
             return self._error(call, f"tool {call.name!r} raised {type(exc).__name__}: {exc}", started, attempts)

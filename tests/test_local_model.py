@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from fsm_agents import Agent, AssistantMessage, Phase, ToolMessage, run
+from fsm_agents.agent import guided_tool_choice
 from fsm_agents.local import serve
-from fsm_agents.models import Model, ModelResponse, ModelSettings, OpenAIChat
+from fsm_agents.models import ModelSettings, OpenAIChat
 from fsm_agents.runtime import Limits
-from fsm_agents.state import ModelRequest
 
 pytestmark = [
     pytest.mark.local_model,
@@ -35,18 +35,6 @@ def capital_of(country: str) -> str:
     return f"The capital of {country} is {CAPITALS[key]}."
 
 
-class ForceFirstCall:
-    """Forces the tool on the first model call of a run; later calls are left to the model."""
-
-    def __init__(self, model: Model) -> None:
-        self.model = model
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        if not any(isinstance(m, ToolMessage) for m in request.messages):
-            request = request.model_copy(update={"tool_choice": "capital_of"})
-        return await self.model.complete(request)
-
-
 @pytest.fixture(scope="session")
 def local_model() -> Iterator[OpenAIChat]:
     with serve(n_ctx=2048) as model:
@@ -59,7 +47,8 @@ async def test_agent_on_the_real_local_model(local_model: OpenAIChat, anyio_back
     agent = Agent(
         "geo",
         "You are a helpful assistant. Use the capital_of tool, then answer briefly.",
-        model=ForceFirstCall(local_model),
+        model=local_model,
+        tool_choice=guided_tool_choice("capital_of"),
         tools=[capital_of],
         max_steps=MAX_STEPS,
         settings=ModelSettings(temperature=0.0, seed=7, max_tokens=48),

@@ -6,6 +6,29 @@ print(report)
 """
 
 from fsm_agents.testing import strategies
-from fsm_agents.testing.check import DEFAULT, CheckReport, InvariantViolation, check_machine, history_problems
+from fsm_agents.testing.cassette import Cassette, ReplayModel, record, replay, replay_tools
+from fsm_agents.testing.check import (
+    DEFAULT,
+    CheckReport,
+    InvariantViolation,
+    check_machine,
+    check_module,
+    exported_machines,
+    history_problems,
+)
 
-__all__ = ["DEFAULT", "CheckReport", "InvariantViolation", "check_machine", "history_problems", "strategies"]
+__all__ = [
+    "DEFAULT",
+    "Cassette",
+    "CheckReport",
+    "InvariantViolation",
+    "ReplayModel",
+    "check_machine",
+    "check_module",
+    "exported_machines",
+    "history_problems",
+    "record",
+    "replay",
+    "replay_tools",
+    "strategies",
+]

@@ -49,6 +49,7 @@ __all__ = [
     "CheckReport",
     "InvariantViolation",
     "check_machine",
+    "check_module",
     "history_problems",
 ]
 
@@ -429,3 +430,35 @@ def check_machine(
         missing = ", ".join(f"{t.source} --{t.label}--> {t.target}" for t in report.uncovered)
         raise InvariantViolation("coverage", f"declared transitions never taken: {missing}")
     return report
+
+
+def exported_machines(target: Any) -> dict[str, Any]:
+    """The agents, patterns and machines `target` exports: a module's public attributes (its
+    `__all__` if it has one) that are a `Machine` or have a `.machine`, or a list of them."""
+    from types import ModuleType
+
+    if isinstance(target, ModuleType):
+        names = getattr(target, "__all__", None) or [n for n in vars(target) if not n.startswith("_")]
+        items = {n: getattr(target, n) for n in names}
+    else:
+        items = {getattr(as_machine(t), "name", str(i)): t for i, t in enumerate(target)}
+    found: dict[str, Any] = {}
+    for name, value in items.items():
+        if isinstance(value, type):
+            continue
+        try:
+            as_machine(value)
+        except TypeError:
+            continue
+        found[name] = value
+    return found
+
+
+def check_module(target: Any, **kwargs: Any) -> dict[str, CheckReport]:
+    """`check_machine(obj, **kwargs)` for every machine `target` exports (see
+    `exported_machines`); returns the reports by name. Raises `InvariantViolation` on the first
+    violation and `ValueError` when `target` exports no machine."""
+    machines = exported_machines(target)
+    if not machines:
+        raise ValueError(f"{target!r} exports no agent, pattern or machine")
+    return {name: check_machine(obj, **kwargs) for name, obj in machines.items()}

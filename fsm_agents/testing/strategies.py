@@ -22,7 +22,16 @@ from typing import Any
 from hypothesis import strategies as st
 
 from fsm_agents.errors import InvalidTransition
-from fsm_agents.events import AgentOutcome, AgentsFinished, Event, ModelFailed, ModelReplied, RunAgents, ToolsFinished
+from fsm_agents.events import (
+    AgentOutcome,
+    AgentsFinished,
+    EffectUncertain,
+    Event,
+    ModelFailed,
+    ModelReplied,
+    RunAgents,
+    ToolsFinished,
+)
 from fsm_agents.machine import Machine
 from fsm_agents.runtime import as_machine
 from fsm_agents.state import (
@@ -239,15 +248,22 @@ def _agents_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[A
     return agent_outcomes(runs[0])
 
 
+def _effect_uncertain(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
+    key = effects[0].key if effects else f"{snapshot.conversation.id}/{snapshot.step}/0"
+    names = ", ".join(c.name for c in snapshot.pending)
+    return st.builds(EffectUncertain, effect_key=st.just(key), detail=st.just(names) | _text)
+
+
 EVENT_STRATEGIES: dict[str, EventStrategy] = {
     "model_replied": _model_replied,
     "model_failed": _model_failed,
     "tools_finished": _tools_finished,
     "agents_finished": _agents_finished,
+    "effect_uncertain": _effect_uncertain,
 }
 
 
-_RARE = frozenset({"model_failed"})
+_RARE = frozenset({"model_failed", "effect_uncertain"})
 
 
 def register_event_strategy(event_name: str, strategy: EventStrategy) -> None:

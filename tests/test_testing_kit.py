@@ -1,0 +1,136 @@
+"""The testing kit as users see it: cassettes, replay, the pytest plugin, check_module, the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from fsm_agents import Agent, CassetteDivergence, Phase, ScriptedModel, run, tool
+from fsm_agents.cli import main as cli
+from fsm_agents.models import call, reply
+from fsm_agents.testing import Cassette, ReplayModel, check_module, record, replay, replay_tools
+
+pytest_plugins = ["pytester"]
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def calculator(model: object = None, instructions: str = "Use add.") -> Agent:
+    return Agent("calc", instructions, model, tools=[add])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cassette() -> Cassette:
+    import anyio
+
+    leaky = reply("using key sk-abcdefghijklmnopqrstuvwx", call("add", a=2, b=3))
+    model = ScriptedModel([leaky, "5"])
+    result = anyio.run(lambda: run(calculator(model), "2+3?", run_id="rec"))
+    return record(result, secrets=["hunter2"])
+
+
+def test_record_captures_effects_and_events_and_scrubs_secrets(cassette: Cassette, tmp_path: Path) -> None:
+    assert [i.effect["type"] for i in cassette.interactions] == ["CallModel", "RunTools", "CallModel"]
+    assert [i.event["type"] for i in cassette.interactions] == ["ModelReplied", "ToolsFinished", "ModelReplied"]
+    text = cassette.to_json()
+    assert "sk-abcdefghijklmnopqrstuvwx" not in text and "[REDACTED]" in text
+    path = tmp_path / "c.json"
+    cassette.save(path)
+    assert Cassette.load(path) == cassette
+    path.write_text(json.dumps({"format": "other/9"}))
+    with pytest.raises(Exception, match="is not a fsm_agents.cassette/1 cassette"):
+        Cassette.load(path)
+
+
+def test_replay_reproduces_the_run_without_model_or_tools(cassette: Cassette) -> None:
+    final = replay(calculator(), cassette)
+    assert final.snapshot.phase is Phase.DONE and final.snapshot.output == "5"
+
+
+def test_replay_reports_a_divergence_with_the_step_and_both_effects(cassette: Cassette) -> None:
+    with pytest.raises(CassetteDivergence) as info:
+        replay(calculator(instructions="Use add. Be brief."), cassette)  # the prompt changed
+    assert info.value.step == 0
+    assert "Be brief" in json.dumps(info.value.actual) and "Be brief" not in json.dumps(info.value.recorded)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_replay_model_and_tools_drive_a_normal_run(cassette: Cassette, anyio_backend: str) -> None:
+    result = await run(calculator(), "2+3?", models={"calc": ReplayModel(cassette)}, tools=replay_tools(cassette))
+    assert result.ok and result.output == "5" and result.snapshot.results[0].content == "5"
+    other = Agent("calc", "Use add.", tools=[])  # no tools offered any more: the request differs
+    with pytest.raises(CassetteDivergence, match="recorded"):
+        await run(other, "2+3?", models={"calc": ReplayModel(cassette)})
+
+
+def test_check_module_checks_every_exported_machine() -> None:
+    module = types.ModuleType("user_agents")
+    module.calc = calculator()  # type: ignore[attr-defined]
+    module.helper = lambda: None  # type: ignore[attr-defined]
+    module.Agent = Agent  # type: ignore[attr-defined]
+    reports = check_module(module, max_examples=30, seed=1)
+    assert list(reports) == ["calc"] and reports["calc"].steps > 0
+    with pytest.raises(ValueError, match="exports no agent"):
+        check_module(types.ModuleType("empty"))
+
+
+def test_pytest_plugin_fixtures_and_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        user_agents="""
+from fsm_agents import Agent, tool
+
+@tool
+def add(a: int, b: int) -> int:
+    '''Add.'''
+    return a + b
+
+calc = Agent("calc", "Use add.", tools=[add], max_steps=3)
+""",
+        test_user="""
+import pytest
+import user_agents
+from fsm_agents import Agent, run_sync
+
+def test_fixtures(scripted_model, function_model):
+    agent = Agent("a", model=scripted_model(["hello"]))
+    assert run_sync(agent, "hi").output == "hello"
+    assert run_sync(Agent("b", model=function_model(lambda r: "fn")), "hi").output == "fn"
+
+@pytest.mark.fsm_check(user_agents, examples=25)
+def test_marker(fsm_reports):
+    assert list(fsm_reports) == ["calc"]
+    assert fsm_reports["calc"].examples > 0
+""",
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_cli_check_prints_the_report_and_fails_on_a_violation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cli_agents.py").write_text(
+        "from fsm_agents import Agent, AgentMachine\n"
+        "good = Agent('good', max_steps=2)\n"
+        "class Broken(AgentMachine):\n"
+        "    def over_budget(self, s, e):\n"
+        "        return False\n"
+        "bad = Broken(Agent('bad', max_steps=1))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli(["check", "cli_agents:good", "--examples", "30", "--seed", "1"]) == 0
+    assert "transitions covered" in capsys.readouterr().out
+    assert cli(["check", "cli_agents:bad", "--examples", "100", "--seed", "1"]) == 1
+    assert "invariant" in capsys.readouterr().err
+    assert cli(["check", "cli_agents:missing"]) == 1
+    assert "has no attribute" in capsys.readouterr().err
+    sys.modules.pop("cli_agents", None)
