@@ -18,17 +18,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from fsm_agents.errors import CassetteDivergence, FsmAgentsError, MachineStalled
+from fsm_agents.errors import CassetteDivergence, ConcurrencyConflict, FsmAgentsError, MachineStalled
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
     AgentTask,
     CallModel,
     Effect,
+    EffectUncertain,
     Event,
     ModelFailed,
     ModelReplied,
@@ -44,7 +45,11 @@ from fsm_agents.observers import Observer
 from fsm_agents.state import Failure, Phase, Snapshot, Usage
 from fsm_agents.tools import Tool, ToolExecutor
 
-__all__ = ["Limits", "RunResult", "as_machine", "run", "run_sync"]
+if TYPE_CHECKING:
+    from fsm_agents.store._records import Record
+    from fsm_agents.store.base import Store
+
+__all__ = ["Limits", "RunResult", "UncertainEffect", "as_machine", "resume", "resume_sync", "run", "run_sync"]
 
 log = logging.getLogger("fsm_agents.runtime")
 
@@ -116,7 +121,9 @@ class _Performer:
         tools: Mapping[str, Tool],
         limits: Limits,
         observers: Sequence[Observer],
+        store: Store | None = None,
     ) -> None:
+        self.store = store
         self.machine = machine
         self.models = models
         self.tool_overrides = tools
@@ -205,6 +212,8 @@ class _Performer:
         return AgentsFinished(outcomes=tuple(o for o in outcomes if o is not None))
 
     async def run(self, machine: Machine, input: Any, run_id: str, context: Any = None) -> RunResult:
+        if self.store is not None:  # persisted (a child of a persisted run: resumes its own log if it has one)
+            return await self.run_logged(machine, input, run_id, context, run_id, resume_ok=True)
         observers = self.observers
         step: Step = machine.start(input, context, run_id=run_id)
         events: list[Event] = []
@@ -252,6 +261,136 @@ class _Performer:
             children=children,
         )
 
+    async def run_logged(
+        self, machine: Machine, input: Any, run_id: str, context: Any, conversation_id: str, *, resume_ok: bool
+    ) -> RunResult:
+        """`run`, persisting to `self.store` as it goes (see `resume` for the record protocol).
+        With `resume_ok`, an existing log for `conversation_id` is continued instead of refused."""
+        from fsm_agents.store import _fold
+
+        store = self.store
+        assert store is not None
+        log = _Log(store, conversation_id)
+        records, log.seq = await log.call(_fold.resolve, store, conversation_id, must_exist=False)
+        if records:
+            if not resume_ok:
+                raise ConcurrencyConflict(conversation_id, 0, log.seq)
+            segments = await log.call(_fold.fold, records, _machine_lookup(machine), context=context)
+            return await self.continue_logged(machine, segments[-1], log)
+        step = machine.start(input, context, run_id=run_id)
+        await log.append([_fold.start_record(machine, run_id, input, context=context)])
+        segment = _fold.Segment(0, machine, run_id, input, step)
+        segment.trace.extend(step.transitions)
+        return await self.continue_logged(machine, segment, log)
+
+    async def continue_logged(self, machine: Machine, seg: Any, log: _Log) -> RunResult:
+        """Drive `seg` (a `store._fold.Segment`) to a final phase, appending to `log`: a "started"
+        ledger record before each effect, then event + "finished" (+ "end") in one append."""
+        from fsm_agents.store import _fold
+
+        observers = self.observers
+        finals = machine.table.finals
+        children: dict[str, RunResult] = {}
+        step: Step = seg.step
+        if step.snapshot.phase in finals and seg.end is None:
+            await log.append([_fold.end_record(step)])  # a fork cut between the last event and its end record
+        while step.snapshot.phase not in finals:
+            snapshot, effects = step.snapshot, step.effects
+            if len(effects) != 1:
+                raise MachineStalled(f"{machine.name}: phase {snapshot.phase}, step {snapshot.step}: {len(effects)} effects")
+            effect = effects[0]
+            started = seg.open.pop(effect.key, None)
+            if started is not None and not started.get("idempotent", False):
+                detail = ", ".join(started.get("not_idempotent") or started.get("tools") or [type(effect).__name__])
+                if "effect_uncertain" not in machine.table.accepts(snapshot.phase):
+                    raise UncertainEffect(log.conversation_id, effect.key, detail)
+                log_key = effect.key
+                event: Event = EffectUncertain(effect_key=effect.key, detail=detail)
+                log.warning_uncertain(effect.key, detail)
+            else:
+                if started is None:
+                    tools = self.executor(machine, effect.agent).tools if isinstance(effect, RunTools) else None
+                    await log.append([_fold.started_record(effect, tools)])
+                if observers:
+                    _notify(observers, "on_effect", effect)
+                log_key = effect.key
+                event = await self.perform(machine, effect, seg.run_id, children)
+                if observers:
+                    _notify(observers, "on_event", effect, event)
+            step = machine.step(snapshot, event)
+            await log.append(_fold.event_records(log_key, event, step, machine))
+            if type(event) is ModelReplied and event.usage:
+                seg.usage = seg.usage + event.usage
+            seg.events.append(event)
+            seg.effects.append(effect)
+            seg.trace.extend(step.transitions)
+            if observers:
+                for taken in step.transitions:
+                    _notify(observers, "on_transition", taken, step.snapshot)
+        return RunResult(
+            run_id=seg.run_id,
+            input=seg.input,
+            snapshot=step.snapshot,
+            events=tuple(seg.events),
+            effects=tuple(seg.effects),
+            usage=seg.usage,
+            trace=tuple(seg.trace),
+            children=children,
+        )
+
+
+class UncertainEffect(FsmAgentsError):
+    """`resume` found an effect that was started but never finished, is not safe to perform again,
+    and the machine has no `effect_uncertain` transition to fail with. Nothing was written;
+    inspect the side effects of `detail` (the tool names) by hand."""
+
+    def __init__(self, conversation_id: str, key: str, detail: str) -> None:
+        self.conversation_id, self.key, self.detail = conversation_id, key, detail
+        super().__init__(
+            f"conversation {conversation_id!r}: effect {key} ({detail}) was started but never finished and may have run; "
+            "it is not idempotent, so it is not run again, and the machine does not accept effect_uncertain"
+        )
+
+
+class _Log:
+    """The append cursor of one persisted conversation (store calls go to a thread when
+    `store.threaded`)."""
+
+    __slots__ = ("conversation_id", "seq", "store")
+
+    def __init__(self, store: Store, conversation_id: str) -> None:
+        self.store, self.conversation_id, self.seq = store, conversation_id, 0
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.store.threaded:
+            return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        return fn(*args, **kwargs)
+
+    async def append(self, records: list[Record]) -> None:
+        self.seq = await self.call(self.store.append, self.conversation_id, self.seq, records)
+
+    def warning_uncertain(self, key: str, detail: str) -> None:
+        log.warning(
+            "%s: effect %s (%s) started but never finished; not idempotent → FAILED(uncertain_effect)",
+            self.conversation_id,
+            key,
+            detail,
+        )
+
+
+def _machine_lookup(*machines: Machine) -> Any:
+    known = {m.name: m for m in reversed(machines)}
+
+    def lookup(name: str) -> Machine:
+        found = known.get(name)
+        if found is None:
+            raise FsmAgentsError(
+                f"the log was written by machine {name!r}, which is not among {sorted(known)}; pass that machine"
+            )
+        return found
+
+    return lookup
+
 
 def _notify(observers: Sequence[Observer], hook: str, *args: Any) -> None:
     for observer in observers:
@@ -296,6 +435,8 @@ async def run(
     observers: Sequence[Observer] = (),
     context: Any = None,
     run_id: str | None = None,
+    store: Store | None = None,
+    conversation_id: str | None = None,
 ) -> RunResult:
     """Run `machine` (a `Machine`, an `Agent` or a pattern) on `input` until DONE or FAILED.
 
@@ -303,11 +444,16 @@ async def run(
     - `models`: models by agent name, overriding each `Agent.model`;
     - `tools`: tools by name (or a list) replacing the agents' tools of the same name;
     - `limits`: `Limits`; `observers`: `Observer`s; `context`: the user's frozen model;
-    - `run_id`: the conversation id (default: a random UUID), prefix of every effect key.
+    - `run_id`: the conversation id (default: a random UUID), prefix of every effect key;
+    - `store`: a `fsm_agents.store.Store` to persist the run to as it goes, under
+      `conversation_id` (default: `run_id`); continue it after a crash with `resume`. Children of
+      a `RunAgents` effect persist under `<conversation id>/<task id>`.
 
     Returns a `RunResult`. A budget, a model failure or an invalid output end in FAILED, not in
     an exception. Raises `FsmAgentsError` for a configuration error (an agent without a model)
-    and `MachineStalled` for a machine whose non-final step emits no effect.
+    and `MachineStalled` for a machine whose non-final step emits no effect; with a `store`,
+    `ConcurrencyConflict` when `conversation_id` already exists (use `resume`) and the store's
+    errors (`fsm_agents.store.StoreError`).
     """
     m = as_machine(machine)
     tool_map: Mapping[str, Tool]
@@ -317,8 +463,68 @@ async def run(
         tool_map = tools
     else:
         tool_map = {t.name: t for t in tools}
-    performer = _Performer(m, _collect_models(m, models), tool_map, limits or Limits(), tuple(observers))
-    return await performer.run(m, input, run_id or uuid.uuid4().hex, context)
+    performer = _Performer(m, _collect_models(m, models), tool_map, limits or Limits(), tuple(observers), store)
+    run_id = run_id or conversation_id or uuid.uuid4().hex
+    if store is not None:
+        return await performer.run_logged(m, input, run_id, context, conversation_id or run_id, resume_ok=False)
+    return await performer.run(m, input, run_id, context)
+
+
+def _tool_map(tools: Mapping[str, Tool] | Sequence[Tool] | None) -> Mapping[str, Tool]:
+    if tools is None:
+        return {}
+    if isinstance(tools, Mapping):
+        return tools
+    return {t.name: t for t in tools}
+
+
+async def resume(
+    conversation_id: str,
+    machine: Any,
+    *,
+    store: Store,
+    models: Mapping[str, Model] | None = None,
+    tools: Mapping[str, Tool] | Sequence[Tool] | None = None,
+    limits: Limits | None = None,
+    observers: Sequence[Observer] = (),
+    context: Any = None,
+    machines: Sequence[Any] = (),
+) -> RunResult:
+    """Continue the persisted run `conversation_id` of `machine` (a `Machine`, an `Agent` or a
+    pattern — the one that wrote the log) until DONE or FAILED; a finished run is returned as is.
+
+    The snapshot is rebuilt by folding `machine.step` over the stored events from
+    `machine.start(input, run_id=...)` (no model or tool is called for them). The pending effect
+    is then performed — unless the log shows it started and never finished: a `CallModel`, a
+    `RunTools` whose tools are all `idempotent=True`, or a `RunAgents` (each child resumes its own
+    log `<conversation id>/<task id>`) is performed again; any other `RunTools` is not, and the
+    machine gets `EffectUncertain` → FAILED(`uncertain_effect`, naming the tools). For the last
+    segment of a `Conversations` conversation, `machine` is that segment's machine and `machines`
+    the machines of the earlier segments; `context` is the run's context (stored for reference
+    only, as JSON).
+
+    Returns a `RunResult` whose `events` are all of the run's events, old and new. Raises
+    `fsm_agents.store.ConversationNotFound`, `CorruptStore`, `UnsupportedFormatVersion`,
+    `ReplayMismatch` (the machine no longer folds the log), `UncertainEffect` (a machine without
+    an `effect_uncertain` transition), `ConcurrencyConflict` (another process is writing it).
+    """
+    from fsm_agents.store import _fold
+
+    m = as_machine(machine)
+    log = _Log(store, conversation_id)
+    records, log.seq = await log.call(_fold.resolve, store, conversation_id)
+    segments = await log.call(_fold.fold, records, _machine_lookup(m, *map(as_machine, machines)), context=context)
+    last = segments[-1]
+    if last.machine is not m:
+        raise FsmAgentsError(f"conversation {conversation_id!r} ends with a run of {last.machine.name}, not {m.name}")
+    used = {} if last.final else _collect_models(m, models)  # a finished run needs no model
+    performer = _Performer(m, used, _tool_map(tools), limits or Limits(), tuple(observers), store)
+    return await performer.continue_logged(m, last, log)
+
+
+def resume_sync(conversation_id: str, machine: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
+    """`resume` from synchronous code, on a new event loop."""
+    return anyio.run(partial(resume, conversation_id, machine, **kwargs), backend=backend)
 
 
 def run_sync(machine: Any, input: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:

@@ -1,0 +1,257 @@
+"""Records of the event log, their JSON encoding, the event registry, and integrity checks.
+
+A conversation's log is a sequence of `Record`s numbered `seq = 0, 1, 2, ...` with no gaps. Kinds
+(`Record.kind`) and the JSON object each carries in `Record.data` (format version 1):
+
+- `"start"`   `{"machine": name, "run_id": str, "input": Input, "continues": bool, "context": JSON | null}`
+              — a run (a *segment* of the conversation) begins; `continues=True` means its input is
+              the previous segment's final conversation followed by `input` (`Conversations.append`);
+- `"fork"`    `{"parent": conversation id, "at_seq": int}` — only at seq 0: this conversation
+              shares the first `at_seq` records of `parent`;
+- `"started"` `{"key": idempotency key, "effect": "CallModel" | "RunTools" | "RunAgents",
+              "idempotent": bool, "tools": [names]}` — the runtime is about to perform an effect;
+- `"event"`   `{"event": {"type": Event class name, ...fields}, "phase": Phase, "step": int}` — one
+              external event fed to `step`, with the phase and step it reached;
+- `"finished"` `{"key": idempotency key}` — the effect's event is in the log (same append);
+- `"end"`     `{"phase": Phase, "step": int, "digest": sha256 hex of the final snapshot's JSON}`.
+
+`Input` is `{"text": str}`, `{"messages": [message JSON]}` or `{"json": value}`. Events are
+encoded as `{"type": class name, **event.model_dump(mode="json")}` and rebuilt through a registry
+of every `Event` subclass (walked recursively at load time, so events defined later — by
+patterns or users — are found). Stores add `seq`, `created_at` (Unix seconds, UTC) and a hash
+chain (`hash = sha256(previous hash + kind + body)[:32 hex]`) so an edited, deleted or reordered
+record is detected on load (`CorruptStore`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+
+from fsm_agents.errors import FsmAgentsError
+from fsm_agents.events import Event
+from fsm_agents.state import AssistantMessage, Message, Snapshot, SystemMessage, ToolMessage, UserMessage
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KINDS",
+    "ConversationNotFound",
+    "CorruptStore",
+    "Record",
+    "ReplayMismatch",
+    "StoreError",
+    "UnsupportedFormatVersion",
+    "chain_hash",
+    "decode_event",
+    "decode_input",
+    "encode_event",
+    "encode_input",
+    "event_class",
+    "snapshot_digest",
+    "verify",
+]
+
+FORMAT_VERSION = 1
+"""The record format this code writes; loading a record with a higher version raises
+`UnsupportedFormatVersion`."""
+
+KINDS = frozenset({"start", "fork", "started", "event", "finished", "end"})
+GENESIS = ""
+
+
+class StoreError(FsmAgentsError):
+    """Base of the store's errors."""
+
+
+class UnsupportedFormatVersion(StoreError):
+    """A record was written by a newer fsm_agents (format version > `FORMAT_VERSION`): upgrade
+    fsm_agents to read this conversation."""
+
+    def __init__(self, conversation_id: str, seq: int, version: int) -> None:
+        self.conversation_id, self.seq, self.version = conversation_id, seq, version
+        super().__init__(
+            f"conversation {conversation_id!r}, record {seq}: format version {version} is newer than the "
+            f"{FORMAT_VERSION} this fsm_agents reads; upgrade fsm_agents to load it"
+        )
+
+
+class CorruptStore(StoreError):
+    """The stored log cannot be trusted: the database file is damaged, a record was edited,
+    removed or reordered (hash chain broken), or a record does not decode. Restore a backup."""
+
+
+class ConversationNotFound(StoreError, KeyError):
+    """No conversation has this id in the store."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"no conversation {conversation_id!r} in the store (see Conversations.list())")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ReplayMismatch(StoreError):
+    """Re-folding the log did not reproduce the stored final snapshot (its digest differs):
+    the machine's code changed since the run, or the log was altered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One log record. `kind` and `data` are what callers append; the store fills `seq`,
+    `created_at` (Unix seconds) and `hash` when it writes the record, and `version` is the
+    format version it was written with."""
+
+    kind: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    seq: int = -1
+    created_at: float = 0.0
+    version: int = FORMAT_VERSION
+    hash: str = ""
+
+    def body(self) -> str:
+        """`data` as compact JSON text (the stored form)."""
+        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(previous: str, kind: str, version: int, body: str) -> str:
+    """The record's link in the hash chain: 32 hex digits of sha256."""
+    h = hashlib.sha256()
+    h.update(f"{previous}\0{kind}\0{version}\0".encode())
+    h.update(body.encode())
+    return h.hexdigest()[:32]
+
+
+def decode_row(conversation_id: str, seq: int, kind: str, version: int, created_at: float, body: str, hash: str) -> Record:
+    """A stored row as a `Record`; raises `UnsupportedFormatVersion` or `CorruptStore`."""
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UnsupportedFormatVersion(conversation_id, seq, version)
+    if kind not in KINDS:
+        raise CorruptStore(f"conversation {conversation_id!r}, record {seq}: unknown record kind {kind!r}")
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError) as exc:
+        raise CorruptStore(f"conversation {conversation_id!r}, record {seq}: body is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptStore(f"conversation {conversation_id!r}, record {seq}: body is not a JSON object")
+    return Record(kind=kind, data=data, seq=seq, created_at=created_at, version=version, hash=hash)
+
+
+def verify(conversation_id: str, rows: Sequence[tuple[int, str, int, float, str, str]]) -> list[Record]:
+    """Check and decode rows `(seq, kind, version, created_at, body, hash)` of one conversation,
+    in seq order: seqs must be 0..n-1 and every hash must chain. Raises `CorruptStore` or
+    `UnsupportedFormatVersion`."""
+    out: list[Record] = []
+    previous = GENESIS
+    for i, (seq, kind, version, created_at, body, h) in enumerate(rows):
+        if seq != i:
+            raise CorruptStore(
+                f"conversation {conversation_id!r}: record {i} is missing (found seq {seq}); the log has a gap"
+            )
+        record = decode_row(conversation_id, seq, kind, version, created_at, body, h)
+        if chain_hash(previous, kind, version, body) != h:
+            raise CorruptStore(
+                f"conversation {conversation_id!r}, record {seq}: hash chain broken — the record was edited, "
+                "removed or reordered after it was written"
+            )
+        previous = h
+        out.append(record)
+    return out
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def _all_event_classes() -> dict[str, type[Event]]:
+    found: dict[str, type[Event]] = {}
+    pending: list[type[Event]] = [Event]
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():
+            if sub.__name__ not in found and not getattr(sub, "__pydantic_generic_metadata__", {}).get("origin"):
+                found[sub.__name__] = sub
+            pending.append(sub)
+    return found
+
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+
+def event_class(name: str) -> type[Event]:
+    """The `Event` subclass called `name` (looked up among every subclass defined so far).
+    Raises `CorruptStore` when none is."""
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        _REGISTRY.clear()
+        _REGISTRY.update(_all_event_classes())
+        cls = _REGISTRY.get(name)
+        if cls is None:
+            raise CorruptStore(
+                f"the log holds an event of type {name!r}, which no loaded Event subclass is called; "
+                "import the module that defines it before loading"
+            )
+    return cls
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """`{"type": class name, **event.model_dump(mode="json")}`."""
+    out: dict[str, Any] = {"type": type(event).__name__}
+    out.update(event.model_dump(mode="json"))
+    return out
+
+
+def decode_event(data: Mapping[str, Any]) -> Event:
+    """Rebuild an event encoded by `encode_event` (validated). Raises `CorruptStore`."""
+    fields = dict(data)
+    name = fields.pop("type", None)
+    if not isinstance(name, str):
+        raise CorruptStore(f"an event record has no type: {str(data)[:200]}")
+    cls = event_class(name)
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        raise CorruptStore(f"an event of type {name} does not validate: {exc}") from None
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+_MESSAGES = TypeAdapter(list[Message])
+_MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
+
+
+def encode_input(value: Any) -> dict[str, Any]:
+    """A run input as JSON: `{"text": s}`, `{"messages": [...]}` (a message or messages) or
+    `{"json": value}` (anything else JSON-able, e.g. a pattern's input)."""
+    if isinstance(value, str):
+        return {"text": value}
+    if isinstance(value, _MESSAGE_TYPES):
+        value = [value]
+    if isinstance(value, Iterable) and not isinstance(value, (Mapping, bytes)):
+        items = list(value)
+        if items and all(isinstance(m, _MESSAGE_TYPES) for m in items):
+            return {"messages": [m.model_dump(mode="json") for m in items]}
+    return {"json": to_jsonable_python(value)}
+
+
+def decode_input(data: Mapping[str, Any]) -> Any:
+    """The inverse of `encode_input` (messages come back as a tuple of messages)."""
+    if "text" in data:
+        return data["text"]
+    if "messages" in data:
+        try:
+            return tuple(_MESSAGES.validate_python(data["messages"]))
+        except ValidationError as exc:
+            raise CorruptStore(f"a start record's input messages do not validate: {exc}") from None
+    return data.get("json")
+
+
+def snapshot_digest(snapshot: Snapshot[Any]) -> str:
+    """sha256 (hex) of the snapshot's JSON (`model_dump_json`): equal snapshots, equal digests."""
+    text = snapshot.model_dump_json() if isinstance(snapshot, BaseModel) else json.dumps(snapshot)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,136 @@
+"""`SQLiteStore`: the embedded default, one SQLite file (stdlib `sqlite3`) in WAL mode.
+
+Schema (format version 1): `fsm_records(conversation_id, seq, kind, version, created_at, body,
+hash)`, primary key `(conversation_id, seq)`, `WITHOUT ROWID`. Each `append` is one
+`BEGIN IMMEDIATE` transaction (the write lock is taken before the seq check, so two processes
+can never both pass it); readers never block the writer (WAL). Several processes on one machine
+may share the file; `busy_timeout` bounds how long one waits for another's write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from fsm_agents.errors import ConcurrencyConflict
+from fsm_agents.store._records import CorruptStore, Record, StoreError, verify
+from fsm_agents.store.base import ConversationInfo, check_append, prepare_rows
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger("fsm_agents.store.sqlite")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fsm_records (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID
+"""
+
+
+class SQLiteStore:
+    """A `Store` in the SQLite file at `path` (created if missing; `":memory:"` works too).
+
+    - `busy_timeout`: seconds to wait for another process's write lock before raising `StoreError`;
+    - `synchronous`: SQLite's `PRAGMA synchronous`; `"NORMAL"` (default) survives a process crash
+      (SIGKILL) but may lose the last commits on power loss; `"FULL"` survives both.
+
+    Raises `CorruptStore` when the file is not a SQLite database or is damaged.
+    """
+
+    threaded = False
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()
+        with self._errors("opening"):
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if self.path != ":memory:":
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network file system
+                    log.warning("%s: SQLite refused WAL mode (%s); concurrent readers will block", self.path, mode)
+            self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._db.execute(_SCHEMA)
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise StoreError(f"{self.path}: {doing}: the database stayed locked by another writer ({text})") from exc
+            if "malformed" in text or "not a database" in text:
+                raise CorruptStore(f"{self.path}: {doing}: the database file is damaged ({text}); restore a backup") from exc
+            raise StoreError(f"{self.path}: {doing}: {text}") from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise CorruptStore(f"{self.path}: {doing}: the database file is damaged ({exc}); restore a backup") from exc
+
+    def append(self, conversation_id: str, expected_seq: int, records: Sequence[Record]) -> int:
+        """See `Store.append`: one `BEGIN IMMEDIATE` transaction. Raises `ConcurrencyConflict`."""
+        check_append(conversation_id, expected_seq, records)
+        with self._lock, self._errors("appending"):
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT seq, hash FROM fsm_records WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
+                    (conversation_id,),
+                ).fetchone()
+                actual = row[0] + 1 if row else 0
+                if actual != expected_seq:
+                    raise ConcurrencyConflict(conversation_id, expected_seq, actual)
+                rows = prepare_rows(conversation_id, expected_seq, row[1] if row else "", records)
+                db.executemany(
+                    "INSERT INTO fsm_records (conversation_id, seq, kind, version, created_at, body, hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(conversation_id, *r) for r in rows],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return expected_seq + len(rows)
+
+    def load(self, conversation_id: str) -> list[Record]:
+        """See `Store.load`. Raises `CorruptStore` or `UnsupportedFormatVersion`."""
+        with self._lock, self._errors("loading"):
+            rows = self._db.execute(
+                "SELECT seq, kind, version, created_at, body, hash FROM fsm_records WHERE conversation_id = ? ORDER BY seq",
+                (conversation_id,),
+            ).fetchall()
+        return verify(conversation_id, rows)
+
+    def conversations(self) -> list[ConversationInfo]:
+        """Every conversation, oldest first."""
+        with self._lock, self._errors("listing"):
+            rows = self._db.execute(
+                "SELECT conversation_id, COUNT(*), MIN(created_at), MAX(created_at) FROM fsm_records "
+                "GROUP BY conversation_id ORDER BY MIN(created_at), conversation_id"
+            ).fetchall()
+        return [ConversationInfo(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def close(self) -> None:
+        """Close the connection (the last one to close checkpoints the WAL into the file)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,383 @@
+"""The store contract (one suite, three backends), runtime persistence, resume, conversations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_helpers import fresh_database
+
+from fsm_agents import Agent, ConcurrencyConflict, FunctionModel, ScriptedModel, tool
+from fsm_agents.events import EffectUncertain, ModelReplied, ToolsFinished
+from fsm_agents.models.scripted import call, reply
+from fsm_agents.runtime import UncertainEffect, resume, run
+from fsm_agents.state import AssistantMessage, Phase, ToolResult, Usage
+from fsm_agents.store import (
+    FORMAT_VERSION,
+    ConversationNotFound,
+    Conversations,
+    CorruptStore,
+    MemoryStore,
+    PostgresStore,
+    Record,
+    ReplayMismatch,
+    SQLiteStore,
+    Store,
+    StoreError,
+    UnsupportedFormatVersion,
+    history,
+    replay,
+)
+from fsm_agents.store._records import decode_event, encode_event
+
+BACKENDS = ["memory", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "store.db")
+    else:
+        s = PostgresStore(fresh_database(request.getfixturevalue("postgres_dsn")))
+    yield s
+    s.close()
+
+
+def ev(i: int) -> Record:
+    return Record("event", {"event": {"type": "X"}, "i": i})
+
+
+# -- the contract -----------------------------------------------------------------------------
+
+
+def test_append_assigns_consecutive_seqs_and_load_returns_them(store: Store) -> None:
+    assert store.load("c") == []
+    assert store.append("c", 0, [ev(0), ev(1)]) == 2
+    assert store.append("c", 2, [ev(2)]) == 3
+    loaded = store.load("c")
+    assert [r.seq for r in loaded] == [0, 1, 2]
+    assert [r.data["i"] for r in loaded] == [0, 1, 2]
+    assert all(r.version == FORMAT_VERSION and r.created_at > 0 and len(r.hash) == 32 for r in loaded)
+    assert store.load("other") == []
+
+
+def test_stale_expected_seq_is_a_conflict_and_writes_nothing(store: Store) -> None:
+    store.append("c", 0, [ev(0)])
+    for stale in (0, 2, 5):
+        with pytest.raises(ConcurrencyConflict) as info:
+            store.append("c", stale, [ev(9), ev(10)])
+        assert info.value.expected_seq == stale and info.value.actual_seq == 1
+    assert [r.data["i"] for r in store.load("c")] == [0]
+
+
+def test_append_is_atomic_a_bad_record_writes_nothing(store: Store) -> None:
+    store.append("c", 0, [ev(0)])
+    with pytest.raises(StoreError):
+        store.append("c", 1, [ev(1), Record("nonsense", {})])
+    assert len(store.load("c")) == 1
+    store.append("c", 1, [ev(1)])  # the log is still usable at the same seq
+    assert len(store.load("c")) == 2
+
+
+def test_conversations_are_independent_and_listed(store: Store) -> None:
+    store.append("a", 0, [ev(0), ev(1)])
+    store.append("b", 0, [ev(0)])
+    infos = {i.id: i for i in store.conversations()}
+    assert set(infos) == {"a", "b"}
+    assert infos["a"].records == 2 and infos["b"].records == 1
+    assert infos["a"].created_at <= infos["a"].updated_at
+
+
+def test_bad_arguments_are_store_errors(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.append("c", 0, [])
+    with pytest.raises(StoreError):
+        store.append("c", -1, [ev(0)])
+    with pytest.raises(StoreError):
+        store.append("", 0, [ev(0)])
+
+
+def test_unicode_and_large_bodies_round_trip(store: Store) -> None:
+    text = "héllo ✓ 日本 " * 2000
+    store.append("c", 0, [Record("event", {"text": text, "n": None, "l": [1, 2.5, True]})])
+    assert store.load("c")[0].data == {"text": text, "n": None, "l": [1, 2.5, True]}
+
+
+async def _agent_run(store: Store, cid: str = "conv") -> Any:
+    agent, model = _calc()
+    return await run(agent, "1+2?", models={"calc": model}, store=store, conversation_id=cid)
+
+
+@pytest.mark.anyio
+async def test_run_persists_and_resume_of_a_finished_run_needs_no_model(store: Store, anyio_backend: str) -> None:
+    result = await _agent_run(store)
+    assert result.phase is Phase.DONE and result.output == "3"
+    kinds = [r.kind for r in store.load("conv")]
+    assert kinds == [
+        "start",
+        "started",
+        "event",
+        "finished",
+        "started",
+        "event",
+        "finished",
+        "started",
+        "event",
+        "finished",
+        "end",
+    ]
+    agent, _ = _calc()
+    again = await resume("conv", agent, store=store)  # no model: nothing left to perform
+    assert again.snapshot == result.snapshot
+    assert again.events == result.events
+    replayed = replay(store, "conv", agent)
+    assert replayed.verified and replayed.snapshot == result.snapshot and replayed.events == 3
+
+
+@pytest.mark.anyio
+async def test_run_refuses_an_existing_conversation(store: Store, anyio_backend: str) -> None:
+    await _agent_run(store)
+    with pytest.raises(ConcurrencyConflict):
+        await _agent_run(store)
+
+
+# -- records, events, versions ----------------------------------------------------------------
+
+
+def test_every_event_round_trips_through_its_json_encoding() -> None:
+    events = [
+        ModelReplied(
+            message=AssistantMessage(content="x", tool_calls=(call("t", "c", a=1),), agent="a"), usage=Usage(requests=1)
+        ),
+        ToolsFinished(results=(ToolResult(call_id="c", name="t", ok=False, error="boom", duration_ms=1.5),)),
+        EffectUncertain(effect_key="r/1/0", detail="charge"),
+    ]
+    for e in events:
+        assert decode_event(json.loads(json.dumps(encode_event(e)))) == e
+
+
+def test_an_event_class_defined_later_is_found() -> None:
+    from typing import ClassVar
+
+    from fsm_agents.events import Event
+
+    class LateEvent(Event):
+        name: ClassVar[str] = "late"
+        payload: str
+
+    assert decode_event(encode_event(LateEvent(payload="p"))) == LateEvent(payload="p")
+    with pytest.raises(CorruptStore, match="NoSuchEvent"):
+        decode_event({"type": "NoSuchEvent"})
+
+
+def test_a_record_from_a_future_format_version_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as s:
+        s.append("c", 0, [ev(0)])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE fsm_records SET version = ?", (FORMAT_VERSION + 1,))
+    with SQLiteStore(path) as s, pytest.raises(UnsupportedFormatVersion, match="upgrade fsm_agents"):
+        s.load("c")
+
+
+# -- resume: idempotent effects are performed again, others fail the run -----------------------
+
+
+def _calc() -> tuple[Agent, ScriptedModel]:
+    @tool(idempotent=True)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return Agent("calc", "add", tools=[add]), ScriptedModel([reply(None, call("add", "c1", a=1, b=2)), "3"])
+
+
+def _crashed_log(store: Store, cid: str, tool_idempotent: bool) -> tuple[Agent, list[str]]:
+    """A log as a process leaves it when killed while a tool runs: start, the model reply, and
+    the "started" ledger row of the RunTools effect — no event after it."""
+    ran: list[str] = []
+
+    @tool(idempotent=tool_idempotent)
+    def send(to: str) -> str:
+        ran.append(to)
+        return "sent"
+
+    agent = Agent("mailer", "send mail", tools=[send])
+    model = ScriptedModel([reply(None, call("send", "c1", to="bob"))])
+
+    # write the log up to the tool's start by hand, exactly as the runtime writes it
+    from fsm_agents.store import _fold
+
+    machine = agent.machine
+    step = machine.start("mail bob", run_id=cid)
+    store.append(cid, 0, [_fold.start_record(machine, cid, "mail bob"), _fold.started_record(step.effects[0])])
+    event = ModelReplied(message=model._responses[0].message)
+    step = machine.step(step.snapshot, event)
+    store.append(cid, 2, [*_fold.event_records(f"{cid}/0/0", event, step, machine)])
+    store.append(cid, 4, [_fold.started_record(step.effects[0], machine.tools_for("mailer"))])
+    return agent, ran
+
+
+@pytest.mark.anyio
+async def test_resume_reruns_an_unfinished_idempotent_tool(store: Store, anyio_backend: str) -> None:
+    agent, ran = _crashed_log(store, "c", tool_idempotent=True)
+    result = await resume("c", agent, store=store, models={"mailer": ScriptedModel(["mailed"])})
+    assert ran == ["bob"]
+    assert result.phase is Phase.DONE and result.output == "mailed"
+    assert [type(e).__name__ for e in result.events] == ["ModelReplied", "ToolsFinished", "ModelReplied"]
+    assert replay(store, "c", agent).verified
+
+
+@pytest.mark.anyio
+async def test_resume_never_reruns_an_unfinished_non_idempotent_tool(store: Store, anyio_backend: str) -> None:
+    agent, ran = _crashed_log(store, "c", tool_idempotent=False)
+    result = await resume("c", agent, store=store, models={"mailer": ScriptedModel([])})
+    assert ran == []
+    assert result.phase is Phase.FAILED
+    assert result.failure is not None and result.failure.kind == "uncertain_effect"
+    assert result.failure.detail == "send" and "c/1/0" in result.failure.message
+    assert isinstance(result.events[-1], EffectUncertain)
+    # the history stays well formed: the unanswered call got an error result
+    assert result.snapshot.conversation.messages[-1].role == "tool"
+    assert replay(store, "c", agent).verified
+    # resuming again changes nothing
+    again = await resume("c", agent, store=store)
+    assert again.snapshot == result.snapshot and len(store.load("c")) == 8
+
+
+@pytest.mark.anyio
+async def test_a_machine_without_effect_uncertain_gets_a_typed_error(anyio_backend: str) -> None:
+    store = MemoryStore()
+    agent, _ = _crashed_log(store, "c", tool_idempotent=False)
+    machine = agent.machine
+    real = machine.table
+
+    class NoUncertain:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def accepts(self, phase: Phase) -> tuple[str, ...]:
+            return tuple(e for e in real.accepts(phase) if e != "effect_uncertain")
+
+    machine.table = NoUncertain()  # type: ignore[assignment]
+    try:
+        with pytest.raises(UncertainEffect, match="send"):
+            await resume("c", agent, store=store, models={"mailer": ScriptedModel([])})
+    finally:
+        machine.table = real
+    assert len(store.load("c")) == 5  # nothing written
+
+
+@pytest.mark.anyio
+async def test_resume_of_an_unknown_conversation_and_a_wrong_machine(anyio_backend: str) -> None:
+    store = MemoryStore()
+    agent, model = _calc()
+    with pytest.raises(ConversationNotFound):
+        await resume("nope", agent, store=store, models={"calc": model})
+    await run(agent, "x", models={"calc": model}, store=store, conversation_id="c")
+    other = Agent("other", "x")
+    with pytest.raises(StoreError.__mro__[1], match="agent:calc"):
+        await resume("c", other, store=store, models={"other": ScriptedModel([])})
+
+
+# -- replay proves the outcome ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_replay_detects_a_changed_machine(anyio_backend: str) -> None:
+    store = MemoryStore()
+    agent, model = _calc()
+    await run(agent, "1+2?", models={"calc": model}, store=store, conversation_id="c")
+    changed = Agent("calc", "add", tools=list(agent.tools), max_steps=1)  # now the tool request exceeds the budget
+    with pytest.raises(ReplayMismatch):
+        replay(store, "c", changed)
+
+
+def test_replay_detects_an_edited_log(tmp_path: Path) -> None:
+    import anyio
+
+    path = tmp_path / "s.db"
+    agent, model = _calc()
+    with SQLiteStore(path) as s:
+        anyio.run(lambda: run(agent, "1+2?", models={"calc": model}, store=s, conversation_id="c"))
+    with sqlite3.connect(path) as db:
+        body = db.execute("SELECT body FROM fsm_records WHERE seq = 8").fetchone()[0]
+        db.execute("UPDATE fsm_records SET body = ? WHERE seq = 8", (body.replace('"3"', '"4"'),))
+    with SQLiteStore(path) as s, pytest.raises(CorruptStore, match="hash chain"):
+        replay(s, "c", agent)
+
+
+# -- conversations ----------------------------------------------------------------------------
+
+
+def _support() -> tuple[Agent, Agent, FunctionModel]:
+    billing = Agent("billing", "You handle invoices.")
+    triage = Agent("triage", "Route the customer.", handoffs=[billing])
+
+    def respond(request: Any) -> AssistantMessage:
+        last_user = next(m.content for m in reversed(list(request.messages)) if m.role == "user")
+        if request.agent == "triage":
+            return reply(None, call("transfer_to_billing", "h1"))
+        return reply(f"billing answers: {last_user}")
+
+    return triage, billing, FunctionModel(respond)
+
+
+@pytest.mark.anyio
+async def test_conversations_start_append_history_fork_list(store: Store, anyio_backend: str) -> None:
+    triage, billing, model = _support()
+    convs = Conversations(store, models={"triage": model, "billing": model})
+    first = await convs.start(triage, "my invoice is wrong", conversation_id="support")
+    assert first.ok and first.output == "billing answers: my invoice is wrong"
+    second = await convs.append("support", billing, "and the refund?")
+    assert second.ok and second.output == "billing answers: and the refund?"
+    # the second agent saw the whole history
+    assert [m.role for m in second.snapshot.conversation.messages][:4] == ["user", "assistant", "tool", "assistant"]
+    entries = convs.history("support")
+    assert [(e.type, e.role, e.agent) for e in entries] == [
+        ("message.input", "user", None),
+        ("agent.handoff", "assistant", "triage"),
+        ("message.output", "assistant", "billing"),
+        ("message.input", "user", None),
+        ("message.output", "assistant", "billing"),
+    ]
+    assert entries[1].to_agent == "billing" and entries[3].content == "and the refund?"
+    assert history(store, "support") == entries
+
+    replayed = convs.replay("support")
+    assert replayed.verified and replayed.segments == 2 and replayed.snapshot == second.snapshot
+
+    # fork right after the first run: the fork shares its prefix and continues differently
+    cut = entries[3].seq  # the second run's start record
+    fork = convs.fork("support", cut, new_id="support-fork")
+    assert convs.history(fork) == entries[:3]
+    third = await convs.append(fork, billing, "cancel instead")
+    assert third.output == "billing answers: cancel instead"
+    assert [e.content for e in convs.history(fork)][-2:] == ["cancel instead", "billing answers: cancel instead"]
+    assert [e.content for e in convs.history("support")] == [e.content for e in entries]  # parent untouched
+    assert convs.replay(fork).verified
+    assert {i.id for i in convs.list()} == {"support", "support-fork"}
+    with pytest.raises(StoreError):
+        convs.fork("support", 0)
+    with pytest.raises(ConversationNotFound):
+        convs.history("missing")
+
+
+@pytest.mark.anyio
+async def test_a_fork_cut_mid_run_is_resumed_with_another_model(anyio_backend: str) -> None:
+    store = MemoryStore()
+    agent, model = _calc()
+    convs = Conversations(store, agent, models={"calc": model})
+    await convs.start(agent, "1+2?", conversation_id="c")
+    cut = next(e.seq for e in convs.history("c") if e.type == "tool.execution") + 1  # after the tool result
+    fork = convs.fork("c", cut)
+    assert convs.snapshot(fork).phase is Phase.PLANNING
+    resumed = await Conversations(store, agent, models={"calc": ScriptedModel(["three"])}).resume(fork)
+    assert resumed.output == "three"
+    assert convs.snapshot("c").output == "3"
