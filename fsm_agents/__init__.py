@@ -33,7 +33,7 @@ from fsm_agents.events import (
 from fsm_agents.machine import Machine, compile_chart
 from fsm_agents.models import FunctionModel, ScriptedModel
 from fsm_agents.observers import LoggingObserver, Observer
-from fsm_agents.runtime import Limits, RunResult, run, run_sync
+from fsm_agents.runtime import Limits, RunResult, resume, resume_sync, run, run_sync
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -96,6 +96,8 @@ __all__ = [
     "Usage",
     "UserMessage",
     "compile_chart",
+    "resume",
+    "resume_sync",
     "run",
     "run_sync",
     "tool",

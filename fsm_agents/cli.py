@@ -3,6 +3,8 @@
     fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
     fsm-agents diagram MODULE:OBJECT -o PATH
     fsm-agents diagrams [--check] [--out diagrams]
+    fsm-agents history ID --store PATH [--json]
+    fsm-agents replay ID --store PATH --machine MODULE:OBJECT [--machine ...]
 
 Each subcommand is one `_cmd_<name>(args) -> int` function registered in `build_parser`.
 Exit codes: 0 success, 1 a check/invariant failed, 2 bad usage (argparse).
@@ -92,6 +94,64 @@ def _cmd_diagrams(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_store(spec: str) -> Any:
+    """`postgresql://...` / `postgres://...` → PostgresStore, anything else → SQLiteStore(path)
+    (which must exist: reading never creates a database)."""
+    import os
+
+    from fsm_agents.store import PostgresStore, SQLiteStore
+
+    if spec.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(spec)
+    if not os.path.exists(spec):
+        raise FsmAgentsError(f"no store at {spec!r}: give the SQLite file a run wrote (or a postgresql:// DSN)")
+    return SQLiteStore(spec)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from fsm_agents.store import history
+
+    store = _open_store(args.store)
+    try:
+        entries = history(store, args.id)
+    finally:
+        store.close()
+    for e in entries:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(e), ensure_ascii=False))
+            continue
+        who = e.agent or e.role
+        if e.type == "tool.execution":
+            text = f"{e.name}({e.arguments}) -> {'' if e.ok else 'ERROR '}{e.content}"
+        elif e.type == "agent.handoff":
+            text = f"-> {e.to_agent}"
+        else:
+            text = e.content or ""
+        print(f"{e.seq:>5}  {e.type:<15} {who:<12} {text}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from fsm_agents.store import ReplayMismatch, replay
+
+    machines = [load_object(m) for m in args.machine]
+    store = _open_store(args.store)
+    try:
+        result = replay(store, args.id, *machines)
+    except ReplayMismatch as exc:
+        print(f"MISMATCH: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    snap = result.snapshot
+    state = "verified: the final snapshot equals the stored one" if result.verified else "not ended yet: nothing to compare"
+    print(f"{args.id}: {result.segments} run(s), {result.events} events, {snap.phase} at step {snap.step}; {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsm-agents", description="LLM agents as explicit state machines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
     diagrams.add_argument("--out", default="diagrams", help="directory (default: diagrams)")
     diagrams.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
     diagrams.set_defaults(func=_cmd_diagrams)
+
+    history = sub.add_parser("history", help="print a persisted conversation's history")
+    history.add_argument("id", help="conversation id")
+    history.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    history.add_argument("--json", action="store_true", help="one JSON object per entry")
+    history.set_defaults(func=_cmd_history)
+
+    replay = sub.add_parser("replay", help="re-fold a conversation's log (no model/tool calls) and verify its outcome")
+    replay.add_argument("id", help="conversation id")
+    replay.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    replay.add_argument(
+        "--machine", required=True, action="append", help="MODULE:OBJECT of the machine that wrote it (repeat for several)"
+    )
+    replay.set_defaults(func=_cmd_replay)
 
     return parser
 

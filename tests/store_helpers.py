@@ -192,3 +192,14 @@ def fresh_database(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def calc_agent() -> Agent:
+    """A one-tool agent (for the CLI tests: `store_helpers:calc_agent`)."""
+
+    @tool(idempotent=True)
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    return Agent("calc", "add", tools=[add])

@@ -381,3 +381,31 @@ async def test_a_fork_cut_mid_run_is_resumed_with_another_model(anyio_backend: s
     resumed = await Conversations(store, agent, models={"calc": ScriptedModel(["three"])}).resume(fork)
     assert resumed.output == "three"
     assert convs.snapshot("c").output == "3"
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_history_and_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+    from store_helpers import calc_agent
+
+    from fsm_agents.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    db = str(tmp_path / "s.db")
+    model = ScriptedModel([reply(None, call("add", "c1", a=1, b=2)), "3"])
+    with SQLiteStore(db) as s:
+        anyio.run(lambda: run(calc_agent(), "1+2?", models={"calc": model}, store=s, conversation_id="c"))
+    assert main(["history", "c", "--store", db]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "message.input" in out[0] and "1+2?" in out[0]
+    assert "tool.execution" in out[1] and 'add({"a": 1, "b": 2}) -> 3' in out[1]
+    assert "message.output" in out[2] and out[2].endswith("3")
+    assert main(["history", "c", "--store", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[1])["name"] == "add"
+    assert main(["replay", "c", "--store", db, "--machine", "store_helpers:calc_agent"]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["history", "missing", "--store", db]) == 1
+    assert "no conversation 'missing'" in capsys.readouterr().err
+    assert main(["history", "c", "--store", str(tmp_path / "nope.db")]) == 1
