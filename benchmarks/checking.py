@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `examples` is importable
 
-from fsm_agents.cli import load_object  # noqa: E402
-from fsm_agents.diagrams import shipped  # noqa: E402
-from fsm_agents.testing import DEFAULT, check_machine  # noqa: E402
+from fsm_agents.cli import load_object
+from fsm_agents.diagrams import shipped
+from fsm_agents.testing import DEFAULT, check_machine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{report.examples / wall:>11.0f} {report.steps / wall:>8.0f}  {ok:>6}"
         )
     print()
-    print(f"all machines: {total_steps} steps in {total_wall:.1f} s = {total_steps / total_wall:.0f} steps/s (target ≥ 1000)")
+    print(
+        f"all machines: {total_steps} steps in {total_wall:.1f} s = {total_steps / total_wall:.0f} steps/s (target ≥ 1000)"
+    )
     print(f"slowest machine: {worst:.1f} s for {args.examples} examples (target < 10 s)")
     return 0
 

@@ -221,6 +221,11 @@ class Machine:
         """Tools of `agent` by name, for `RunTools` effects."""
         return MappingProxyType({})
 
+    def example_inputs(self) -> tuple[Any, ...]:
+        """Start inputs worth exploring in tests (`check_machine` samples them); empty means any
+        string will do."""
+        return ()
+
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
         """The tools `agent`'s model is offered (including handoff tools), as specs."""
         return ()

@@ -118,6 +118,10 @@ class EventDrivenMachine(Pattern):
     def max_transitions(self) -> int:
         return 2
 
+    def example_inputs(self) -> tuple[Any, ...]:
+        """One event of every handled type, with and without data (for `check_machine`)."""
+        return tuple(EventInput.of(t, data) for t in self._children for data in (None, {"value": 1}))
+
     def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:
         """EXECUTING with a `RunAgents` for the handler of the event; the handler gets the history
         and one user message `Event <type>: <data JSON>`."""

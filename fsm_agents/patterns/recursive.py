@@ -202,6 +202,11 @@ class Recursive(Pattern):
     def max_transitions(self) -> int:
         return 4
 
+    def example_inputs(self) -> tuple[Any, ...]:
+        """A top-level task and a subtask at every depth (a run may be a subtask at any depth:
+        that is how depth exhaustion is reachable from `start`)."""
+        return ("Plan the launch", *(RecursiveTask(task="part", depth=d) for d in range(self.max_depth + 1)))
+
     def example_replies(self, agent: str) -> tuple[str, ...]:
         """Decomposer replies worth exploring in tests: EXECUTE, DECOMPOSE, and an invalid one."""
         return (

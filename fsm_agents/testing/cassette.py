@@ -39,7 +39,7 @@ from fsm_agents.tools import Tool
 
 __all__ = ["Cassette", "CassetteDivergence", "Interaction", "ReplayModel", "record", "replay", "replay_tools"]
 
-FORMAT = "fsm_agents.cassette/1"
+FORMAT: Literal["fsm_agents.cassette/1"] = "fsm_agents.cassette/1"
 
 
 class Interaction(Frozen):
@@ -73,7 +73,9 @@ class Cassette(Frozen):
         except (OSError, ValueError) as exc:
             raise FsmAgentsError(f"cannot read cassette {path}: {exc}") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise FsmAgentsError(f"{path} is not a {FORMAT} cassette (format: {data.get('format') if isinstance(data, dict) else None!r})")
+            raise FsmAgentsError(
+                f"{path} is not a {FORMAT} cassette (format: {data.get('format') if isinstance(data, dict) else None!r})"
+            )
         return cls.model_validate(data)
 
 
@@ -136,7 +138,9 @@ class ReplayModel:
 
     def __init__(self, cassette: Cassette) -> None:
         self._calls = deque(
-            (i.step, load_effect(i.effect), load_event(i.event)) for i in cassette.interactions if i.effect["type"] == "CallModel"
+            (i.step, load_effect(i.effect), load_event(i.event))
+            for i in cassette.interactions
+            if i.effect["type"] == "CallModel"
         )
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
@@ -176,7 +180,9 @@ def replay_tools(cassette: Cassette) -> dict[str, Tool]:
                 raise CassetteDivergence(-1, f"no more recorded calls of {name}", {"tool": name, "arguments": kwargs})
             recorded_args, content, ok, error = queue.popleft()
             if recorded_args != arguments:
-                raise CassetteDivergence(-1, {"tool": name, "arguments": recorded_args}, {"tool": name, "arguments": arguments})
+                raise CassetteDivergence(
+                    -1, {"tool": name, "arguments": recorded_args}, {"tool": name, "arguments": arguments}
+                )
             if not ok:
                 raise RuntimeError(error)
             return content
@@ -192,4 +198,3 @@ def _canonical(arguments: str) -> str:
         return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
     except ValueError:
         return arguments
-

@@ -297,7 +297,8 @@ def check_machine(
     - `invariants`: names from `DEFAULT` (all eight by default);
     - `extra`: user invariants `(before, event, after) -> bool | None`;
     - `max_examples`: hypothesis examples (runs); `max_steps`: events per run at most;
-    - `seed`: make the exploration reproducible; `inputs`: strategy for the start input;
+    - `seed`: make the exploration reproducible; `inputs`: strategy for the start input
+      (default: the machine's `example_inputs()`, or short strings);
     - `assert_full_coverage`: also fail when a declared transition was never taken.
 
     Returns a `CheckReport`. Raises `InvariantViolation` (an `AssertionError`) with a shrunk
@@ -317,7 +318,7 @@ def check_machine(
     for t in m.table.transitions:
         for g in t.guards:
             report.guards.setdefault(g.name, [0, 0])
-    input_strategy = inputs if inputs is not None else fst.inputs()
+    input_strategy = inputs if inputs is not None else fst.inputs(m)
 
     class Explorer(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -416,7 +417,8 @@ def check_machine(
         Explorer,
         settings=Settings(
             max_examples=max_examples,
-            stateful_step_count=max_steps,
+            # a finished run can only idle: with a bounded machine, stop drawing rules soon after
+            stateful_step_count=min(max_steps, 2 * bound + 4) if (bound := m.max_transitions()) else max_steps,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),

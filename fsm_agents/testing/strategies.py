@@ -249,7 +249,7 @@ def _agents_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[A
 
 
 def _effect_uncertain(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
-    key = effects[0].key if effects else f"{snapshot.conversation.id}/{snapshot.step}/0"
+    key = f"{snapshot.conversation.id}/pending"  # resume names the real key; the machine only reports it
     names = ", ".join(c.name for c in snapshot.pending)
     return st.builds(EffectUncertain, effect_key=st.just(key), detail=st.just(names) | _text)
 
@@ -278,6 +278,22 @@ def events(
     """Events `snapshot.phase` accepts (or, with `rejected=True`, events it does not accept).
     `effects` are the effects pending at `snapshot` (used to answer `RunAgents`)."""
     m = as_machine(machine)
+    # strategies depend on the phase, the active agent, the pending calls and the tasks being run:
+    # building and validating them costs more than drawing from them, so reuse them
+    tasks = tuple((t.task_id, t.machine) for e in effects if isinstance(e, RunAgents) for t in e.tasks)
+    key = (m, snapshot.phase, snapshot.agent, snapshot.pending, tasks, rejected)
+    cached = _EVENTS_CACHE.get(key)
+    if cached is None:
+        if len(_EVENTS_CACHE) > 4096:
+            _EVENTS_CACHE.clear()
+        cached = _EVENTS_CACHE[key] = _build_events(m, snapshot, effects, rejected)
+    return cached
+
+
+_EVENTS_CACHE: dict[tuple[Any, ...], st.SearchStrategy[Event]] = {}
+
+
+def _build_events(m: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...], rejected: bool) -> st.SearchStrategy[Event]:
     accepted = m.table.accepts(snapshot.phase)
     names = [e for e in m.table.events if e not in m.table.internal]
     chosen = [n for n in names if (n in accepted) is not rejected and n in EVENT_STRATEGIES]
@@ -290,7 +306,11 @@ def events(
     return st.sampled_from(range(len(weighted))).flatmap(lambda i: weighted[i])
 
 
-def inputs() -> st.SearchStrategy[str]:
+def inputs(machine: Any = None) -> st.SearchStrategy[Any]:
+    """Start inputs: the machine's `example_inputs()` when it has some, else short strings."""
+    examples = as_machine(machine).example_inputs() if machine is not None else ()
+    if examples:
+        return st.sampled_from(examples)
     return st.text(min_size=1, max_size=30)
 
 
@@ -300,7 +320,7 @@ def snapshots(
 ) -> Snapshot[Any]:
     """A snapshot reachable from `machine.start` by up to `max_events` accepted events."""
     m = as_machine(machine)
-    step = m.start(draw(input if input is not None else inputs()), run_id="strategy")
+    step = m.start(draw(input if input is not None else inputs(m)), run_id="strategy")
     for _ in range(draw(st.integers(0, max_events))):
         if step.snapshot.is_final:
             break
