@@ -524,10 +524,24 @@ async def resume(
 
 def resume_sync(conversation_id: str, machine: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
     """`resume` from synchronous code, on a new event loop."""
-    return anyio.run(partial(resume, conversation_id, machine, **kwargs), backend=backend)
+    return _run_boxed(partial(resume, conversation_id, machine, **kwargs), backend)
+
+
+def _run_boxed(fn: Any, backend: str) -> RunResult:
+    # The result travels in a box, not as the main task's result: CPython 3.11's asyncio.Runner
+    # calls signal.getsignal(SIGINT), whose enum lookup formats repr() of the handler, i.e. of the
+    # main task and its result — for a RunResult that is O(history²) (every CallModel effect
+    # holds the whole conversation): 2.8 s for a 1,000-step run.
+    box: list[RunResult] = []
+
+    async def main() -> None:
+        box.append(await fn())
+
+    anyio.run(main, backend=backend)
+    return box[0]
 
 
 def run_sync(machine: Any, input: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
     """`run` from synchronous code, on a new event loop (`backend`: `"asyncio"` or `"trio"`).
     Must not be called from inside a running event loop."""
-    return anyio.run(partial(run, machine, input, **kwargs), backend=backend)
+    return _run_boxed(partial(run, machine, input, **kwargs), backend)

@@ -409,3 +409,22 @@ def test_cli_history_and_replay(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["history", "missing", "--store", db]) == 1
     assert "no conversation 'missing'" in capsys.readouterr().err
     assert main(["history", "c", "--store", str(tmp_path / "nope.db")]) == 1
+
+
+@pytest.mark.anyio
+async def test_a_pattern_resumes_its_children_from_their_own_logs(anyio_backend: str) -> None:
+    from fsm_agents.patterns import Sequential
+
+    pipe = Sequential("pipe", [Agent("a", "first"), Agent("b", "second")])
+    store = MemoryStore()
+    models = {"a": ScriptedModel(["A says"]), "b": ScriptedModel(["B says"])}
+    done = await run(pipe, "go", models=models, store=store, conversation_id="p")
+    assert done.output == "B says"
+    children = [i.id for i in store.conversations() if i.id != "p"]
+    assert len(children) == 2 and all(c.startswith("p/") for c in children)
+    # a crash after the first child finished but before the parent logged it: keep start + "started"
+    store._logs["p"] = store._logs["p"][:2]
+    empty = {"a": ScriptedModel([]), "b": ScriptedModel([])}  # any model call would fail the run
+    resumed = await resume("p", pipe, store=store, models=empty)
+    assert resumed.snapshot == done.snapshot
+    assert replay(store, "p", pipe).verified
