@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("checking: check_machine on every shipped machine")
     print(
         f"  python {platform.python_version()}, {os.cpu_count()} CPUs, hypothesis {version('hypothesis')}, "
-        f"python-statemachine {version('python-statemachine')}; {args.examples} examples; invariants: {', '.join(invariants)}"
+        f"python-statemachine {version('python-statemachine')}; {args.examples} examples; "
+        f"invariants: {', '.join(invariants)}"
     )
     print()
     print(f"{'machine':<16} {'examples':>8} {'steps':>7} {'wall s':>7} {'examples/s':>11} {'steps/s':>8}  {'< 10 s':>6}")
