@@ -1,12 +1,14 @@
-"""The main job: a tool-using agent on the embedded local model (SmolLM2-135M via llama.cpp).
+"""The main job: a two-agent team on the embedded local model (SmolLM2-135M via llama.cpp).
 
     python -m examples.local_agent ["your question"]      # or: make demo
 
-Starts the local llama.cpp server (`fsm_agents.local.serve`), runs an agent with two real tools —
-a safe calculator and a lookup over `examples/data/countries.csv` — prints every transition live,
-then the outcome and a transcript summary. A 135M model is weak: the run ends in DONE or in
-FAILED(budget_exhausted), always with a complete, well-formed history. Set FSM_AGENTS_MODEL_URL
-(and FSM_AGENTS_MODEL_NAME) to use any other OpenAI-compatible server instead.
+Starts the local llama.cpp server (`fsm_agents.local.serve`) and runs a `Sequential` pattern of
+two agents sharing one conversation: a researcher with a lookup tool over
+`examples/data/countries.csv`, then an analyst with a safe calculator. Every transition of the
+pattern and of each agent is printed live, then the outcome and a transcript summary. A 135M
+model is weak: each agent ends in DONE or FAILED(budget_exhausted), and the run always keeps a
+complete, well-formed history. Set FSM_AGENTS_MODEL_URL (and FSM_AGENTS_MODEL_NAME) to use any
+other OpenAI-compatible server instead.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from fsm_agents.agent import guided_tool_choice
 from fsm_agents.local import serve
 from fsm_agents.models import Model, ModelSettings
 from fsm_agents.observers import PrintObserver
+from fsm_agents.patterns import Sequential
 from fsm_agents.runtime import Limits, RunResult
 
 DATA = Path(__file__).parent / "data" / "countries.csv"
-QUESTION = "What is the population of Japan?"
+QUESTION = "What is the population density of Japan (people per km²)?"
 
 # -- tools ----------------------------------------------------------------------------------------
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -105,31 +108,45 @@ def lookup_country(name: str) -> str:
     )
 
 
-# -- the agent ------------------------------------------------------------------------------------
-INSTRUCTIONS = "You are a helpful assistant. Use the tools to answer questions about countries, then answer briefly."
+# -- the team -------------------------------------------------------------------------------------
+SETTINGS = ModelSettings(temperature=0.0, seed=42, max_tokens=48)
 
 
-def build_agent(model: Model, *, max_steps: int = 6) -> Agent:
-    """The demo agent: deterministic sampling (temperature 0, fixed seed), two tools."""
-    return Agent(
-        "geo",
-        INSTRUCTIONS,
+def build_team(model: Model, *, max_steps: int = 4) -> Sequential:
+    """The demo team: a researcher (lookup) then an analyst (calculator), deterministic sampling.
+
+    A 135M model rarely calls a tool unprompted and, left free, calls tools forever: each agent is
+    steered to call its tool first, then to answer in text (`guided_tool_choice`). The machines
+    cope either way: budgets end a runaway agent in FAILED."""
+    researcher = Agent(
+        "researcher",
+        "You look up facts about countries with the lookup_country tool, then state them briefly.",
         model=model,
-        tools=[lookup_country, calculate],
+        tools=[lookup_country],
         max_steps=max_steps,
-        settings=ModelSettings(temperature=0.0, seed=42, max_tokens=48),
-        # a 135M model rarely calls a tool unprompted and, left free, calls tools forever: force the
-        # lookup first, then ask for a text answer (the machine copes either way: the budget ends it)
+        settings=SETTINGS,
         tool_choice=guided_tool_choice("lookup_country"),
     )
+    analyst = Agent(
+        "analyst",
+        "You compute numbers with the calculate tool, using the population and area found above "
+        "(density = population / area), then answer the question in one sentence.",
+        model=model,
+        tools=[calculate],
+        max_steps=max_steps,
+        settings=SETTINGS,
+        tool_choice=guided_tool_choice("calculate"),
+    )
+    return Sequential("geo_team", [researcher, analyst])
 
 
 def summary(result: RunResult, elapsed: float) -> str:
     """A human-readable transcript summary: path through the phases, tool calls, outcome."""
     lines = ["", "── transcript summary " + "─" * 50]
-    path = [result.trace[0].source.value] if result.trace else []
-    path += [t.target.value for t in result.trace]
-    lines.append(f"phases: {' → '.join(path)}")
+    for name, run_ in [(result.snapshot.machine, result), *((r.snapshot.machine, r) for r in result.children.values())]:
+        path = [run_.trace[0].source.value] if run_.trace else []
+        path += [t.target.value for t in run_.trace]
+        lines.append(f"{name}: {' → '.join(path)}")
     results = {m.tool_call_id: m for m in result.snapshot.conversation.messages if isinstance(m, ToolMessage)}
     calls = [c for m in result.snapshot.conversation.messages if isinstance(m, AssistantMessage) for c in m.tool_calls]
     lines.append(f"tool calls: {len(calls)}")
@@ -155,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model ready: {model!r}", flush=True)
         started = time.monotonic()
         result = run_sync(
-            build_agent(model),
+            build_team(model),
             question,
             observers=[PrintObserver(sys.stdout)],
             limits=Limits(model_timeout=180, tool_timeout=5),

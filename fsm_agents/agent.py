@@ -72,13 +72,14 @@ ToolChoicePolicy = Callable[[Sequence[Message]], str]
 
 
 def guided_tool_choice(tool: str) -> ToolChoicePolicy:
-    """A per-call `tool_choice` policy for small models: force `tool` until a tool result is in
-    the conversation; after a successful result ask for a text answer (`"none"`); after an error
-    result let the model try again (`"auto"`). Pure: it reads only the messages."""
+    """A per-call `tool_choice` policy for small models: force `tool` until a result of `tool` is
+    in the conversation; after a successful result ask for a text answer (`"none"`); after an
+    error result let the model try again (`"auto"`). Pure: it reads only the messages (results of
+    other tools, e.g. an earlier agent's in a shared conversation, do not count)."""
 
     def choose(messages: Sequence[Message]) -> str:
         for m in reversed(messages):
-            if isinstance(m, ToolMessage):
+            if isinstance(m, ToolMessage) and m.name == tool:
                 return "auto" if m.is_error else "none"
         return tool
 

@@ -241,8 +241,8 @@ class _Performer:
                 event = await self.perform(machine, effect, run_id, children)
             if observers:
                 _notify(observers, "on_event", effect, event)
-            if type(event) is ModelReplied and event.usage:
-                usage = usage + event.usage
+            if type(event) is ModelReplied or type(event) is AgentsFinished:
+                usage = usage + _usage_of(event)
             events.append(event)
             performed.append(effect)
             step = machine.step(snapshot, event)
@@ -319,8 +319,8 @@ class _Performer:
                     _notify(observers, "on_event", effect, event)
             step = machine.step(snapshot, event)
             await log.append(_fold.event_records(log_key, event, step, machine))
-            if type(event) is ModelReplied and event.usage:
-                seg.usage = seg.usage + event.usage
+            if type(event) is ModelReplied or type(event) is AgentsFinished:
+                seg.usage = seg.usage + _usage_of(event)
             seg.events.append(event)
             seg.effects.append(effect)
             seg.trace.extend(step.transitions)
@@ -390,6 +390,18 @@ def _machine_lookup(*machines: Machine) -> Any:
         return found
 
     return lookup
+
+
+def _usage_of(event: Event) -> Usage:
+    """Tokens an event reports: a model reply's, or the sum over a fan-in's children."""
+    if isinstance(event, ModelReplied):
+        return event.usage
+    if isinstance(event, AgentsFinished):
+        total = Usage()
+        for outcome in event.outcomes:
+            total = total + outcome.usage
+        return total
+    return Usage()
 
 
 def _notify(observers: Sequence[Observer], hook: str, *args: Any) -> None:

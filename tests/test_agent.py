@@ -216,3 +216,20 @@ def test_non_frozen_output_type_is_rejected() -> None:
 
     with pytest.raises(InvalidDefinition, match="frozen"):
         Agent("a", output_type=Loose)
+
+
+def test_guided_tool_choice_forces_its_tool_then_asks_for_text() -> None:
+    from fsm_agents.agent import guided_tool_choice
+
+    m = Agent("a", tools=[add], tool_choice=guided_tool_choice("add")).machine
+    s0 = m.start("q")
+    assert s0.effects[0].request.tool_choice == "add"  # type: ignore[attr-defined]
+    c = call("add", a=1, b=2)
+    s1 = m.step(s0.snapshot, replied(reply(None, c)))
+    s2 = m.step(s1.snapshot, ToolsFinished(results=(ok(c),)))
+    assert s2.effects[0].request.tool_choice == "none"  # type: ignore[attr-defined]
+    failed = ToolResult(call_id=c.id, name="add", ok=False, error="bad")
+    s2_err = m.step(s1.snapshot, ToolsFinished(results=(failed,)))
+    assert s2_err.effects[0].request.tool_choice == "auto"  # type: ignore[attr-defined]
+    other = ToolMessage(tool_call_id="x", name="lookup", content="from an earlier agent")
+    assert guided_tool_choice("add")([other]) == "add"  # another tool's result does not count

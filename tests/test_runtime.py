@@ -31,9 +31,9 @@ from fsm_agents import (
     tool,
 )
 from fsm_agents.events import AgentTask, Effect, Event, effect_key
-from fsm_agents.models import ModelRequest, ModelTimeout, call, reply
+from fsm_agents.models import ModelRequest, ModelResponse, ModelTimeout, call, reply
 from fsm_agents.observers import Redactor
-from fsm_agents.state import Conversation, EmptyContext, Frozen
+from fsm_agents.state import AssistantMessage, Conversation, EmptyContext, Frozen, Usage
 from fsm_agents.testing import history_problems
 
 pytestmark = pytest.mark.anyio
@@ -227,11 +227,13 @@ class FanOut(Machine):
 async def test_run_agents_runs_children_concurrently_and_folds_outcomes() -> None:
     gate = {"a": anyio.Event(), "b": anyio.Event()}
 
+    tokens = Usage(input_tokens=3, output_tokens=2, requests=1)
+
     def waiting(me: str, other: str) -> FunctionModel:
-        async def fn(request: ModelRequest) -> str:
+        async def fn(request: ModelRequest) -> ModelResponse:
             gate[me].set()
             await gate[other].wait()  # only finishes if the sibling runs at the same time
-            return f"{me}:{request.messages[0].content}"
+            return ModelResponse(message=AssistantMessage(content=f"{me}:{request.messages[0].content}"), usage=tokens)
 
         return FunctionModel(fn)
 
@@ -239,6 +241,7 @@ async def test_run_agents_runs_children_concurrently_and_folds_outcomes() -> Non
     with anyio.fail_after(5):
         result = await run(machine, "hi", run_id="p")
     assert result.ok and result.output == ("a:hi", "b:hi")
+    assert result.usage == Usage(input_tokens=6, output_tokens=4, requests=2)  # the children's tokens add up
     assert set(result.children) == {"t0", "t1"} and result.children["t0"].run_id == "p/t0"
     assert isinstance(result.events[0], AgentsFinished)
     assert not isinstance(result.events[0], ModelReplied)
