@@ -82,28 +82,40 @@ def _check_recovered(db: Path, side: Path) -> tuple[int, Phase]:
     return before, result.phase
 
 
+def _events_logged(db: Path) -> int:
+    """Event records in `db` so far (read-only, while the child writes: WAL allows it)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return int(conn.execute("SELECT count(*) FROM fsm_records WHERE kind = 'event'").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
 def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Each trial kills the child once its log holds a random number of events, plus a random
+    extra delay so the kill lands anywhere inside the next effect (progress-based, so the kill
+    points stay spread out however loaded the machine is)."""
     rng = random.Random(int(os.environ.get("FSM_CRASH_SEED", "20240611")))
-    # calibrate: how long a whole run takes in a child, on this machine, now
-    p = _spawn(tmp_path / "calibrate.db", tmp_path / "calibrate.side", go=False)
-    t0 = time.perf_counter()
-    _go(p)
-    assert p.wait(timeout=60) == 0
-    run_time = time.perf_counter() - t0
     before_counts: list[int] = []
     phases: list[Phase] = []
     for batch in range(0, CRASH_TRIALS, 2):  # two children at a time (2 cores)
         trials = []
         for trial in (batch, batch + 1):
             db, side = tmp_path / f"t{trial}.db", tmp_path / f"t{trial}.side"
-            trials.append((db, side, _spawn(db, side, go=False), rng.uniform(0.0, run_time * 1.1)))
-        start = time.perf_counter()
-        for _, _, proc, _ in trials:
-            _go(proc)
-        for _, _, proc, delay in sorted(trials, key=lambda t: t[3]):
-            time.sleep(max(0.0, delay - (time.perf_counter() - start)))
-            proc.send_signal(signal.SIGKILL)
-        for db, side, proc, _ in trials:
+            target = rng.randint(0, EVENTS)
+            trials.append([db, side, _spawn(db, side, go=False), target, rng.uniform(0.0, 0.004), None])
+        for trial_ in trials:
+            _go(trial_[2])
+        deadline = time.perf_counter() + 60
+        while any(t[5] is None for t in trials) and time.perf_counter() < deadline:
+            for t in trials:
+                db, _, proc, target, extra, killed = t
+                if killed is None and (proc.poll() is not None or _events_logged(db) >= target):
+                    time.sleep(extra)
+                    proc.send_signal(signal.SIGKILL)
+                    t[5] = True
+            time.sleep(0.0005)
+        for db, side, proc, *_ in trials:
             proc.wait(timeout=30)
             before, phase = _check_recovered(db, side)
             before_counts.append(before)
