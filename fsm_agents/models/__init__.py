@@ -39,3 +39,13 @@ __all__ = [
     "call",
     "reply",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `ReplayModel` lives with the cassettes in fsm_agents.testing (it needs the runtime); importing
+    # it lazily keeps `fsm_agents.models` free of that dependency
+    if name == "ReplayModel":
+        from fsm_agents.testing.cassette import ReplayModel
+
+        return ReplayModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
