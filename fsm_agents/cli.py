@@ -50,9 +50,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     machine = load_object(args.target)
     try:
-        report = check_machine(
-            machine, max_examples=args.examples, seed=args.seed, assert_full_coverage=args.full_coverage
-        )
+        report = check_machine(machine, max_examples=args.examples, seed=args.seed, assert_full_coverage=args.full_coverage)
     except InvariantViolation as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

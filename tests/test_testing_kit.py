@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fsm_agents import Agent, CassetteDivergence, Phase, ScriptedModel, run, tool
+from fsm_agents import Agent, CassetteDivergence, FsmAgentsError, Phase, ScriptedModel, run, tool
 from fsm_agents.cli import main as cli
 from fsm_agents.models import call, reply
 from fsm_agents.testing import Cassette, ReplayModel, check_module, record, replay, replay_tools
@@ -46,7 +46,7 @@ def test_record_captures_effects_and_events_and_scrubs_secrets(cassette: Cassett
     cassette.save(path)
     assert Cassette.load(path) == cassette
     path.write_text(json.dumps({"format": "other/9"}))
-    with pytest.raises(Exception, match="is not a fsm_agents.cassette/1 cassette"):
+    with pytest.raises(FsmAgentsError, match=r"is not a fsm_agents\.cassette/1 cassette"):
         Cassette.load(path)
 
 
