@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -40,8 +40,10 @@ from fsm_agents.models.base import (
     MalformedResponse,
     ModelError,
     ModelHTTPError,
+    ModelResponse,
     ModelTimeout,
     RateLimited,
+    StreamDelta,
 )
 
 __all__ = [
@@ -330,3 +332,18 @@ def loads_event(sse: ServerSentEvent, who: str) -> Any:
         return pydantic_core.from_json(sse.data)
     except ValueError:
         raise MalformedResponse(f"{who}: a stream event is not JSON", sse.data[:2000]) from None
+
+
+async def collect_stream(
+    deltas: AsyncIterator[StreamDelta],
+    response: Callable[[], ModelResponse],
+    on_delta: Callable[[StreamDelta], Awaitable[None] | None] | None = None,
+) -> ModelResponse:
+    """Drain `deltas`, calling `on_delta` (sync or async) for each, then return `response()`
+    (the provider's assembler, fed by the same stream)."""
+    async for delta in deltas:
+        if on_delta is not None:
+            result = on_delta(delta)
+            if result is not None:
+                await result
+    return response()

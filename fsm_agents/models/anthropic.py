@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from fsm_agents.models._http import HTTPModel, MissingAPIKey, loads_event
+from fsm_agents.models._http import HTTPModel, MissingAPIKey, collect_stream, loads_event
 from fsm_agents.models.base import MalformedResponse, ModelHTTPError, ModelResponse, StreamDelta
 from fsm_agents.state import (
     AssistantMessage,
@@ -153,12 +153,7 @@ class AnthropicMessages(HTTPModel):
         """Stream the reply, call `on_delta` for each delta, return the assembled response.
         Raises `MalformedResponse` when the stream ends before `message_stop`."""
         assembler = _Assembler()
-        async for delta in self._stream(request, assembler):
-            if on_delta is not None:
-                result = on_delta(delta)
-                if result is not None:
-                    await result
-        return assembler.response()
+        return await collect_stream(self._stream(request, assembler), assembler.response, on_delta)
 
     async def _stream(self, request: ModelRequest, assembler: _Assembler) -> AsyncIterator[StreamDelta]:
         async with self.post_sse("/v1/messages", self.payload(request, stream=True)) as events:

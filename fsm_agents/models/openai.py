@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fsm_agents.models._http import HTTPModel, MissingAPIKey, loads_event
+from fsm_agents.models._http import HTTPModel, MissingAPIKey, collect_stream, loads_event
 from fsm_agents.models.base import MalformedResponse, ModelHTTPError, ModelResponse, StreamDelta
 from fsm_agents.state import (
     AssistantMessage,
@@ -218,12 +218,7 @@ class OpenAIChat(HTTPModel):
         assembled `ModelResponse` (tool-call arguments joined per index, usage when sent).
         Raises `MalformedResponse` when the stream ends before a `[DONE]` or a finish reason."""
         assembler = _Assembler()
-        async for delta in self._stream(request, assembler):
-            if on_delta is not None:
-                result = on_delta(delta)
-                if result is not None:
-                    await result
-        return assembler.response()
+        return await collect_stream(self._stream(request, assembler), assembler.response, on_delta)
 
     async def _stream(self, request: ModelRequest, assembler: _Assembler) -> AsyncIterator[StreamDelta]:
         async with self.post_sse("/chat/completions", self.payload(request, stream=True)) as events:

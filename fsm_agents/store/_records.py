@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
+from fsm_agents import codec
 from fsm_agents.errors import FsmAgentsError
 from fsm_agents.events import Event
 from fsm_agents.state import AssistantMessage, Message, Snapshot, SystemMessage, ToolMessage, UserMessage
@@ -52,7 +53,6 @@ __all__ = [
     "decode_input",
     "encode_event",
     "encode_input",
-    "event_class",
     "snapshot_digest",
     "verify",
 ]
@@ -168,55 +168,20 @@ def verify(conversation_id: str, rows: Sequence[tuple[int, str, int, float, str,
 # -- events ------------------------------------------------------------------------------------
 
 
-def _all_event_classes() -> dict[str, type[Event]]:
-    found: dict[str, type[Event]] = {}
-    pending: list[type[Event]] = [Event]
-    while pending:
-        cls = pending.pop()
-        for sub in cls.__subclasses__():
-            if sub.__name__ not in found and not getattr(sub, "__pydantic_generic_metadata__", {}).get("origin"):
-                found[sub.__name__] = sub
-            pending.append(sub)
-    return found
-
-
-_REGISTRY: dict[str, type[Event]] = {}
-
-
-def event_class(name: str) -> type[Event]:
-    """The `Event` subclass called `name` (looked up among every subclass defined so far).
-    Raises `CorruptStore` when none is."""
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        _REGISTRY.clear()
-        _REGISTRY.update(_all_event_classes())
-        cls = _REGISTRY.get(name)
-        if cls is None:
-            raise CorruptStore(
-                f"the log holds an event of type {name!r}, which no loaded Event subclass is called; "
-                "import the module that defines it before loading"
-            )
-    return cls
-
-
 def encode_event(event: Event) -> dict[str, Any]:
-    """`{"type": class name, **event.model_dump(mode="json")}`."""
-    out: dict[str, Any] = {"type": type(event).__name__}
-    out.update(event.model_dump(mode="json"))
-    return out
+    """`{"type": class name, **event.model_dump(mode="json")}` (the `fsm_agents.codec` format)."""
+    return codec.dump(event)
 
 
 def decode_event(data: Mapping[str, Any]) -> Event:
-    """Rebuild an event encoded by `encode_event` (validated). Raises `CorruptStore`."""
-    fields = dict(data)
-    name = fields.pop("type", None)
-    if not isinstance(name, str):
+    """Rebuild an event encoded by `encode_event` (validated; the class is looked up among every
+    loaded `Event` subclass). Raises `CorruptStore`."""
+    if not isinstance(data.get("type"), str):
         raise CorruptStore(f"an event record has no type: {str(data)[:200]}")
-    cls = event_class(name)
     try:
-        return cls.model_validate(fields)
-    except ValidationError as exc:
-        raise CorruptStore(f"an event of type {name} does not validate: {exc}") from None
+        return codec.load_event(dict(data))
+    except codec.CodecError as exc:
+        raise CorruptStore(f"the log holds an event that cannot be loaded: {exc}") from None
 
 
 # -- inputs --------------------------------------------------------------------------------------
