@@ -299,10 +299,10 @@ def _build_events(m: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...],
     chosen = [n for n in names if (n in accepted) is not rejected and n in EVENT_STRATEGIES]
     if not chosen:
         return st.nothing()
-    # failures end a run at once: draw them a quarter as often as the other events
+    # failures end a run at once: draw them a third as often as the other events
     if len(chosen) == 1:
         return EVENT_STRATEGIES[chosen[0]](m, snapshot, effects)
-    weighted = [EVENT_STRATEGIES[n](m, snapshot, effects) for n in chosen for _ in range(1 if n in _RARE else 6)]
+    weighted = [EVENT_STRATEGIES[n](m, snapshot, effects) for n in chosen for _ in range(2 if n in _RARE else 6)]
     return st.sampled_from(range(len(weighted))).flatmap(lambda i: weighted[i])
 
 
