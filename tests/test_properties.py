@@ -202,6 +202,6 @@ def test_planted_bug_is_caught_with_a_short_counterexample(
 ) -> None:
     machine = bug(Agent("a", tools=[add], max_steps=3))
     with pytest.raises(InvariantViolation) as info:
-        check_machine(machine, max_examples=100, seed=11)
+        check_machine(machine, max_examples=150, seed=11)
     assert info.value.invariant in invariants, str(info.value)
     assert 1 <= len(info.value.events) <= max_events, str(info.value)

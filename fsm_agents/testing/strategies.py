@@ -141,11 +141,14 @@ def assistant_replies(
     `valid` is not True) an empty reply. Tool calls follow `tool_calls(tools, valid=valid)`."""
     text = final_text if final_text is not None else st.text(min_size=1, max_size=40).filter(str.strip)
     answer = st.builds(AssistantMessage, content=text)
-    parts: list[st.SearchStrategy[AssistantMessage]] = [answer]
+    parts: list[st.SearchStrategy[AssistantMessage]] = []
     if _specs(tools) or valid is not True:
         calls = st.lists(tool_calls(tools, valid=valid), min_size=1, max_size=3).map(tuple)
         with_calls = st.builds(AssistantMessage, content=st.none() | _text, tool_calls=calls)
-        parts += [with_calls] * 3  # tool turns are what make runs long: favour them
+        # tool turns are what make runs long: favour them, and put them first (hypothesis leans
+        # towards the first choice, so deep runs stay likely whatever else it has generated)
+        parts += [with_calls] * 3
+    parts.append(answer)
     if valid is not True:
         parts.append(st.builds(AssistantMessage, content=st.sampled_from([None, "", "  "])))
     return st.sampled_from(range(len(parts))).flatmap(lambda i: parts[i])
