@@ -14,6 +14,7 @@ __all__ = [
     "InvalidDefinition",
     "InvalidTransition",
     "MachineStalled",
+    "NotAMachine",
     "ToolDefinitionError",
 ]
 
@@ -54,6 +55,10 @@ class InvalidTransition(FsmAgentsError):
         else:
             why = "it is final and accepts no event" if phase in ("DONE", "FAILED") else "it accepts no external event"
         super().__init__(f"{machine}: event {event!r} is not accepted in phase {phase}: {why}")
+
+
+class NotAMachine(FsmAgentsError, TypeError):
+    """An entry point got something that is not a `Machine`, an `Agent` or a pattern."""
 
 
 class MachineStalled(FsmAgentsError):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from fsm_agents.errors import CassetteDivergence, ConcurrencyConflict, FsmAgentsError, MachineStalled
+from fsm_agents.errors import CassetteDivergence, ConcurrencyConflict, FsmAgentsError, MachineStalled, NotAMachine
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
@@ -102,13 +102,13 @@ class RunResult:
 
 def as_machine(obj: Any) -> Machine:
     """`obj` if it is a `Machine`, else its `.machine` (an `Agent`, a pattern). Raises
-    `TypeError` for anything else."""
+    `NotAMachine` (an `FsmAgentsError` and a `TypeError`) for anything else."""
     if isinstance(obj, Machine):
         return obj
     machine = getattr(obj, "machine", None)
     if isinstance(machine, Machine):
         return machine
-    raise TypeError(f"expected a machine, an Agent or a pattern, got {type(obj).__name__}")
+    raise NotAMachine(f"expected a machine, an Agent or a pattern, got {type(obj).__name__}")
 
 
 class _Performer:

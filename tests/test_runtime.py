@@ -245,3 +245,11 @@ async def test_run_agents_runs_children_concurrently_and_folds_outcomes() -> Non
     assert set(result.children) == {"t0", "t1"} and result.children["t0"].run_id == "p/t0"
     assert isinstance(result.events[0], AgentsFinished)
     assert not isinstance(result.events[0], ModelReplied)
+
+
+async def test_running_something_that_is_not_a_machine_is_a_typed_error() -> None:
+    from fsm_agents.errors import NotAMachine
+
+    with pytest.raises(NotAMachine, match="expected a machine, an Agent or a pattern, got int"):
+        await run(42, "x")
+    assert issubclass(NotAMachine, FsmAgentsError) and issubclass(NotAMachine, TypeError)
