@@ -13,6 +13,7 @@ from fsm_agents.errors import (
     InvalidDefinition,
     InvalidTransition,
     MachineStalled,
+    NotAMachine,
     ToolDefinitionError,
 )
 from fsm_agents.events import (
@@ -76,6 +77,7 @@ __all__ = [
     "MachineStalled",
     "Message",
     "ModelFailed",
+    "NotAMachine",
     "ModelReplied",
     "Observer",
     "Phase",
