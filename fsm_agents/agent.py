@@ -120,6 +120,11 @@ class AgentData(Frozen):
     handoffs: int = 0
 
 
+_AgentSnapshot = Snapshot[AgentData]  # subscripting a generic model per run costs microseconds
+_FIRST_TURN = AgentData(turns=1)
+_NO_CONTEXT = EmptyContext()
+
+
 class Agent:
     """An LLM agent: a name, instructions (the system prompt), a model, tools.
 
@@ -323,7 +328,7 @@ class AgentMachine(Machine):
         `input` is a string (one user message), a message, or a sequence of messages.
         """
         conversation = Conversation.of(*messages_from(input), id=run_id)
-        snapshot: Snapshot[AgentData] = Snapshot[AgentData].model_construct(
+        snapshot: Snapshot[AgentData] = _AgentSnapshot.model_construct(
             machine=self.name,
             phase=Phase.PLANNING,
             conversation=conversation,
@@ -333,8 +338,8 @@ class AgentMachine(Machine):
             results=(),
             output=None,
             failure=None,
-            context=context if context is not None else EmptyContext(),
-            data=AgentData(turns=1),
+            context=context if context is not None else _NO_CONTEXT,
+            data=_FIRST_TURN,
         )
         return Step(snapshot, (self._call_model_effect(snapshot),))
 

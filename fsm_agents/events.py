@@ -9,7 +9,7 @@ triggers in `Event.name`. Each effect carries a deterministic idempotency key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from fsm_agents.state import (
     AssistantMessage,
@@ -175,10 +175,11 @@ class Taken:
     index: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """The result of `start`/`step`: the next snapshot, the effects to perform, and the
-    transitions taken to get there (one external event may take several)."""
+    transitions taken to get there (one external event may take several).
+
+    A named tuple (immutable, cheap to build): `snapshot, effects, transitions = step` works."""
 
     snapshot: Snapshot[Any]
     effects: tuple[Effect, ...] = ()

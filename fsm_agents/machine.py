@@ -262,12 +262,12 @@ class Machine:
                 if g.fn(snapshot, event) is g.negate:
                     break
             else:
-                moved = snapshot.model_copy(update={"phase": tr.target, "step": snapshot.step + 1})
-                record = (Taken(tr.source, tr.event, tr.target, moved.step, tr.index),)
+                moved = snapshot._moved(tr.target)
+                record = (Taken(tr.source, tr.event, tr.target, snapshot.step + 1, tr.index),)
                 if tr.action is None:
                     return Step(moved, (), record)
                 out = tr.action(moved, event)
-                return Step(out.snapshot, out.effects, record + out.transitions)
+                return Step(out[0], out[1], record + out[2] if out[2] else record)
         raise InvalidTransition(
             snapshot.machine, snapshot.phase, event.name, self.table.accepts(snapshot.phase), no_guard=True
         )

@@ -86,7 +86,7 @@ class Frozen(BaseModel):
                 if name not in filled:
                     filled[name] = factory()
             values = filled
-        new = cls.__new__(cls)
+        new = _new(cls)
         _set(new, "__dict__", values)
         _set(new, "__pydantic_fields_set__", names)
         _set(new, "__pydantic_extra__", None)
@@ -97,11 +97,10 @@ class Frozen(BaseModel):
         """A shallow copy with `update` applied, without validation (`deep=True`: pydantic's)."""
         if deep:
             return super().model_copy(update=update, deep=True)
-        cls = type(self)
-        new = cls.__new__(cls)
         values = self.__dict__.copy()
         if update:
             values.update(update)
+        new = _new(type(self))
         _set(new, "__dict__", values)
         _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
         _set(new, "__pydantic_extra__", None)
@@ -110,6 +109,7 @@ class Frozen(BaseModel):
 
 
 _set = object.__setattr__
+_new = object.__new__
 
 
 class Phase(StrEnum):
@@ -367,7 +367,26 @@ class Snapshot(Frozen, Generic[D]):
 
     def evolve(self, **changes: Any) -> Snapshot[D]:
         """A copy with `changes` applied (no validation: callers pass well-typed values)."""
-        return self.model_copy(update=changes)
+        values = self.__dict__.copy()
+        values.update(changes)
+        new = _new(type(self))
+        _set(new, "__dict__", values)
+        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_private__", None)
+        return new
+
+    def _moved(self, phase: Phase) -> Snapshot[D]:
+        """A copy in `phase` with `step` + 1: what `Machine._take` hands to an action."""
+        values = self.__dict__.copy()
+        values["phase"] = phase
+        values["step"] = values["step"] + 1
+        new = _new(type(self))
+        _set(new, "__dict__", values)
+        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_private__", None)
+        return new
 
     @property
     def is_final(self) -> bool:
@@ -377,7 +396,7 @@ class Snapshot(Frozen, Generic[D]):
 def messages_from(value: str | Message | Iterable[Message]) -> tuple[Message, ...]:
     """Normalise a run input: a string becomes one `UserMessage`."""
     if isinstance(value, str):
-        return (UserMessage(content=value),)
+        return (UserMessage.model_construct(role="user", content=value),)
     if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
         return (value,)
     if isinstance(value, (Sequence, Iterable)):
