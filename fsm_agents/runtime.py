@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,7 +43,7 @@ from fsm_agents.events import (
 from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model, ModelError, ModelResponse
 from fsm_agents.observers import Observer
-from fsm_agents.state import Failure, Phase, Snapshot, Usage
+from fsm_agents.state import Failure, Phase, Snapshot, ToolResult, Usage
 from fsm_agents.tools import Tool, ToolExecutor
 
 if TYPE_CHECKING:
@@ -100,6 +101,14 @@ class RunResult:
         return self.snapshot.failure
 
 
+# ToolExecutors by machine (weakly: a machine that is gone takes its executors with it), then by
+# (agent, tool timeout, max concurrency)
+_SHARED_EXECUTORS: weakref.WeakKeyDictionary[Machine, dict[tuple[str, float | None, int | None], ToolExecutor]] = (
+    weakref.WeakKeyDictionary()
+)
+_NO_LIMITS = Limits()
+
+
 def as_machine(obj: Any) -> Machine:
     """`obj` if it is a `Machine`, else its `.machine` (an `Agent`, a pattern). Raises
     `NotAMachine` (an `FsmAgentsError` and a `TypeError`) for anything else."""
@@ -113,6 +122,8 @@ def as_machine(obj: Any) -> Machine:
 
 class _Performer:
     """Performs effects for one run (and its children)."""
+
+    __slots__ = ("_executors", "limits", "machine", "models", "observers", "store", "tool_overrides")
 
     def __init__(
         self,
@@ -129,16 +140,24 @@ class _Performer:
         self.tool_overrides = tools
         self.limits = limits
         self.observers = observers
-        self._executors: dict[str, ToolExecutor] = {}
+        self._executors: dict[tuple[Machine, str], ToolExecutor] = {}
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
-        key = f"{machine.name}\0{agent}"
+        key = (machine, agent)
         ex = self._executors.get(key)
         if ex is None:
             tools: Mapping[str, Tool] = machine.tools_for(agent)
+            limits = self.limits
             if self.tool_overrides.keys() & tools.keys():
                 tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
-            ex = ToolExecutor(tools, default_timeout=self.limits.tool_timeout, max_concurrency=self.limits.max_concurrency)
+                ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+            else:  # executors are stateless: runs of the same machine with the same limits share one
+                shared = _SHARED_EXECUTORS.setdefault(machine, {})
+                shared_key = (agent, limits.tool_timeout, limits.max_concurrency)
+                ex = shared.get(shared_key)
+                if ex is None:
+                    ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+                    shared[shared_key] = ex
             self._executors[key] = ex
         return ex
 
@@ -160,18 +179,11 @@ class _Performer:
             else:
                 with anyio.fail_after(timeout):
                     response = await model.complete(effect.request)
-        except ModelError as exc:
-            return ModelFailed(error=str(exc), kind=exc.kind)
         except CassetteDivergence:
             raise
-        except TimeoutError:
-            return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
-        except Exception as exc:  # a provider bug must not kill the run: it is a model failure
-            log.warning("model for %s raised %s", effect.agent, type(exc).__name__, exc_info=True)
-            return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
-        if not isinstance(response, ModelResponse):
-            return ModelFailed(error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed")
-        return ModelReplied.model_construct(message=response.message, usage=response.usage)
+        except Exception as exc:
+            return _model_failed(effect, exc, timeout)
+        return _model_replied(response)
 
     async def run_agents(self, machine: Machine, effect: RunAgents, run_id: str, children: dict[str, RunResult]) -> Event:
         known = machine.children()
@@ -215,6 +227,8 @@ class _Performer:
         if self.store is not None:  # persisted (a child of a persisted run: resumes its own log if it has one)
             return await self.run_logged(machine, input, run_id, context, run_id, resume_ok=True)
         observers = self.observers
+        models = self.models
+        model_timeout = self.limits.model_timeout
         step: Step = machine.start(input, context, run_id=run_id)
         events: list[Event] = []
         performed: list[Effect] = []
@@ -231,11 +245,28 @@ class _Performer:
             effect = effects[0]
             if observers:
                 _notify(observers, "on_effect", effect)
-            # the two common effects are dispatched inline: one coroutine frame less per step
+            # the two common effects are dispatched inline: one coroutine less per step
+            event: Event
             if type(effect) is CallModel:
-                event = await self.call_model(effect)
+                if model_timeout is None:
+                    try:
+                        response = await models[effect.agent].complete(effect.request)
+                    except CassetteDivergence:
+                        raise
+                    except Exception as exc:
+                        event = _model_failed(effect, exc, None)
+                    else:
+                        event = _model_replied(response)
+                else:
+                    event = await self.call_model(effect)
             elif type(effect) is RunTools:
-                results = await self.executor(machine, effect.agent).run(effect.calls)
+                executor = self.executor(machine, effect.agent)
+                calls = effect.calls
+                results: tuple[ToolResult, ...]
+                if len(calls) == 1:
+                    results = (await executor.run_one(calls[0]),)
+                else:
+                    results = await executor.run(calls)
                 event = ToolsFinished.model_construct(results=results)
             else:
                 event = await self.perform(machine, effect, run_id, children)
@@ -392,6 +423,25 @@ def _machine_lookup(*machines: Machine) -> Any:
     return lookup
 
 
+def _model_failed(effect: CallModel, exc: Exception, timeout: float | None) -> ModelFailed:
+    """The event for a model call that raised `exc` (a provider bug must not kill the run: any
+    exception is a model failure)."""
+    if isinstance(exc, ModelError):
+        return ModelFailed(error=str(exc), kind=exc.kind)
+    if isinstance(exc, TimeoutError):
+        if timeout is None:
+            return ModelFailed(error=f"TimeoutError: {exc}", kind="timeout")
+        return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
+    log.warning("model for %s raised %s", effect.agent, type(exc).__name__, exc_info=exc)
+    return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
+
+
+def _model_replied(response: Any) -> Event:
+    if type(response) is not ModelResponse and not isinstance(response, ModelResponse):
+        return ModelFailed(error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed")
+    return ModelReplied.model_construct(message=response.message, usage=response.usage)
+
+
 def _usage_of(event: Event) -> Usage:
     """Tokens an event reports: a model reply's, or the sum over a fan-in's children."""
     if isinstance(event, ModelReplied):
@@ -475,7 +525,7 @@ async def run(
         tool_map = tools
     else:
         tool_map = {t.name: t for t in tools}
-    performer = _Performer(m, _collect_models(m, models), tool_map, limits or Limits(), tuple(observers), store)
+    performer = _Performer(m, _collect_models(m, models), tool_map, limits or _NO_LIMITS, tuple(observers), store)
     run_id = run_id or conversation_id or uuid.uuid4().hex
     if store is not None:
         return await performer.run_logged(m, input, run_id, context, conversation_id or run_id, resume_ok=False)
@@ -530,7 +580,7 @@ async def resume(
     if last.machine is not m:
         raise FsmAgentsError(f"conversation {conversation_id!r} ends with a run of {last.machine.name}, not {m.name}")
     used = {} if last.final else _collect_models(m, models)  # a finished run needs no model
-    performer = _Performer(m, used, _tool_map(tools), limits or Limits(), tuple(observers), store)
+    performer = _Performer(m, used, _tool_map(tools), limits or _NO_LIMITS, tuple(observers), store)
     return await performer.continue_logged(m, last, log)
 
 

@@ -309,6 +309,11 @@ class ToolExecutor:
                     with attempt:
                         attempts += 1
                         value = await self._invoke(tool_, kwargs, timeout)
+            elif timeout is None and not tool_.is_async and not tool_.thread:
+                attempts = 1
+                value = tool_.fn(**kwargs)  # an inline sync tool: no coroutine layers
+                if inspect.isawaitable(value):
+                    value = await value
             else:
                 attempts = 1
                 value = await self._invoke(tool_, kwargs, timeout)
