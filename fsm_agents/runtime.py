@@ -17,7 +17,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -69,20 +69,105 @@ class Limits:
     max_concurrency: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class RunResult:
     """How a run ended: the final `snapshot`, every external `event` fed to `step` (with the
     start input, enough to replay the run), the `effect` each event answered, total token
-    `usage`, the `trace` of transitions, and the `children` runs by task id."""
+    `usage`, the `trace` of transitions, and the `children` runs by task id.
+
+    Immutable. `effects` and `trace` are derived on first access by replaying `events` through
+    the pure `machine.step` from `machine.start(input, context, run_id=run_id)` (cost: one step
+    per event, once), so a live run does not keep every effect — each `CallModel` pins the
+    history it was sent — nor a `Taken` per transition. Pass them explicitly when they are
+    already known. Raises `FsmAgentsError` on access when the replay does not reproduce
+    `snapshot` (a machine whose `step` is not pure).
+    """
+
+    __slots__ = ("_effects", "_machine", "_trace", "children", "context", "events", "input", "run_id", "snapshot", "usage")
 
     run_id: str
     input: Any
     snapshot: Snapshot[Any]
     events: tuple[Event, ...]
     usage: Usage
-    trace: tuple[Taken, ...]
-    children: Mapping[str, RunResult] = field(default_factory=dict)
-    effects: tuple[Effect, ...] = ()  # effects[i] is the effect events[i] answered
+    children: Mapping[str, RunResult]
+    context: Any
+    _machine: Machine | None
+    _trace: tuple[Taken, ...] | None
+    _effects: tuple[Effect, ...] | None
+
+    def __init__(
+        self,
+        run_id: str,
+        input: Any,
+        snapshot: Snapshot[Any],
+        events: tuple[Event, ...],
+        usage: Usage,
+        trace: tuple[Taken, ...] | None = None,
+        children: Mapping[str, RunResult] | None = None,
+        effects: tuple[Effect, ...] | None = None,
+        *,
+        machine: Machine | None = None,
+        context: Any = None,
+    ) -> None:
+        if (trace is None or effects is None) and machine is None:
+            raise TypeError("RunResult: pass trace= and effects=, or the machine= to derive them from the events")
+        init = object.__setattr__
+        init(self, "run_id", run_id)
+        init(self, "input", input)
+        init(self, "snapshot", snapshot)
+        init(self, "events", events)
+        init(self, "usage", usage)
+        init(self, "children", children if children is not None else {})
+        init(self, "context", context)
+        init(self, "_machine", machine)
+        init(self, "_trace", trace)
+        init(self, "_effects", effects)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RunResult is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"RunResult is immutable: cannot delete {name!r}")
+
+    def __repr__(self) -> str:  # compact: the events can be long (see _run_boxed)
+        return (
+            f"RunResult(run_id={self.run_id!r}, phase={self.snapshot.phase.value}, step={self.snapshot.step}, "
+            f"events={len(self.events)}, usage={self.usage!r})"
+        )
+
+    @property
+    def trace(self) -> tuple[Taken, ...]:
+        """Every transition taken, in order (start's included)."""
+        if self._trace is None:
+            self._replay()
+        assert self._trace is not None
+        return self._trace
+
+    @property
+    def effects(self) -> tuple[Effect, ...]:
+        """`effects[i]` is the effect `events[i]` answered."""
+        if self._effects is None:
+            self._replay()
+        assert self._effects is not None
+        return self._effects
+
+    def _replay(self) -> None:
+        machine = self._machine
+        assert machine is not None
+        step = machine.start(self.input, self.context, run_id=self.run_id)
+        trace = list(step.transitions)
+        effects: list[Effect] = []
+        for event in self.events:
+            effects.append(step.effects[0])
+            step = machine.step(step.snapshot, event)
+            trace.extend(step.transitions)
+        if step.snapshot != self.snapshot:
+            raise FsmAgentsError(
+                f"{machine.name}: replaying the run's {len(self.events)} events did not reproduce its final snapshot; "
+                "its step function is not pure"
+            )
+        object.__setattr__(self, "_trace", tuple(trace))
+        object.__setattr__(self, "_effects", tuple(effects))
 
     @property
     def phase(self) -> Phase:
@@ -231,8 +316,6 @@ class _Performer:
         model_timeout = self.limits.model_timeout
         step: Step = machine.start(input, context, run_id=run_id)
         events: list[Event] = []
-        performed: list[Effect] = []
-        trace: list[Taken] = list(step.transitions)
         usage = Usage()
         children: dict[str, RunResult] = {}
         finals = machine.table.finals
@@ -275,21 +358,20 @@ class _Performer:
             if type(event) is ModelReplied or type(event) is AgentsFinished:
                 usage = usage + _usage_of(event)
             events.append(event)
-            performed.append(effect)
             step = machine.step(snapshot, event)
-            trace.extend(step.transitions)
             if observers:
                 for taken in step.transitions:
                     _notify(observers, "on_transition", taken, step.snapshot)
+        # effects and trace are not kept while running: RunResult derives them from the events
         return RunResult(
             run_id=run_id,
             input=input,
             snapshot=step.snapshot,
             events=tuple(events),
-            effects=tuple(performed),
             usage=usage,
-            trace=tuple(trace),
             children=children,
+            machine=machine,
+            context=context,
         )
 
     async def run_logged(

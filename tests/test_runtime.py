@@ -30,6 +30,7 @@ from fsm_agents import (
     run_sync,
     tool,
 )
+from fsm_agents.agent import _ACTIONS, _GUARDS
 from fsm_agents.events import AgentTask, Effect, Event, effect_key
 from fsm_agents.models import ModelRequest, ModelResponse, ModelTimeout, call, reply
 from fsm_agents.observers import Redactor
@@ -72,6 +73,52 @@ async def test_replaying_the_events_reproduces_the_final_snapshot() -> None:
     for event in result.events:
         step = machine.step(step.snapshot, event)
     assert step.snapshot == result.snapshot
+
+
+async def test_effects_and_trace_are_derived_from_the_events_as_observed_live() -> None:
+    live_effects: list[Effect] = []
+    live_trace: list[Taken] = []
+
+    class Recorder(Observer):
+        def on_effect(self, effect: Effect) -> None:
+            live_effects.append(effect)
+
+        def on_transition(self, taken: Taken, snapshot: Snapshot[Any]) -> None:
+            live_trace.append(taken)
+
+    model = ScriptedModel([reply(None, call("add", a=1, b=2)), reply(None, call("add", a=3, b=3)), "6"])
+    result = await run(calculator(model), "x", observers=[Recorder()], run_id="r")
+    assert len(result.effects) == len(result.events) == 5
+    assert list(result.effects) == live_effects and result.effects[0].key == "r/0/0"
+    assert list(result.trace) == live_trace and len(live_trace) == 7 and result.trace[-1].target is Phase.DONE
+    with pytest.raises(AttributeError):
+        result.events = ()  # type: ignore[misc]
+    assert "events=5" in repr(result) and "DONE" in repr(result)
+
+
+async def test_a_machine_whose_step_is_not_pure_is_reported_when_its_effects_are_read() -> None:
+    calls = 0
+
+    agent = calculator(ScriptedModel(["done"]))
+    machine = agent.machine
+    original = machine.finish
+
+    def counting_finish(s: Snapshot[Any], e: Event) -> Step:
+        nonlocal calls
+        calls += 1
+        out = original(s, e)
+        return Step(out.snapshot.evolve(output=f"answer {calls}"), out.effects, out.transitions)
+
+    machine.table = compile_chart(
+        machine.table.chart,
+        guards={g: getattr(machine, g) for g in _GUARDS},
+        actions={a: counting_finish if a == "finish" else getattr(machine, a) for a in _ACTIONS},
+        internal=frozenset({"observed", "handed_off"}),
+    )
+    result = await run(machine, "x")
+    assert result.output == "answer 1"
+    with pytest.raises(FsmAgentsError, match="not pure"):
+        result.effects  # noqa: B018
 
 
 def test_run_sync_on_both_backends() -> None:
