@@ -7,7 +7,8 @@ The loop: a system message and a user message; the model is scripted to call `ad
 then to answer with text. One step = one model turn + the tool execution + folding the result into
 the history, so a run is K steps (K model turns, K−1 tool calls) and ends with 2K+1 messages.
 Reported: wall time of a batch of sequential runs / (runs × K), in µs per step, the median of
-several batches. The model is free (its replies are built before timing), so this is the
+several batches; each batch starts after a `gc.collect()` (untimed), with the interpreter's
+default GC settings. The model is free (its replies are built before timing), so this is the
 framework's own cost: control flow, state updates, tool dispatch and argument parsing.
 
 Each framework runs the loop in its normal way:
@@ -311,6 +312,9 @@ class Row:
 
 
 async def _batch(run_once: RunOnce, runs: int, k: int) -> float:
+    # every batch starts from a collected heap, so one framework's garbage (the batches are
+    # interleaved) does not trigger collections timed against the next one
+    gc.collect()
     started = time.perf_counter()
     for _ in range(runs):
         await run_once()
