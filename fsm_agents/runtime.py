@@ -192,6 +192,7 @@ _SHARED_EXECUTORS: weakref.WeakKeyDictionary[Machine, dict[tuple[str, float | No
     weakref.WeakKeyDictionary()
 )
 _NO_LIMITS = Limits()
+_NO_USAGE = Usage()
 
 
 def as_machine(obj: Any) -> Machine:
@@ -314,13 +315,15 @@ class _Performer:
         observers = self.observers
         models = self.models
         model_timeout = self.limits.model_timeout
-        step: Step = machine.start(input, context, run_id=run_id)
+        # only the snapshot, its effects and the events live across the awaits below (not the
+        # Step with its Taken records): every object a live run holds costs in full GC collections
+        snapshot, effects, taken = machine.start(input, context, run_id=run_id)
+        del taken
         events: list[Event] = []
-        usage = Usage()
+        usage = _NO_USAGE
         children: dict[str, RunResult] = {}
         finals = machine.table.finals
-        while step.snapshot.phase not in finals:
-            snapshot, effects = step.snapshot, step.effects
+        while snapshot.phase not in finals:
             if not effects:
                 raise MachineStalled(f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect")
             if len(effects) != 1:
@@ -340,6 +343,7 @@ class _Performer:
                         event = _model_failed(effect, exc, None)
                     else:
                         event = _model_replied(response)
+                        del response  # not kept alive through the next model call
                 else:
                     event = await self.call_model(effect)
             elif type(effect) is RunTools:
@@ -358,15 +362,16 @@ class _Performer:
             if type(event) is ModelReplied or type(event) is AgentsFinished:
                 usage = usage + _usage_of(event)
             events.append(event)
-            step = machine.step(snapshot, event)
+            snapshot, effects, taken = machine.step(snapshot, event)
             if observers:
-                for taken in step.transitions:
-                    _notify(observers, "on_transition", taken, step.snapshot)
+                for t in taken:
+                    _notify(observers, "on_transition", t, snapshot)
+            del taken
         # effects and trace are not kept while running: RunResult derives them from the events
         return RunResult(
             run_id=run_id,
             input=input,
-            snapshot=step.snapshot,
+            snapshot=snapshot,
             events=tuple(events),
             usage=usage,
             children=children,
