@@ -226,9 +226,11 @@ class _Performer:
         self.tool_overrides = tools
         self.limits = limits
         self.observers = observers
-        self._executors: dict[tuple[Machine, str], ToolExecutor] = {}
+        self._executors: dict[tuple[Machine, str], ToolExecutor] | None = None  # made on first use
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
+        if self._executors is None:
+            self._executors = {}
         key = (machine, agent)
         ex = self._executors.get(key)
         if ex is None:
@@ -269,7 +271,7 @@ class _Performer:
             raise
         except Exception as exc:
             return _model_failed(effect, exc, timeout)
-        return _model_replied(response)
+        return _model_replied(response, effect.agent)
 
     async def run_agents(self, machine: Machine, effect: RunAgents, run_id: str, children: dict[str, RunResult]) -> Event:
         known = machine.children()
@@ -323,6 +325,8 @@ class _Performer:
         usage = _NO_USAGE
         children: dict[str, RunResult] = {}
         finals = machine.table.finals
+        executor: ToolExecutor | None = None
+        executor_agent: str | None = None
         while snapshot.phase not in finals:
             if not effects:
                 raise MachineStalled(f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect")
@@ -342,12 +346,13 @@ class _Performer:
                     except Exception as exc:
                         event = _model_failed(effect, exc, None)
                     else:
-                        event = _model_replied(response)
+                        event = _model_replied(response, effect.agent)
                         del response  # not kept alive through the next model call
                 else:
                     event = await self.call_model(effect)
             elif type(effect) is RunTools:
-                executor = self.executor(machine, effect.agent)
+                if executor is None or effect.agent != executor_agent:
+                    executor, executor_agent = self.executor(machine, effect.agent), effect.agent
                 calls = effect.calls
                 results: tuple[ToolResult, ...]
                 if len(calls) == 1:
@@ -523,10 +528,15 @@ def _model_failed(effect: CallModel, exc: Exception, timeout: float | None) -> M
     return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
 
 
-def _model_replied(response: Any) -> Event:
+def _model_replied(response: Any, agent: str) -> Event:
+    """The event for a model's `response` to `agent`'s call; the message is attributed to `agent`
+    here, once (the machine would otherwise copy it, and the event would keep the original)."""
     if type(response) is not ModelResponse and not isinstance(response, ModelResponse):
         return ModelFailed(error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed")
-    return ModelReplied.model_construct(message=response.message, usage=response.usage)
+    message = response.message
+    if message.agent is None:
+        message = message.model_copy(update={"agent": agent})
+    return ModelReplied.model_construct(message=message, usage=response.usage)
 
 
 def _usage_of(event: Event) -> Usage:
