@@ -14,7 +14,9 @@ number of runs. Both frameworks get the same harness: one coroutine per run, all
 (`gc.collect()` first); the interpreter's default GC settings are left alone. In both,
 `add` runs inline on the event loop (`@tool(thread=False)`; an async langchain tool); `--thread`
 runs the fsm_agents tool in a worker thread instead (anyio's default limiter: 40 threads).
-Printed: wall time, steps/s, and LangGraph's wall time / fsm_agents' wall time.
+Printed: wall time, steps/s, the time spent in the cyclic GC and its full collections, and
+LangGraph's wall time / fsm_agents' wall time. A first row times the harness alone (n coroutines
+awaiting the 3 `anyio.sleep`s, no framework): the floor under both frameworks.
 """
 
 from __future__ import annotations
@@ -120,6 +122,50 @@ async def langgraph_runs(n: int) -> float:
     return elapsed
 
 
+async def harness_runs(n: int) -> float:
+    """Wall time of the harness alone: `n` coroutines that only await the model's 3 sleeps."""
+
+    async def one() -> None:
+        for _ in range(STEPS):
+            await anyio.sleep(TURN_SECONDS)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return time.perf_counter() - started
+
+
+class GcClock:
+    """Time spent in the cyclic garbage collector while active (`gc.callbacks`), and how many
+    full (generation 2) collections ran."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info["generation"] == 2
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def measure(fn: Any) -> tuple[float, GcClock]:
+    """(wall seconds, GC clock) of `asyncio.run(fn())`, started from a collected heap."""
+    gc.collect()
+    with GcClock() as clock:
+        wall = asyncio.run(fn())
+    return wall, clock
+
+
 def _versions() -> str:
     parts = [f"python {platform.python_version()}", f"{os.cpu_count()} CPUs"]
     for dist in ("fsm-agents", "anyio", "langgraph", "langchain-core"):
@@ -130,9 +176,12 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
-def _line(name: str, n: int, wall: float) -> str:
+def _line(name: str, n: int, wall: float, clock: GcClock) -> str:
     steps = n * STEPS
-    return f"{name:<24} {n:>7} {steps:>7} {wall:>9.2f} {steps / wall:>12,.0f} {wall / (STEPS * TURN_SECONDS):>8.1f}"
+    return (
+        f"{name:<24} {n:>7} {steps:>7} {wall:>9.2f} {steps / wall:>12,.0f} {wall / (STEPS * TURN_SECONDS):>8.1f}"
+        f" {clock.seconds:>7.2f} {clock.full:>6}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,21 +197,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  zero-overhead ideal: {STEPS * TURN_SECONDS:.2f} s wall")
     print()
     label = "fsm_agents (thread)" if args.thread else "fsm_agents"
-    # a short warm-up (imports, first-call caches) outside timing, for both frameworks
+    # a short warm-up (imports, first-call caches) outside timing, for every row
+    asyncio.run(harness_runs(10))
+    harness = measure(lambda: harness_runs(n))
     asyncio.run(fsm_agents_runs(10, thread=args.thread))
-    gc.collect()
-    fsm_wall = asyncio.run(fsm_agents_runs(n, thread=args.thread))
-    lg_wall = None
+    fsm_wall, fsm_clock = measure(lambda: fsm_agents_runs(n, thread=args.thread))
+    lg = None
     if not args.skip_langgraph:
         asyncio.run(langgraph_runs(10))
-        gc.collect()
-        lg_wall = asyncio.run(langgraph_runs(n))
-    print(f"{'framework':<24} {'runs':>7} {'steps':>7} {'wall s':>9} {'steps/s':>12} {'× ideal':>8}")
-    print(_line(label, n, fsm_wall))
-    if lg_wall is not None:
-        print(_line("langgraph", n, lg_wall))
+        lg = measure(lambda: langgraph_runs(n))
+    print(f"{'framework':<24} {'runs':>7} {'steps':>7} {'wall s':>9} {'steps/s':>12} {'× ideal':>8} {'gc s':>7} {'full':>6}")
+    print(_line("harness only (sleeps)", n, *harness))
+    print(_line(label, n, fsm_wall, fsm_clock))
+    if lg is not None:
+        print(_line("langgraph", n, *lg))
         print()
-        print(f"langgraph wall / fsm_agents wall: {lg_wall / fsm_wall:.1f}×")
+        print(f"langgraph wall / fsm_agents wall: {lg[0] / fsm_wall:.1f}×")
+    print()
+    print("gc s: time inside the cyclic garbage collector during the row; full: generation-2 collections")
     verdict = ("ok" if fsm_wall <= 2.0 else "MISSED") if n == 10_000 else "n/a: not 10,000 runs"
     print(f"fsm_agents wall: {fsm_wall:.2f} s (target ≤ 2 s at 10,000 runs: {verdict})")
     return 0
