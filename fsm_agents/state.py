@@ -87,10 +87,10 @@ class Frozen(BaseModel):
                     filled[name] = factory()
             values = filled
         new = _new(cls)
-        _set(new, "__dict__", values)
-        _set(new, "__pydantic_fields_set__", names)
-        _set(new, "__pydantic_extra__", None)
-        _set(new, "__pydantic_private__", None)
+        _set_dict(new, values)
+        _set_fields_set(new, names)
+        _set_extra(new, None)
+        _set_private(new, None)
         return new
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -101,15 +101,20 @@ class Frozen(BaseModel):
         if update:
             values.update(update)
         new = _new(type(self))
-        _set(new, "__dict__", values)
-        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
-        _set(new, "__pydantic_extra__", None)
-        _set(new, "__pydantic_private__", None)
+        _set_dict(new, values)
+        _set_fields_set(new, self.__pydantic_fields_set__)
+        _set_extra(new, None)
+        _set_private(new, None)
         return new
 
 
-_set = object.__setattr__
 _new = object.__new__
+# the slot descriptors pydantic's BaseModel declares, called directly (the fast paths above set
+# all four on every new instance; a descriptor call skips the attribute lookup)
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class Phase(StrEnum):
@@ -370,10 +375,10 @@ class Snapshot(Frozen, Generic[D]):
         values = self.__dict__.copy()
         values.update(changes)
         new = _new(type(self))
-        _set(new, "__dict__", values)
-        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
-        _set(new, "__pydantic_extra__", None)
-        _set(new, "__pydantic_private__", None)
+        _set_dict(new, values)
+        _set_fields_set(new, self.__pydantic_fields_set__)
+        _set_extra(new, None)
+        _set_private(new, None)
         return new
 
     def _moved(self, phase: Phase) -> Snapshot[D]:
@@ -382,10 +387,10 @@ class Snapshot(Frozen, Generic[D]):
         values["phase"] = phase
         values["step"] = values["step"] + 1
         new = _new(type(self))
-        _set(new, "__dict__", values)
-        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__)
-        _set(new, "__pydantic_extra__", None)
-        _set(new, "__pydantic_private__", None)
+        _set_dict(new, values)
+        _set_fields_set(new, self.__pydantic_fields_set__)
+        _set_extra(new, None)
+        _set_private(new, None)
         return new
 
     @property
