@@ -441,7 +441,7 @@ class _Performer:
                 if observers:
                     _notify(observers, "on_event", effect, event)
             step = machine.step(snapshot, event)
-            await log.append(_fold.event_records(log_key, event, step, machine))
+            await log.append(_fold.event_records(log_key, event, step, machine, effect))
             if type(event) is ModelReplied or type(event) is AgentsFinished:
                 seg.usage = seg.usage + _usage_of(event)
             seg.events.append(event)

@@ -15,7 +15,7 @@ from fsm_agents import Agent, ConcurrencyConflict, FunctionModel, ScriptedModel,
 from fsm_agents.events import EffectUncertain, ModelReplied, ToolsFinished
 from fsm_agents.models.scripted import call, reply
 from fsm_agents.runtime import UncertainEffect, resume, run
-from fsm_agents.state import AssistantMessage, Phase, ToolResult, Usage
+from fsm_agents.state import AssistantMessage, Phase, ToolResult, Usage, UserMessage
 from fsm_agents.store import (
     FORMAT_VERSION,
     ConversationNotFound,
@@ -428,3 +428,36 @@ async def test_a_pattern_resumes_its_children_from_their_own_logs(anyio_backend:
     resumed = await resume("p", pipe, store=store, models=empty)
     assert resumed.snapshot == done.snapshot
     assert replay(store, "p", pipe).verified
+
+
+@pytest.mark.anyio
+async def test_a_fan_in_does_not_store_the_history_its_children_were_given_again(anyio_backend: str) -> None:
+    from fsm_agents.patterns import Sequential
+    from fsm_agents.store import _fold
+
+    pipe = Sequential("pipe", [Agent("a", "first"), Agent("b", "second")])
+    store = MemoryStore()
+    models = {"a": ScriptedModel(["A says"]), "b": ScriptedModel(["B says"])}
+    marker = "an early message that must be stored once " * 20
+    done = await run(
+        pipe, [*(UserMessage(content=f"{marker}{i}") for i in range(30))], models=models, store=store, conversation_id="p"
+    )
+    assert done.ok
+    fan_ins = [r for r in store.load("p") if r.kind == "event" and r.data["event"]["type"] == "AgentsFinished"]
+    assert fan_ins, "the pipeline persisted no fan-in"
+    for r in fan_ins:
+        body = json.dumps(r.data)
+        assert marker not in body and '"input_prefix"' in body  # the children's input is left out...
+        assert "A says" in body or "B says" in body  # ...their own messages are kept
+    # ...and restored: the log folds to the same final snapshot, and resumes without any model
+    assert replay(store, "p", pipe).verified
+    resumed = await resume("p", pipe, store=store, models={"a": ScriptedModel([]), "b": ScriptedModel([])})
+    assert resumed.snapshot == done.snapshot
+    (segment,) = _fold.fold(store.load("p"), lambda name: pipe.machine)
+    outcome = next(e for e in segment.events if e.name == "agents_finished").outcomes[0]  # type: ignore[attr-defined]
+    assert outcome.conversation.messages[0].content == f"{marker}0"
+    # without the effect it answered, a compacted fan-in is a clear error, or is listed without conversations
+    with pytest.raises(CorruptStore, match="input messages"):
+        decode_event(fan_ins[0].data["event"])
+    assert decode_event(fan_ins[0].data["event"], conversations=False).outcomes[0].conversation is None  # type: ignore[attr-defined]
+    assert [e.content for e in history(store, "p") if e.type == "message.output"][-1] == "B says"

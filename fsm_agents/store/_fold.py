@@ -116,9 +116,9 @@ def fold(
         elif kind == "finished":
             seg.open.pop(str(data.get("key")), None)
         elif kind == "event":
-            event = decode_event(data.get("event", {}))
             snapshot = seg.step.snapshot
             effect = seg.step.effects[0] if seg.step.effects else None
+            event = decode_event(data.get("event", {}), effect)
             try:
                 seg.step = seg.machine.step(snapshot, event)
             except StoreError:
@@ -185,11 +185,11 @@ def started_record(effect: Effect, tools: Mapping[str, Any] | None = None) -> Re
     return Record("started", effect_meta(effect, tools))
 
 
-def event_records(key: str | None, event: Event, step: Step, machine: Machine) -> list[Record]:
-    """What one atomic append writes after an event: the event, the ledger's "finished" row, and
-    (when the run ended) the end record with the final snapshot's digest."""
+def event_records(key: str | None, event: Event, step: Step, machine: Machine, effect: Effect | None = None) -> list[Record]:
+    """What one atomic append writes after an event (answering `effect`): the event, the ledger's
+    "finished" row, and (when the run ended) the end record with the final snapshot's digest."""
     snap = step.snapshot
-    out = [Record("event", {"event": encode_event(event), "phase": snap.phase.value, "step": snap.step})]
+    out = [Record("event", {"event": encode_event(event, effect), "phase": snap.phase.value, "step": snap.step})]
     if key is not None:
         out.append(Record("finished", {"key": key}))
     if snap.phase in machine.table.finals:

@@ -1,7 +1,8 @@
 """Records of the event log, their JSON encoding, the event registry, and integrity checks.
 
 A conversation's log is a sequence of `Record`s numbered `seq = 0, 1, 2, ...` with no gaps. Kinds
-(`Record.kind`) and the JSON object each carries in `Record.data` (format version 1):
+(`Record.kind`) and the JSON object each carries in `Record.data` (format version 2; version 1
+logs, without `input_prefix`, load unchanged):
 
 - `"start"`   `{"machine": name, "run_id": str, "input": Input, "continues": bool, "context": JSON | null}`
               — a run (a *segment* of the conversation) begins; `continues=True` means its input is
@@ -11,7 +12,9 @@ A conversation's log is a sequence of `Record`s numbered `seq = 0, 1, 2, ...` wi
 - `"started"` `{"key": idempotency key, "effect": "CallModel" | "RunTools" | "RunAgents",
               "idempotent": bool, "tools": [names]}` — the runtime is about to perform an effect;
 - `"event"`   `{"event": {"type": Event class name, ...fields}, "phase": Phase, "step": int}` — one
-              external event fed to `step`, with the phase and step it reached;
+              external event fed to `step`, with the phase and step it reached (since format
+              version 2, an `AgentsFinished` outcome's conversation may leave out the messages of
+              its task's input: `{"id", "messages", "input_prefix": n}`, see `encode_event`);
 - `"finished"` `{"key": idempotency key}` — the effect's event is in the log (same append);
 - `"end"`     `{"phase": Phase, "step": int, "digest": sha256 hex of the final snapshot's JSON}`.
 
@@ -36,8 +39,16 @@ from pydantic_core import to_jsonable_python
 
 from fsm_agents import codec
 from fsm_agents.errors import FsmAgentsError
-from fsm_agents.events import Event
-from fsm_agents.state import AssistantMessage, Message, Snapshot, SystemMessage, ToolMessage, UserMessage
+from fsm_agents.events import AgentsFinished, Effect, Event, RunAgents
+from fsm_agents.state import (
+    AssistantMessage,
+    Message,
+    Snapshot,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+    messages_from,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -57,7 +68,7 @@ __all__ = [
     "verify",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The record format this code writes; loading a record with a higher version raises
 `UnsupportedFormatVersion`."""
 
@@ -168,25 +179,93 @@ def verify(conversation_id: str, rows: Sequence[tuple[int, str, int, float, str,
 # -- events ------------------------------------------------------------------------------------
 
 
-def encode_event(event: Event) -> dict[str, Any]:
-    """`{"type": class name, **event.model_dump(mode="json")}` (the `fsm_agents.codec` format)."""
-    return codec.dump(event)
+def encode_event(event: Event, effect: Effect | None = None) -> dict[str, Any]:
+    """`{"type": class name, **event.model_dump(mode="json")}` (the `fsm_agents.codec` format).
+
+    With the `RunAgents` effect an `AgentsFinished` answered, each outcome's `conversation` is
+    stored without the messages of its task's input (a child's conversation starts with them,
+    and for agents run on the parent's history they are that whole history: storing them again
+    in every fan-in would make a pattern's log grow quadratically). Such a conversation carries
+    `"input_prefix": n`, the number of messages left out; `decode_event` needs the same effect
+    to restore them.
+    """
+    if not (isinstance(event, AgentsFinished) and isinstance(effect, RunAgents)):
+        return codec.dump(event)
+    data = {
+        "type": type(event).__name__,
+        **event.model_dump(mode="json", exclude={"outcomes": {"__all__": {"conversation"}}}),
+    }
+    inputs = {t.task_id: t.input for t in effect.tasks}
+    for outcome, dumped in zip(event.outcomes, data["outcomes"], strict=True):
+        conversation = outcome.conversation
+        if conversation is None:
+            dumped["conversation"] = None
+            continue
+        n = _input_prefix_length(conversation.messages, inputs.get(outcome.task_id))
+        dumped["conversation"] = {
+            "id": conversation.id,
+            "messages": [_MESSAGE.dump_python(m, mode="json") for m in conversation.messages[n:]],
+            **({"input_prefix": n} if n else {}),
+        }
+    return data
 
 
-def decode_event(data: Mapping[str, Any]) -> Event:
+def _task_messages(task_input: Any) -> tuple[Message, ...] | None:
+    try:
+        return messages_from(task_input)
+    except (TypeError, ValueError, ValidationError):
+        return None  # a pattern's own input (not messages): nothing to leave out
+
+
+def _input_prefix_length(messages: Sequence[Message], task_input: Any) -> int:
+    """How many leading `messages` are exactly the task input's messages (0 if they are not)."""
+    prefix = _task_messages(task_input)
+    if not prefix or len(messages) < len(prefix):
+        return 0
+    return len(prefix) if all(a == b for a, b in zip(messages, prefix, strict=False)) else 0
+
+
+def decode_event(data: Mapping[str, Any], effect: Effect | None = None, *, conversations: bool = True) -> Event:
     """Rebuild an event encoded by `encode_event` (validated; the class is looked up among every
-    loaded `Event` subclass). Raises `CorruptStore`."""
+    loaded `Event` subclass). An `AgentsFinished` stored with `input_prefix`es needs the
+    `RunAgents` `effect` it answered to restore its outcomes' conversations; with
+    `conversations=False` (e.g. for listing a history) they are dropped instead. Raises
+    `CorruptStore`."""
     if not isinstance(data.get("type"), str):
         raise CorruptStore(f"an event record has no type: {str(data)[:200]}")
+    outcomes = data.get("outcomes")
+    if isinstance(outcomes, list) and any(
+        isinstance(o, dict) and "input_prefix" in (o.get("conversation") or {}) for o in outcomes
+    ):
+        data = {**data, "outcomes": [_restore(o, effect, conversations) for o in outcomes]}
     try:
         return codec.load_event(dict(data))
     except codec.CodecError as exc:
         raise CorruptStore(f"the log holds an event that cannot be loaded: {exc}") from None
 
 
+def _restore(outcome: Any, effect: Effect | None, conversations: bool) -> Any:
+    conversation = outcome.get("conversation") if isinstance(outcome, dict) else None
+    if not isinstance(conversation, dict) or "input_prefix" not in conversation:
+        return outcome
+    if not conversations:
+        return {**outcome, "conversation": None}
+    tasks = {t.task_id: t.input for t in effect.tasks} if isinstance(effect, RunAgents) else {}
+    n = conversation["input_prefix"]
+    prefix = _task_messages(tasks[outcome.get("task_id")]) if outcome.get("task_id") in tasks else None
+    if prefix is None or len(prefix) != n:
+        raise CorruptStore(
+            f"an agents_finished outcome for task {outcome.get('task_id')!r} leaves out {n} input messages, and the "
+            "RunAgents effect it answered does not give them"
+        )
+    restored = [_MESSAGE.dump_python(m, mode="json") for m in prefix] + list(conversation.get("messages") or [])
+    return {**outcome, "conversation": {"id": conversation.get("id"), "messages": restored}}
+
+
 # -- inputs --------------------------------------------------------------------------------------
 
 _MESSAGES = TypeAdapter(list[Message])
+_MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 _MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
 
 

@@ -97,7 +97,7 @@ def _entries(records: Sequence[Record]) -> list[HistoryEntry]:
                 content = getattr(m, "content", None)
                 out.append(HistoryEntry(r.seq, "message.input", m.role, None, content, r.created_at))
         elif r.kind == "event":
-            event = decode_event(r.data.get("event", {}))
+            event = decode_event(r.data.get("event", {}), conversations=False)  # the listing shows outputs only
             if isinstance(event, ModelReplied):
                 msg = event.message
                 speaker = msg.agent or agent
