@@ -86,12 +86,7 @@ class Frozen(BaseModel):
                 if name not in filled:
                     filled[name] = factory()
             values = filled
-        new = _new(cls)
-        _set_dict(new, values)
-        _set_fields_set(new, names)
-        _set_extra(new, None)
-        _set_private(new, None)
-        return new
+        return _made(cls, values, names)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A shallow copy with `update` applied, without validation (`deep=True`: pydantic's)."""
@@ -100,12 +95,7 @@ class Frozen(BaseModel):
         values = self.__dict__.copy()
         if update:
             values.update(update)
-        new = _new(type(self))
-        _set_dict(new, values)
-        _set_fields_set(new, self.__pydantic_fields_set__)
-        _set_extra(new, None)
-        _set_private(new, None)
-        return new
+        return _made(type(self), values, self.__pydantic_fields_set__)
 
 
 _new = object.__new__
@@ -115,6 +105,19 @@ _set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _made(cls: type[_M], values: dict[str, Any], fields_set: frozenset[str] | set[str]) -> _M:
+    """A new `cls` instance holding `values` (not validated, not copied)."""
+    new = _new(cls)
+    _set_dict(new, values)
+    _set_fields_set(new, fields_set)
+    _set_extra(new, None)
+    _set_private(new, None)
+    return new
 
 
 class Phase(StrEnum):
@@ -374,24 +377,14 @@ class Snapshot(Frozen, Generic[D]):
         """A copy with `changes` applied (no validation: callers pass well-typed values)."""
         values = self.__dict__.copy()
         values.update(changes)
-        new = _new(type(self))
-        _set_dict(new, values)
-        _set_fields_set(new, self.__pydantic_fields_set__)
-        _set_extra(new, None)
-        _set_private(new, None)
-        return new
+        return _made(type(self), values, self.__pydantic_fields_set__)
 
     def _moved(self, phase: Phase) -> Snapshot[D]:
         """A copy in `phase` with `step` + 1: what `Machine._take` hands to an action."""
         values = self.__dict__.copy()
         values["phase"] = phase
         values["step"] = values["step"] + 1
-        new = _new(type(self))
-        _set_dict(new, values)
-        _set_fields_set(new, self.__pydantic_fields_set__)
-        _set_extra(new, None)
-        _set_private(new, None)
-        return new
+        return _made(type(self), values, self.__pydantic_fields_set__)
 
     @property
     def is_final(self) -> bool:
