@@ -362,3 +362,27 @@ def test_model_replied_is_rejected_by_a_pure_pattern() -> None:
     p = Sequential("pipe", [Agent("a")])
     with pytest.raises(InvalidTransition):
         p.step(p.start("x").snapshot, ModelReplied(message=AssistantMessage(content="no")))
+
+
+def test_concurrent_emits_are_queued_and_lose_no_message() -> None:
+    import anyio
+
+    seen: list[int] = []
+
+    async def slow(request: ModelRequest) -> str:
+        seen.append(len(request.messages))
+        await anyio.sleep(0.01)  # the other emits arrive while this one runs
+        return f"handled {request.messages[-1].content}"
+
+    bus = EventDriven("bus", {"tick": Agent("h", model=FunctionModel(slow))})
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(bus.emit, "tick", i)
+
+    anyio.run(main)
+    assert seen == [1, 3, 5, 7, 9]  # each handler saw every earlier event and reply
+    contents = [m.content for m in bus.conversation.messages]
+    assert len(contents) == 10 and sorted(contents[::2]) == [f"Event tick: {i}" for i in range(5)]
+    assert all(reply == f"handled {event}" for event, reply in zip(contents[::2], contents[1::2], strict=True))

@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from statemachine import State
 
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
@@ -173,8 +174,9 @@ class EventDriven:
     - `emit(event_type, data=None, **run_kwargs)`: runs the handler on the conversation so far
       plus `Event <type>: <data JSON>`; on return `conversation` holds the handler's messages
       (also after a FAILED run). `run_kwargs` go to `fsm_agents.run` (`models=`, `limits=`, ...).
-      Raises `UnknownEventType` (an `FsmAgentsError`) for a type with no handler. Emits must not
-      overlap: await each before the next.
+      Raises `UnknownEventType` (an `FsmAgentsError`) for a type with no handler. Concurrent
+      emits are handled one at a time, in the order they acquire the bus (an `anyio.Lock`):
+      each handler sees every earlier event and reply, and none is lost.
     - `emit_sync(...)`: the same from synchronous code.
 
     `.machine` is the pure `EventDrivenMachine` (input: an `EventInput`).
@@ -186,6 +188,7 @@ class EventDriven:
         self.handlers = tuple(handlers)
         self.conversation = Conversation(id=conversation_id or f"event_driven-{name}")
         self.emitted = 0
+        self._lock = anyio.Lock()  # one emit at a time: each starts from the previous one's conversation
 
     def _input(self, event_type: str, data: Any) -> EventInput:
         if event_type not in self.machine.children():
@@ -200,11 +203,13 @@ class EventDriven:
         """Run the handler of `event_type` on the shared conversation; returns the `RunResult`."""
         from fsm_agents.runtime import run
 
-        event = self._input(event_type, data)
-        self.emitted += 1
-        run_kwargs.setdefault("run_id", f"{self.conversation.id}/{self.emitted}")
-        result = await run(self.machine, event, **run_kwargs)
-        self._absorb(result)
+        self._input(event_type, data)  # an unknown type fails at once, without waiting for the bus
+        async with self._lock:
+            event = self._input(event_type, data)  # the conversation as the previous emit left it
+            self.emitted += 1
+            run_kwargs.setdefault("run_id", f"{self.conversation.id}/{self.emitted}")
+            result = await run(self.machine, event, **run_kwargs)
+            self._absorb(result)
         return result
 
     def emit_sync(self, event_type: str, data: Any = None, **run_kwargs: Any) -> Any:
