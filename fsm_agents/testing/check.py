@@ -1,8 +1,9 @@
 """`check_machine`: explore a machine with hypothesis and assert DESIGN §12's invariants.
 
-A `hypothesis.stateful.RuleBasedStateMachine` starts the machine on a generated input, then
-repeatedly draws an event the current phase accepts (`strategies.events`) and calls `step`,
-checking after every step:
+A `hypothesis.stateful.RuleBasedStateMachine` with a single rule explores one whole run per
+example: it starts the machine on a generated input, then draws an event the current phase
+accepts (`strategies.events`) and calls `step` until the run reaches a final phase (or
+`max_steps`), checking after every step:
 
 1. `declared`     — only transitions declared in the chart are taken, chained from the
                     current phase; final phases accept nothing (`InvalidTransition`);
@@ -17,10 +18,19 @@ checking after every step:
 8. `oracle`       — python-statemachine's own engine, driven with the same events and the same
                     guard functions, takes the same transitions as the compiled table.
 
-It also feeds events the phase does not accept and expects `InvalidTransition`. A user
-invariant is a plain function `(before, event, after) -> bool | None` over snapshots; returning
-False or raising `AssertionError` is a violation. The result is a `CheckReport` (transitions
-covered / declared, guards seen true and false, longest run, examples run).
+Between steps it also feeds, by a drawn choice, events the phase does not accept (at most two
+per phase visited, one in the final phase) and expects `InvalidTransition`. A user invariant is
+a plain function `(before, event, after) -> bool | None` over snapshots; returning False or
+raising `AssertionError` is a violation. The result is a `CheckReport` (transitions covered /
+declared, guards seen true and false, longest run, examples run).
+
+Why one rule drives the whole run: with one rule per event, hypothesis' swarm testing disables
+a random subset of rules per example, so the only rule a phase allows was often disabled and
+the example rejected; and finished runs idled until `stateful_step_count`. Here no
+precondition exists, every example is one run, and a violation raises at the failing step, so
+the shrinker still cuts counterexamples down to a short event sequence (the strategies draw
+the run-ending choice first). python-statemachine's engine for the oracle is built once per
+`check_machine` call and reset to its initial state for each run.
 """
 
 from __future__ import annotations
@@ -31,10 +41,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import HealthCheck
+from hypothesis import Phase as Phase_
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, precondition, rule
+from hypothesis.errors import Flaky
+from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, rule
 
 from fsm_agents.errors import FsmAgentsError, InvalidTransition
 from fsm_agents.events import CallModel, Effect, Event, RunAgents, RunTools, Step
@@ -62,6 +74,7 @@ class InvariantViolation(FsmAgentsError, AssertionError):
 
     def __init__(self, invariant: str, message: str, events: Sequence[Event] = ()) -> None:
         self.invariant = invariant
+        self.message = message
         self.events = tuple(events)
         lines = [f"invariant {invariant!r} violated: {message}", f"after {len(self.events)} event(s):"]
         lines += [f"  {i + 1}. {e.name}: {e!r}"[:400] for i, e in enumerate(self.events)]
@@ -192,9 +205,25 @@ class _Oracle:
                 attrs[tr.action_name] = _noop
         model = type("OracleModel", (), attrs)()
         model.oracle = self
-        self.sm = chart(model=model)
-        self.sm.catch_errors_as_events = False
-        self.sm.allow_event_without_transition = False
+        self.chart = chart
+        self.model = model
+        self.sm = self._build()
+
+    def _build(self) -> Any:
+        sm = self.chart(model=self.model)
+        sm.catch_errors_as_events = False
+        sm.allow_event_without_transition = False
+        return sm
+
+    def reset(self) -> None:
+        """Back to the chart's initial state, as a new instance would be."""
+        engine = getattr(self.sm, "_engine", None)
+        if engine is None or not hasattr(engine, "running") or not hasattr(engine, "clear"):
+            self.sm = self._build()  # pragma: no cover - another python-statemachine version
+            return
+        engine.clear()
+        engine.running = True
+        self.sm.current_state_value = self.chart.initial_state.value
 
     def _guard(self, fn: Callable[[Snapshot[Any], Event], bool]) -> Callable[..., bool]:
         def evaluate(*args: Any, **kwargs: Any) -> bool:
@@ -321,34 +350,78 @@ def check_machine(
             report.guards.setdefault(g.name, [0, 0])
     input_strategy = inputs if inputs is not None else fst.inputs(m)
 
+    oracle = _Oracle(m) if use_oracle else None  # one engine, reset to the initial state per example
+    accepts = m.table.accepts
+
+    def probes(snapshot: Snapshot[Any], effects: tuple[Effect, ...]) -> st.SearchStrategy[Event]:
+        """Accepted events, or (one draw in six) an event the phase must reject."""
+        tasks = tuple((t.task_id, t.machine) for e in effects if isinstance(e, RunAgents) for t in e.tasks)
+        key = (snapshot.phase, snapshot.agent, snapshot.pending, tasks)
+        found = mixed.get(key)
+        if found is None:
+            accepted = fst.events(m, snapshot, effects)
+            rejected = fst.events(m, snapshot, effects, rejected=True)
+            found = accepted if rejected.is_empty else fst._weighted((accepted, 5), (rejected, 1))
+            if len(mixed) > 4096:
+                mixed.clear()
+            mixed[key] = found
+        return found
+
+    mixed: dict[Any, st.SearchStrategy[Event]] = {}
+    seen: list[InvariantViolation] = []  # every violation raised, for when hypothesis cannot replay one
+
     class Explorer(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.events: list[Event] = []
-            self.rejections = 0  # per phase visited: a couple of rejected events is enough
             self.failed = False
 
         def fail(self, invariant: str, message: str) -> None:
             self.failed = True  # teardown must not mask this violation with a second one
-            raise InvariantViolation(invariant, message, self.events)
+            violation = InvariantViolation(invariant, message, self.events)
+            seen.append(violation)
+            raise violation
 
-        @initialize(value=input_strategy)
-        def begin(self, value: Any) -> None:
+        @rule(value=input_strategy, data=st.data())
+        def run(self, value: Any, data: st.DataObject) -> None:
+            """One whole run: `start(value)`, then events drawn until a final phase or `max_steps`,
+            with up to two rejected-event probes per phase visited and one in the final phase."""
             report.examples += 1
             self.input = value
             self.step_ = m.start(value, run_id="check")
-            self.oracle = _Oracle(m) if use_oracle else None
+            if oracle is not None:
+                oracle.reset()
             try:
                 if "effects" in chosen:
                     _effects_match(self.step_.snapshot.phase, self.step_.effects)
             except AssertionError as exc:
                 self.fail("effects", str(exc))
+            rejections = 0
+            while True:
+                step = self.step_
+                before = step.snapshot
+                if before.is_final or len(self.events) >= max_steps:
+                    if before.is_final:  # a final phase accepts nothing
+                        self.reject(before, data.draw(fst.events(m, before, step.effects, rejected=True)))
+                    return
+                strategy = probes(before, step.effects) if rejections < 2 else fst.events(m, before, step.effects)
+                event = data.draw(strategy)
+                if event.name not in accepts(before.phase):
+                    rejections += 1
+                    self.reject(before, event)
+                    continue
+                self.accept(before, event)
+                rejections = 0
 
-        @precondition(lambda self: not self.step_.snapshot.is_final)
-        @rule(data=st.data())
-        def accepted_event(self, data: st.DataObject) -> None:
-            before = self.step_.snapshot
-            event = data.draw(fst.events(m, before, self.step_.effects), label="event")
+        def reject(self, before: Snapshot[Any], event: Event) -> None:
+            try:
+                m.step(before, event)
+            except InvalidTransition:
+                report.rejected += 1
+                return
+            self.fail("declared", f"phase {before.phase} accepted {event.name}, which the chart does not allow there")
+
+        def accept(self, before: Snapshot[Any], event: Event) -> None:
             self._record_guards(before, event)
             dump, digest = before.model_dump(), hash(before)
             try:
@@ -365,9 +438,9 @@ def check_machine(
                     check(ctx)
                 except AssertionError as exc:
                     self.fail(name, str(exc))
-            if self.oracle is not None:
+            if oracle is not None:
                 try:
-                    self.oracle.send(before, event, after)
+                    oracle.send(before, event, after)
                 except AssertionError as exc:
                     self.fail("oracle", str(exc))
                 except Exception as exc:
@@ -375,30 +448,8 @@ def check_machine(
             for taken in after.transitions:
                 report.covered[CheckReport.key(m.table.transitions[taken.index])] += 1
             report.steps += 1
-            self.rejections = 0
             self.step_ = after
             report.longest_run = max(report.longest_run, len(self.events))
-
-        @precondition(lambda self: self.rejections < 2)
-        @rule(data=st.data())
-        def rejected_event(self, data: st.DataObject) -> None:
-            self.rejections += 1
-            before = self.step_.snapshot
-            strategy = fst.events(m, before, self.step_.effects, rejected=True)
-            if strategy.is_empty:
-                return
-            event = data.draw(strategy, label="rejected event")
-            try:
-                m.step(before, event)
-            except InvalidTransition:
-                report.rejected += 1
-                return
-            self.fail("declared", f"phase {before.phase} accepted {event.name}, which the chart does not allow there")
-
-        @precondition(lambda self: self.step_.snapshot.is_final and self.rejections >= 2)
-        @rule()
-        def finished(self) -> None:
-            """The run is over (hypothesis has no way to end a run early, so this idles)."""
 
         def _record_guards(self, before: Snapshot[Any], event: Event) -> None:
             for t in m.table.by_key.get((before.phase, event.name), ()):
@@ -416,12 +467,14 @@ def check_machine(
     Explorer.__name__ = f"Explore_{m.name.replace(':', '_')}"
     settings = Settings(
         max_examples=max_examples,
-        # a finished run can only idle: with a bounded machine, stop drawing rules soon after
-        stateful_step_count=min(max_steps, 2 * bound + 4) if (bound := m.max_transitions()) else max_steps,
+        stateful_step_count=1,  # `run` is the whole run: nothing idles, no precondition can disable it
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
         print_blob=False,
+        report_multiple_bugs=False,  # one InvariantViolation: the simplest counterexample found
+        # the explain phase re-runs whole runs with each span varied: minutes for a note we drop
+        phases=tuple(p for p in Phase_ if p is not Phase_.explain),
     )
     # with `assert_full_coverage`, a pass that missed a rare transition is followed by up to
     # COVERAGE_ROUNDS more passes (the next seeds), coverage accumulating across them
@@ -430,7 +483,16 @@ def check_machine(
         test = get_state_machine_test(Explorer, settings=settings)
         if seed is not None:
             test = hypothesis_seed(seed + round_)(test)
-        test()
+        try:
+            test()
+        except Flaky as exc:
+            # the machine behaved differently on the same events: it depends on state outside its
+            # snapshot (e.g. it mutated a shared object). Report the shortest violation seen.
+            if not seen:
+                raise
+            shortest = min(seen, key=lambda v: len(v.events))
+            note = "; hypothesis could not replay the run: the machine depends on state outside its snapshot"
+            raise InvariantViolation(shortest.invariant, shortest.message + note, shortest.events) from exc
         if not report.uncovered:
             break
     if assert_full_coverage and report.uncovered:

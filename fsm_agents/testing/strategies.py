@@ -10,6 +10,11 @@ Compose them in your own property tests:
 Valid tool arguments are generated from each tool's pydantic input model (`st.builds`).
 Snapshots are only ever built by driving `machine.step` from `machine.start`, never by
 constructing states a run could not reach.
+
+Choices between alternatives are one integer draw over a weighted table (no `flatmap`: building
+and validating a strategy per draw cost more than the draw), and the first alternative is the
+one that ends a run soonest (a final answer before tool calls), so hypothesis shrinks failing
+runs towards short ones.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
@@ -50,6 +55,8 @@ from fsm_agents.state import (
 )
 from fsm_agents.tools import Tool
 
+T = TypeVar("T")
+
 __all__ = [
     "EVENT_STRATEGIES",
     "agent_outcomes",
@@ -67,14 +74,59 @@ __all__ = [
 _text = st.text(max_size=40)
 _ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=8)
 
+# Event payloads no machine branches on (tool output, error and failure text, child outputs,
+# tool-call ids) come from small fixed pools: one integer draw instead of a string draw, and
+# equal tool-call ids (duplicates) come up often rather than almost never.
+_NOTES = ("", "ok", "42", "Paris, 2024", "  ", "ünïcødé ✓ 🙂", "line one\nline two", '{"a": [1, 2]}', "null", "x" * 40)
+_notes = st.sampled_from(_NOTES)
+_CALL_IDS = ("call_0", "call_1", "call_2", "call_3", "a", "b", "0", "x_9")
+_call_ids = st.sampled_from(_CALL_IDS)
+_BAD_JSON = ("{", '{"a": }', "not json", "[1, 2", '{"unterminated": "x')
+_MAYBE = st.booleans()
+_TOKENS = st.integers(0, 10_000)
+
+
+@lru_cache(maxsize=64)
+def _index(n: int) -> st.SearchStrategy[int]:
+    return st.integers(0, n - 1)
+
+
+def _one(draw: st.DrawFn, items: Sequence[T]) -> T:
+    """One of `items` by a single integer draw (none when there is only one)."""
+    return items[draw(_index(len(items)))] if len(items) > 1 else items[0]
+
+
+@st.composite
+def _pick(draw: st.DrawFn, table: tuple[st.SearchStrategy[Any], ...]) -> Any:
+    return draw(_one(draw, table))
+
+
+def _weighted(*choices: tuple[st.SearchStrategy[T], int]) -> st.SearchStrategy[T]:
+    """One of `choices` (strategy, weight ≥ 1), picked with probability ∝ weight by a single
+    integer draw; it shrinks towards the first choice."""
+    table = tuple(s for s, weight in choices for _ in range(weight))
+    if not table:
+        return st.nothing()
+    return table[0] if len(set(table)) == 1 else _pick(table)
+
+
+@st.composite
+def _usage(draw: st.DrawFn) -> Usage:
+    return Usage(input_tokens=draw(_TOKENS), output_tokens=draw(_TOKENS), requests=1)
+
+
+_USAGES = _usage()
+# what generated model replies report: token counts drive no machine, one draw is enough
+_USAGE_POOL = (
+    Usage(requests=1),
+    Usage(input_tokens=12, output_tokens=3, requests=1),
+    Usage(input_tokens=10_000, output_tokens=10_000, requests=1),
+)
+
 
 def usages() -> st.SearchStrategy[Usage]:
-    return st.builds(
-        Usage,
-        input_tokens=st.integers(0, 10_000),
-        output_tokens=st.integers(0, 10_000),
-        requests=st.just(1),
-    )
+    """Token counts of one request: 0–10,000 input and output tokens."""
+    return _USAGES
 
 
 def messages() -> st.SearchStrategy[Message]:
@@ -103,63 +155,87 @@ def _specs(tools: Sequence[ToolLike]) -> tuple[ToolSpec, ...]:
     return tuple(t if isinstance(t, ToolSpec) else t.spec for t in tools)
 
 
+def _wrong_types(spec: ToolSpec) -> tuple[str, ...]:
+    """Arguments of the wrong type: each declared parameter (or made-up ones) set to a list."""
+    names = list(spec.parameters.get("properties", {})) or ["a"]
+    return (json.dumps({n: [None] for n in names}), json.dumps({names[0]: [], "zz_unexpected": [None]}))
+
+
+@st.composite
+def _tool_call(draw: st.DrawFn, tools: tuple[ToolLike, ...], specs: tuple[ToolSpec, ...], valid: bool | None) -> ToolCall:
+    call_id = draw(_call_ids)
+    if valid is True or (valid is None and tools and not draw(_MAYBE)):  # valid first
+        tool = _one(draw, tools)
+        return ToolCall(id=call_id, name=tool.name, arguments=draw(_arguments(tool)))
+    how = draw(_index(3))  # malformed JSON, unknown tool, wrong argument types
+    if how == 1 or not specs:  # an unknown tool (the only kind of bad call when no tool is offered)
+        arguments = _one(draw, _BAD_JSON) if how == 0 else "{}"
+        return ToolCall(id=call_id, name=f"no_such_tool_{draw(_call_ids)}", arguments=arguments)
+    spec = _one(draw, specs)
+    arguments = _one(draw, _BAD_JSON) if how == 0 else _one(draw, _wrong_types(spec))
+    return ToolCall(id=call_id, name=spec.name, arguments=arguments)
+
+
 def tool_calls(tools: Sequence[ToolLike], *, valid: bool | None = True) -> st.SearchStrategy[ToolCall]:
     """A tool call to one of `tools`. `valid=True`: arguments validate against the `Tool`'s
     input model (a bare `ToolSpec` gets `{}`); `False`: malformed JSON, an unknown tool or wrong
-    argument types; `None`: either."""
+    argument types; `None`: either (valid first). Ids come from a small pool, so calls of one
+    reply may share an id."""
     specs = _specs(tools)
-    good: st.SearchStrategy[ToolCall] = st.nothing()
-    if tools:
-        good = st.sampled_from(tuple(tools)).flatmap(
-            lambda t: st.builds(ToolCall, id=_ids, name=st.just(t.name), arguments=_arguments(t))
-        )
-    bad_json = st.builds(
-        ToolCall,
-        id=_ids,
-        name=st.sampled_from([s.name for s in specs]) if specs else _ids,
-        arguments=st.sampled_from(["{", '{"a": }', "not json", "[1, 2", '{"unterminated": "x']),
-    )
-    unknown = st.builds(ToolCall, id=_ids, name=_ids.map(lambda n: f"no_such_tool_{n}"), arguments=st.just("{}"))
-    wrong_types = st.builds(
-        ToolCall,
-        id=_ids,
-        name=st.sampled_from([s.name for s in specs]) if specs else _ids,
-        arguments=st.dictionaries(_ids, st.lists(st.none(), max_size=1), min_size=1, max_size=2).map(json.dumps),
-    )
-    bad = st.one_of(bad_json, unknown, wrong_types)
-    if valid is True:
-        return good if specs else st.nothing()
-    if valid is False:
-        return bad
-    return st.one_of(good, bad) if specs else bad
+    if valid is True and not specs:
+        return st.nothing()
+    return _tool_call(tuple(tools), specs, valid)
+
+
+_CALL_COUNT = st.integers(1, 3)
+_EMPTY = (None, "", "  ")
+
+
+@st.composite
+def _reply(
+    draw: st.DrawFn, kinds: tuple[str, ...], answer: st.SearchStrategy[str], call: st.SearchStrategy[ToolCall]
+) -> AssistantMessage:
+    kind = _one(draw, kinds)
+    if kind == "answer":
+        return AssistantMessage(content=draw(answer))
+    if kind == "calls":
+        content = draw(_notes) if draw(_MAYBE) else None
+        return AssistantMessage(content=content, tool_calls=tuple(draw(call) for _ in range(draw(_CALL_COUNT))))
+    return AssistantMessage(content=_one(draw, _EMPTY))
+
+
+_ANSWERS = st.text(min_size=1, max_size=40).filter(str.strip)
 
 
 def assistant_replies(
     tools: Sequence[ToolLike] = (), *, valid: bool | None = None, final_text: st.SearchStrategy[str] | None = None
 ) -> st.SearchStrategy[AssistantMessage]:
     """A model reply: a text answer, or 1–3 tool calls (ids possibly duplicated), or (when
-    `valid` is not True) an empty reply. Tool calls follow `tool_calls(tools, valid=valid)`."""
-    text = final_text if final_text is not None else st.text(min_size=1, max_size=40).filter(str.strip)
-    answer = st.builds(AssistantMessage, content=text)
-    parts: list[st.SearchStrategy[AssistantMessage]] = []
+    `valid` is not True) an empty reply. Tool calls follow `tool_calls(tools, valid=valid)`.
+    Tool-call replies are drawn four times as often as answers (they make runs long); an
+    answer is the first choice, so failing runs shrink towards ending early."""
+    kinds = ["answer"]
     if _specs(tools) or valid is not True:
-        calls = st.lists(tool_calls(tools, valid=valid), min_size=1, max_size=3).map(tuple)
-        with_calls = st.builds(AssistantMessage, content=st.none() | _text, tool_calls=calls)
-        # tool turns are what make runs long: favour them, and put them first (hypothesis leans
-        # towards the first choice, so deep runs stay likely whatever else it has generated)
-        parts += [with_calls] * 3
-    parts.append(answer)
+        kinds += ["calls"] * 4
     if valid is not True:
-        parts.append(st.builds(AssistantMessage, content=st.sampled_from([None, "", "  "])))
-    return st.sampled_from(range(len(parts))).flatmap(lambda i: parts[i])
+        kinds.append("empty")
+    return _reply(tuple(kinds), final_text if final_text is not None else _ANSWERS, tool_calls(tools, valid=valid))
+
+
+_FAILURE_KINDS = ("timeout", "http", "rate_limited", "malformed", "exhausted", "error")
+
+
+@st.composite
+def _model_failure(draw: st.DrawFn) -> ModelFailed:
+    return ModelFailed(kind=_one(draw, _FAILURE_KINDS), error=draw(_notes))
+
+
+_MODEL_FAILURES = _model_failure()
 
 
 def model_failures() -> st.SearchStrategy[ModelFailed]:
-    return st.builds(
-        ModelFailed,
-        error=_text,
-        kind=st.sampled_from(["timeout", "http", "rate_limited", "malformed", "exhausted", "error"]),
-    )
+    """A failed model call: any `ModelFailed.kind`, a short error text."""
+    return _MODEL_FAILURES
 
 
 def tool_results(
@@ -167,61 +243,81 @@ def tool_results(
 ) -> st.SearchStrategy[tuple[ToolResult, ...]]:
     """One result per call (ok, or an error when `failures`); with `lossy`, results may also be
     dropped, duplicated or reordered — the machine must still answer every call exactly once."""
+    return _tool_results(tuple(calls), failures, lossy)
 
-    def result(call: ToolCall) -> st.SearchStrategy[ToolResult]:
-        ok = st.builds(ToolResult, call_id=st.just(call.id), name=st.just(call.name), ok=st.just(True), content=_text)
-        if not failures:
-            return ok
-        err = st.builds(ToolResult, call_id=st.just(call.id), name=st.just(call.name), ok=st.just(False), error=_text)
-        return ok | err
 
-    exact = st.tuples(*(result(c) for c in calls)) if calls else st.just(())
-    if not lossy:
-        return exact
-    return exact.flatmap(
-        lambda rs: st.one_of(
-            st.just(rs),
-            st.permutations(rs).map(tuple) if rs else st.just(rs),
-            st.lists(st.sampled_from(rs), max_size=len(rs) + 1).map(tuple) if rs else st.just(rs),
-        )
-    )
+_LOSS = st.integers(0, 2)  # 0: every result once, in order; 1: reordered; 2: dropped / duplicated
+
+
+@lru_cache(maxsize=16)
+def _permutation(n: int) -> st.SearchStrategy[list[int]]:
+    return st.permutations(range(n))
+
+
+@lru_cache(maxsize=16)
+def _picks(n: int) -> st.SearchStrategy[list[int]]:
+    return st.lists(st.integers(0, n - 1), max_size=n + 1)
+
+
+@st.composite
+def _tool_results(draw: st.DrawFn, calls: tuple[ToolCall, ...], failures: bool, lossy: bool) -> tuple[ToolResult, ...]:
+    results = []
+    for call in calls:
+        if failures and draw(_MAYBE):
+            results.append(ToolResult(call_id=call.id, name=call.name, ok=False, error=draw(_notes)))
+        else:
+            results.append(ToolResult(call_id=call.id, name=call.name, ok=True, content=draw(_notes)))
+    if not lossy or not results:
+        return tuple(results)
+    loss = draw(_LOSS)
+    if loss == 0:
+        return tuple(results)
+    order = draw(_permutation(len(results)) if loss == 1 else _picks(len(results)))
+    return tuple(results[i] for i in order)
+
+
+_OUTCOME = st.integers(0, 3)  # 0-2: DONE, 3: FAILED: children mostly succeed, so runs go deeper
+
+
+@st.composite
+def _outcomes(draw: st.DrawFn, tasks: tuple[tuple[str, str], ...]) -> AgentsFinished:
+    outcomes = []
+    for task_id, machine in tasks:
+        if draw(_OUTCOME) < 3:
+            outcomes.append(AgentOutcome(task_id=task_id, machine=machine, phase=Phase.DONE, output=draw(_notes)))
+        else:
+            failure = Failure(kind="model_error", message=draw(_notes))
+            outcomes.append(AgentOutcome(task_id=task_id, machine=machine, phase=Phase.FAILED, failure=failure))
+    return AgentsFinished(outcomes=tuple(outcomes))
 
 
 def agent_outcomes(effect: RunAgents) -> st.SearchStrategy[AgentsFinished]:
-    """Outcomes for every task of a `RunAgents` effect: DONE with a text output, or FAILED."""
-
-    def outcome(task_id: str, machine: str) -> st.SearchStrategy[AgentOutcome]:
-        done = st.builds(
-            AgentOutcome, task_id=st.just(task_id), machine=st.just(machine), phase=st.just(Phase.DONE), output=_text
-        )
-        failed = st.builds(
-            AgentOutcome,
-            task_id=st.just(task_id),
-            machine=st.just(machine),
-            phase=st.just(Phase.FAILED),
-            failure=st.builds(Failure, kind=st.just("model_error"), message=_text),
-        )
-        return done | failed
-
-    return st.tuples(*(outcome(t.task_id, t.machine) for t in effect.tasks)).map(lambda os: AgentsFinished(outcomes=os))
+    """Outcomes for every task of a `RunAgents` effect: DONE with a text output (3 in 4), or FAILED."""
+    return _outcomes(tuple((t.task_id, t.machine) for t in effect.tasks))
 
 
 EventStrategy = Callable[[Machine, Snapshot[Any], tuple[Any, ...]], st.SearchStrategy[Event]]
+
+
+@st.composite
+def _model_replied_event(
+    draw: st.DrawFn, replies: st.SearchStrategy[AssistantMessage], named: tuple[str, ...]
+) -> ModelReplied:
+    # half the replies are named answers (drawn first)
+    named_answer = bool(named) and not draw(_MAYBE)
+    message = AssistantMessage(content=_one(draw, named)) if named_answer else draw(replies)
+    return ModelReplied(message=message, usage=_one(draw, _USAGE_POOL))
 
 
 @lru_cache(maxsize=256)
 def _replies_for(machine: Machine, agent: str) -> st.SearchStrategy[Event]:
     tools = machine.tools_for(agent)
     offered: list[ToolLike] = [tools.get(s.name, s) for s in machine.tool_specs(agent)]
-    replies = st.builds(ModelReplied, message=assistant_replies(offered, valid=None), usage=usages())
     # a machine may name final answers worth drawing (route labels, structured outputs) through
     # an `example_replies(agent) -> Sequence[str]` method: half the replies are drawn from them
     hint = getattr(machine, "example_replies", None)
     texts = tuple(hint(agent)) if callable(hint) else ()
-    if texts:
-        named = st.sampled_from(texts).map(lambda t: AssistantMessage(content=t))
-        replies = st.one_of(st.builds(ModelReplied, message=named, usage=usages()), replies)
-    return replies
+    return _model_replied_event(assistant_replies(offered, valid=None), texts)
 
 
 def _model_replied(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
@@ -254,7 +350,7 @@ def _agents_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[A
 def _effect_uncertain(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
     key = f"{snapshot.conversation.id}/pending"  # resume names the real key; the machine only reports it
     names = ", ".join(c.name for c in snapshot.pending)
-    return st.builds(EffectUncertain, effect_key=st.just(key), detail=st.just(names) | _text)
+    return st.builds(EffectUncertain, effect_key=st.just(key), detail=st.just(names) | _notes)
 
 
 EVENT_STRATEGIES: dict[str, EventStrategy] = {
@@ -302,11 +398,10 @@ def _build_events(m: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...],
     chosen = [n for n in names if (n in accepted) is not rejected and n in EVENT_STRATEGIES]
     if not chosen:
         return st.nothing()
-    # failures end a run at once: draw them a third as often as the other events
+    # failures end a run at once: draw them a sixth as often as the other events
     if len(chosen) == 1:
         return EVENT_STRATEGIES[chosen[0]](m, snapshot, effects)
-    weighted = [EVENT_STRATEGIES[n](m, snapshot, effects) for n in chosen for _ in range(2 if n in _RARE else 6)]
-    return st.sampled_from(range(len(weighted))).flatmap(lambda i: weighted[i])
+    return _weighted(*((EVENT_STRATEGIES[n](m, snapshot, effects), 1 if n in _RARE else 6) for n in chosen))
 
 
 def inputs(machine: Any = None) -> st.SearchStrategy[Any]:
