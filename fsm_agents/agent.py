@@ -121,7 +121,6 @@ class AgentData(Frozen):
 
 
 _AgentSnapshot = Snapshot[AgentData]  # subscripting a generic model per run costs microseconds
-_FIRST_TURN = AgentData(turns=1)
 _NO_CONTEXT = EmptyContext()
 
 
@@ -339,7 +338,7 @@ class AgentMachine(Machine):
             output=None,
             failure=None,
             context=context if context is not None else _NO_CONTEXT,
-            data=_FIRST_TURN,
+            data=AgentData.model_construct(turns=1, output_retries=0, handoffs=0),
         )
         return Step(snapshot, (self._call_model_effect(snapshot),))
 
