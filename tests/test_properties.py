@@ -98,6 +98,16 @@ def test_all_invariants_together_with_full_transition_coverage() -> None:
     assert "transitions covered: 11/11" in str(report)  # 11: effect_uncertain (resume) included
 
 
+def test_each_example_runs_the_machine_runs_per_example_times() -> None:
+    one = check_machine(support_desk(), max_examples=40, seed=5, runs_per_example=1)
+    three = check_machine(support_desk(), max_examples=40, seed=5, runs_per_example=3)
+    assert one.runs == one.examples
+    assert three.examples < three.runs <= 3 * three.examples and three.steps > one.steps
+    assert f"{three.runs} runs" in str(three)
+    with pytest.raises(ValueError, match="runs_per_example"):
+        check_machine(support_desk(), runs_per_example=0)
+
+
 def test_user_invariants_are_checked() -> None:
     """A user invariant `(before, event, after)` returning False is reported by name."""
 

@@ -1,9 +1,9 @@
 """`check_machine`: explore a machine with hypothesis and assert DESIGN §12's invariants.
 
-A `hypothesis.stateful.RuleBasedStateMachine` with a single rule explores one whole run per
-example: it starts the machine on a generated input, then draws an event the current phase
-accepts (`strategies.events`) and calls `step` until the run reaches a final phase (or
-`max_steps`), checking after every step:
+A `hypothesis.stateful.RuleBasedStateMachine` with a single rule explores whole runs (by
+default three independent runs per example): the rule starts the machine on a generated input,
+then draws an event the current phase accepts (`strategies.events`) and calls `step` until the
+run reaches a final phase (or `max_steps`), checking after every step:
 
 1. `declared`     — only transitions declared in the chart are taken, chained from the
                     current phase; final phases accept nothing (`InvalidTransition`);
@@ -22,15 +22,17 @@ Between steps it also feeds, by a drawn choice, events the phase does not accept
 per phase visited, one in the final phase) and expects `InvalidTransition`. A user invariant is
 a plain function `(before, event, after) -> bool | None` over snapshots; returning False or
 raising `AssertionError` is a violation. The result is a `CheckReport` (transitions covered /
-declared, guards seen true and false, longest run, examples run).
+declared, guards seen true and false, longest run, examples and runs).
 
-Why one rule drives the whole run: with one rule per event, hypothesis' swarm testing disables
+Why one rule drives a whole run: with one rule per event, hypothesis' swarm testing disables
 a random subset of rules per example, so the only rule a phase allows was often disabled and
 the example rejected; and finished runs idled until `stateful_step_count`. Here no
-precondition exists, every example is one run, and a violation raises at the failing step, so
-the shrinker still cuts counterexamples down to a short event sequence (the strategies draw
-the run-ending choice first). python-statemachine's engine for the oracle is built once per
-`check_machine` call and reset to its initial state for each run.
+precondition exists, each rule call is one run (`stateful_step_count = runs_per_example`, so
+several runs share hypothesis' fixed per-example cost), and a violation raises at the failing
+step, so the shrinker drops the runs it does not need and cuts the failing one down to a short
+event sequence (the strategies draw the run-ending choice first). python-statemachine's engine
+for the oracle is built once per `check_machine` call; its answer for each distinct (state,
+event, guard values) is memoized, since the engine's choice depends on nothing else.
 """
 
 from __future__ import annotations
@@ -196,13 +198,26 @@ DEFAULT: tuple[str, ...] = (*INVARIANTS, "replay", "oracle")
 
 
 class _Oracle:
-    """python-statemachine's engine driven in lockstep; guards call our guard functions."""
+    """python-statemachine's engine driven with the same events; guards call our guard functions.
+
+    The engine's choice is a function of its state, the event and the values of the guards on
+    that event's transitions out of that state, so each distinct (state, event, guard values)
+    is sent to the engine once per `check_machine` call and its answer reused: every guard is
+    evaluated for the key (when one raises, the engine is asked directly, uncached). The engine
+    is placed in the state to ask from before each send.
+    """
 
     def __init__(self, machine: Machine) -> None:
         chart = machine.chart
         self.snapshot: Snapshot[Any] | None = None
         self.event: Event | None = None
         self.machine = machine
+        self._answers: dict[tuple[Phase, str, tuple[bool, ...]], Phase] = {}
+        self._guards: dict[tuple[Phase, str], tuple[Callable[[Snapshot[Any], Event], bool], ...]] = {
+            key: tuple(dict.fromkeys(g.fn for tr in candidates for g in tr.guards))
+            for key, candidates in machine.table.by_key.items()
+        }
+        self._values = {Phase(state.name): state.value for state in chart.states}
         attrs: dict[str, Any] = {}
         for tr in machine.table.transitions:
             for g in tr.guards:
@@ -221,15 +236,35 @@ class _Oracle:
         sm.allow_event_without_transition = False
         return sm
 
-    def reset(self) -> None:
-        """Back to the chart's initial state, as a new instance would be."""
+    def place(self, phase: Phase) -> None:
+        """Put the engine in `phase`, running, with no queued events."""
         engine = getattr(self.sm, "_engine", None)
         if engine is None or not hasattr(engine, "running") or not hasattr(engine, "clear"):
             self.sm = self._build()  # pragma: no cover - another python-statemachine version
-            return
+            engine = self.sm._engine
         engine.clear()
         engine.running = True
-        self.sm.current_state_value = self.chart.initial_state.value
+        self.sm.current_state_value = self._values[phase]
+
+    def ask(self, snapshot: Snapshot[Any], event: Event) -> Phase:
+        """The state the engine goes to from `snapshot.phase` on `event` (memoized, see above)."""
+        try:
+            key = (
+                snapshot.phase,
+                event.name,
+                tuple(bool(fn(snapshot, event)) for fn in self._guards[(snapshot.phase, event.name)]),
+            )
+        except Exception:
+            key = None  # a guard that raises out of the table's order: ask the engine, do not cache
+        answer = self._answers.get(key) if key is not None else None
+        if answer is None:
+            self.place(snapshot.phase)
+            self.snapshot, self.event = snapshot, event
+            self.sm.send(event.name)
+            answer = self.phase
+            if key is not None:
+                self._answers[key] = answer
+        return answer
 
     def _guard(self, fn: Callable[[Snapshot[Any], Event], bool]) -> Callable[..., bool]:
         def evaluate(*args: Any, **kwargs: Any) -> bool:
@@ -251,10 +286,9 @@ class _Oracle:
         for i, taken in enumerate(step.transitions):
             if taken.event != ev.name:
                 ev = self.machine.internal_events[taken.event]
-            self.snapshot, self.event = snapshot, ev
-            self.sm.send(ev.name)
-            assert self.phase == taken.target, (
-                f"python-statemachine went {taken.source} --{ev.name}--> {self.phase}, the table went to {taken.target}"
+            reached = self.ask(snapshot, ev)
+            assert reached == taken.target, (
+                f"python-statemachine went {taken.source} --{ev.name}--> {reached}, the table went to {taken.target}"
             )
             if i < last:  # the snapshot the next (internal) event is taken from
                 candidates = self.machine.table.by_key[(snapshot.phase, ev.name)]
@@ -274,6 +308,7 @@ class CheckReport:
     covered: collections.Counter[tuple[Phase, str, Phase, str]] = field(default_factory=collections.Counter)
     guards: dict[str, list[int]] = field(default_factory=dict)  # label -> [times true, times false]
     examples: int = 0
+    runs: int = 0
     steps: int = 0
     rejected: int = 0
     longest_run: int = 0
@@ -294,7 +329,7 @@ class CheckReport:
     def __str__(self) -> str:
         n_cov = len(self.declared) - len(self.uncovered)
         lines = [
-            f"check_machine({self.machine}): {self.examples} examples, {self.steps} steps, "
+            f"check_machine({self.machine}): {self.examples} examples, {self.runs} runs, {self.steps} steps, "
             f"{self.rejected} rejected events, longest run {self.longest_run} steps",
             f"invariants: {', '.join(self.invariants)}",
             f"transitions covered: {n_cov}/{len(self.declared)}",
@@ -328,25 +363,31 @@ def check_machine(
     seed: int | None = None,
     inputs: st.SearchStrategy[Any] | None = None,
     assert_full_coverage: bool = False,
+    runs_per_example: int = 3,
 ) -> CheckReport:
     """Explore `machine` (a `Machine`, an `Agent` or a pattern) and assert the invariants.
 
     - `invariants`: names from `DEFAULT` (all eight by default);
     - `extra`: user invariants `(before, event, after) -> bool | None`;
-    - `max_examples`: hypothesis examples (runs); `max_steps`: events per run at most;
+    - `max_examples`: hypothesis examples; each is `runs_per_example` independent runs from
+      `start` (the shrinker drops the runs a counterexample does not need); `max_steps`: events
+      per run at most;
     - `seed`: make the exploration reproducible; `inputs`: strategy for the start input
       (default: the machine's `example_inputs()`, or short strings);
     - `assert_full_coverage`: also fail when a declared transition was never taken (after up to
       `COVERAGE_ROUNDS` extra passes with the next seeds, which only run while one is missing).
 
     Returns a `CheckReport`. Raises `InvariantViolation` (an `AssertionError`) with a shrunk
-    counterexample when an invariant fails, or when coverage is required and incomplete.
+    counterexample when an invariant fails, or when coverage is required and incomplete;
+    `ValueError` for an unknown invariant name or `runs_per_example` < 1.
     """
     m = as_machine(machine)
     chosen = tuple(invariants)
     unknown = set(chosen) - set(DEFAULT)
     if unknown:
         raise ValueError(f"unknown invariants {sorted(unknown)}; choose from {DEFAULT}")
+    if runs_per_example < 1:
+        raise ValueError(f"runs_per_example must be at least 1, got {runs_per_example}")
     checks = [(n, INVARIANTS[n]) for n in chosen if n in INVARIANTS] + [_user_invariant(f) for f in extra]
     use_oracle = "oracle" in chosen
     use_replay = "replay" in chosen
@@ -358,7 +399,7 @@ def check_machine(
             report.guards.setdefault(g.name, [0, 0])
     input_strategy = inputs if inputs is not None else fst.inputs(m)
 
-    oracle = _Oracle(m) if use_oracle else None  # one engine, reset to the initial state per example
+    oracle = _Oracle(m) if use_oracle else None  # one engine and one memo for the whole check
     accepts = m.table.accepts
 
     def probes(snapshot: Snapshot[Any], effects: tuple[Effect, ...]) -> st.SearchStrategy[Event]:
@@ -381,6 +422,7 @@ def check_machine(
     class Explorer(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
+            report.examples += 1
             self.events: list[Event] = []
             self.failed = False
 
@@ -394,11 +436,10 @@ def check_machine(
         def run(self, value: Any, data: st.DataObject) -> None:
             """One whole run: `start(value)`, then events drawn until a final phase or `max_steps`,
             with up to two rejected-event probes per phase visited and one in the final phase."""
-            report.examples += 1
+            report.runs += 1
             self.input = value
+            self.events = []
             self.step_ = m.start(value, run_id="check")
-            if oracle is not None:
-                oracle.reset()
             try:
                 if "effects" in chosen:
                     _effects_match(self.step_.snapshot.phase, self.step_.effects)
@@ -416,6 +457,7 @@ def check_machine(
                 if before.is_final or len(self.events) >= max_steps:
                     if before.is_final:  # a final phase accepts nothing
                         self.reject(before, draw(fst.events(m, before, step.effects, rejected=True)))
+                    self.replay()
                     return
                 strategy = probes(before, step.effects) if rejections < 2 else fst.events(m, before, step.effects)
                 event = draw(strategy)
@@ -469,7 +511,7 @@ def check_machine(
                 for g in t.guards:
                     report.guards[g.name][0 if g.fn(before, event) else 1] += 1
 
-        def teardown(self) -> None:
+        def replay(self) -> None:
             if use_replay and self.events and not self.failed:
                 step = m.start(self.input, run_id="check")
                 for e in self.events:
@@ -480,7 +522,9 @@ def check_machine(
     Explorer.__name__ = f"Explore_{m.name.replace(':', '_')}"
     settings = Settings(
         max_examples=max_examples,
-        stateful_step_count=1,  # `run` is the whole run: nothing idles, no precondition can disable it
+        # `run` is a whole run: nothing idles, no precondition can disable it; several runs per
+        # example share hypothesis' fixed per-example cost (≈ 1 ms)
+        stateful_step_count=runs_per_example,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
