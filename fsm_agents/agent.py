@@ -56,6 +56,8 @@ from fsm_agents.state import (
     ToolResult,
     ToolSpec,
     UserMessage,
+    _made,
+    fields_set,
     messages_from,
 )
 from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, as_tools, truncate
@@ -120,6 +122,10 @@ class AgentData(Frozen):
     handoffs: int = 0
 
 
+# fields sets for `_made` (the hot constructions skip model_construct's keyword handling)
+_CALL_MODEL_FIELDS = fields_set(CallModel)
+_RUN_TOOLS_FIELDS = fields_set(RunTools)
+_TOOL_MESSAGE_FIELDS = fields_set(ToolMessage)
 _AgentSnapshot = Snapshot[AgentData]  # subscripting a generic model per run costs microseconds
 _NO_CONTEXT = EmptyContext()
 
@@ -351,7 +357,7 @@ class AgentMachine(Machine):
             request = resolved.template.model_copy(update={"messages": messages})
         else:
             request = resolved.template.model_copy(update={"messages": messages, "tool_choice": policy(messages)})
-        return CallModel.model_construct(key=effect_key(s), agent=agent, request=request)
+        return _made(CallModel, {"key": effect_key(s), "agent": agent, "request": request}, _CALL_MODEL_FIELDS)
 
     # guards -----------------------------------------------------------------------------------
     def _reply(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
@@ -431,7 +437,8 @@ class AgentMachine(Machine):
         message = self._attributed(s, e)
         moved = s.evolve(conversation=s.conversation.append(message), pending=message.tool_calls, results=())
         return Step(
-            moved, (RunTools.model_construct(key=effect_key(moved), agent=cast(str, s.agent), calls=message.tool_calls),)
+            moved,
+            (_made(RunTools, {"key": effect_key(moved), "agent": s.agent, "calls": message.tool_calls}, _RUN_TOOLS_FIELDS),),
         )
 
     def retry_output(self, s: Snapshot[AgentData], e: Event) -> Step:
@@ -479,15 +486,23 @@ class AgentMachine(Machine):
                 r = ToolResult(call_id=call.id, name=call.name, ok=False, error="no result was reported for this call")
             results.append(r)
             answers.append(
-                ToolMessage.model_construct(
-                    role="tool",
-                    tool_call_id=call.id,
-                    name=call.name,
-                    content=truncate(r.text, limit),
-                    is_error=not r.ok,
+                _made(
+                    ToolMessage,
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "name": call.name,
+                        "content": truncate(r.text, limit),
+                        "is_error": not r.ok,
+                    },
+                    _TOOL_MESSAGE_FIELDS,
                 )
             )
-        return Step(s.evolve(conversation=s.conversation.append(*answers), pending=(), results=tuple(results)))
+        reported = cast(ToolsFinished, e).results
+        same = len(reported) == len(results) and all(a is b for a, b in zip(reported, results, strict=False))
+        return Step(
+            s.evolve(conversation=s.conversation.append(*answers), pending=(), results=reported if same else tuple(results))
+        )
 
     def call_model(self, s: Snapshot[AgentData], e: Event) -> Step:
         moved = s.evolve(data=s.data.model_copy(update={"turns": s.data.turns + 1}))

@@ -43,7 +43,7 @@ from fsm_agents.events import (
 from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model, ModelError, ModelResponse
 from fsm_agents.observers import Observer
-from fsm_agents.state import Failure, Phase, Snapshot, ToolResult, Usage
+from fsm_agents.state import Failure, Phase, Snapshot, ToolResult, Usage, _made, fields_set
 from fsm_agents.tools import Tool, ToolExecutor
 
 if TYPE_CHECKING:
@@ -193,6 +193,8 @@ _SHARED_EXECUTORS: weakref.WeakKeyDictionary[Machine, dict[tuple[str, float | No
 )
 _NO_LIMITS = Limits()
 _NO_USAGE = Usage()
+_TOOLS_FINISHED_FIELDS = fields_set(ToolsFinished)
+_MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
 
 
 def as_machine(obj: Any) -> Machine:
@@ -229,24 +231,26 @@ class _Performer:
         self._executors: dict[tuple[Machine, str], ToolExecutor] | None = None  # made on first use
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
+        tools: Mapping[str, Tool] = machine.tools_for(agent)
+        limits = self.limits
+        if not (self.tool_overrides and self.tool_overrides.keys() & tools.keys()):
+            # executors are stateless: runs of the same machine with the same limits share one
+            shared = _SHARED_EXECUTORS.get(machine)
+            if shared is None:
+                shared = _SHARED_EXECUTORS[machine] = {}
+            key = (agent, limits.tool_timeout, limits.max_concurrency)
+            ex = shared.get(key)
+            if ex is None:
+                ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+                shared[key] = ex
+            return ex
         if self._executors is None:
             self._executors = {}
-        key = (machine, agent)
-        ex = self._executors.get(key)
+        ex = self._executors.get((machine, agent))
         if ex is None:
-            tools: Mapping[str, Tool] = machine.tools_for(agent)
-            limits = self.limits
-            if self.tool_overrides.keys() & tools.keys():
-                tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
-                ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
-            else:  # executors are stateless: runs of the same machine with the same limits share one
-                shared = _SHARED_EXECUTORS.setdefault(machine, {})
-                shared_key = (agent, limits.tool_timeout, limits.max_concurrency)
-                ex = shared.get(shared_key)
-                if ex is None:
-                    ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
-                    shared[shared_key] = ex
-            self._executors[key] = ex
+            tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
+            ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+            self._executors[(machine, agent)] = ex
         return ex
 
     async def perform(self, machine: Machine, effect: Effect, run_id: str, children: dict[str, RunResult]) -> Event:
@@ -333,6 +337,7 @@ class _Performer:
             if len(effects) != 1:
                 raise FsmAgentsError(f"{machine.name}: one effect per step is supported, got {len(effects)}")
             effect = effects[0]
+            del effects  # not kept alive through the await
             if observers:
                 _notify(observers, "on_effect", effect)
             # the two common effects are dispatched inline: one coroutine less per step
@@ -359,7 +364,7 @@ class _Performer:
                     results = (await executor.run_one(calls[0]),)
                 else:
                     results = await executor.run(calls)
-                event = ToolsFinished.model_construct(results=results)
+                event = _made(ToolsFinished, {"results": results}, _TOOLS_FINISHED_FIELDS)
             else:
                 event = await self.perform(machine, effect, run_id, children)
             if observers:
@@ -536,7 +541,7 @@ def _model_replied(response: Any, agent: str) -> Event:
     message = response.message
     if message.agent is None:
         message = message.model_copy(update={"agent": agent})
-    return ModelReplied.model_construct(message=message, usage=response.usage)
+    return _made(ModelReplied, {"message": message, "usage": response.usage}, _MODEL_REPLIED_FIELDS)
 
 
 def _usage_of(event: Event) -> Usage:

@@ -110,6 +110,11 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _M = TypeVar("_M", bound=BaseModel)
 
 
+def fields_set(cls: type[Frozen]) -> frozenset[str]:
+    """Every field name of `cls`: the fields set of an instance built with all of them."""
+    return cls._fast_info()[2]
+
+
 def _made(cls: type[_M], values: dict[str, Any], fields_set: frozenset[str] | set[str]) -> _M:
     """A new `cls` instance holding `values` (not validated, not copied)."""
     new = _new(cls)
@@ -224,14 +229,17 @@ class Conversation(Frozen):
 
     @classmethod
     def of(cls, *messages: Message, id: str = "conversation") -> Conversation:
-        return cls.model_construct(id=id, messages=PersistentLog(messages))
+        return _made(cls, {"id": id, "messages": PersistentLog(messages)}, _CONVERSATION_FIELDS)
 
     def append(self, *messages: Message) -> Conversation:
         """A new conversation with `messages` added; this one is unchanged."""
-        return Conversation.model_construct(id=self.id, messages=self.messages.append(*messages))
+        return _made(Conversation, {"id": self.id, "messages": self.messages.append(*messages)}, _CONVERSATION_FIELDS)
 
     def __len__(self) -> int:
         return len(self.messages)
+
+
+_CONVERSATION_FIELDS = frozenset({"id", "messages"})
 
 
 class Usage(Frozen):

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from fsm_agents.errors import CassetteDivergence, ToolDefinitionError
-from fsm_agents.state import ToolCall, ToolResult, ToolSpec
+from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set
 
 __all__ = ["Tool", "ToolExecutor", "tool"]
 
@@ -228,6 +228,9 @@ def serialize_output(value: Any) -> str:
         return str(value)
 
 
+_TOOL_RESULT_FIELDS = fields_set(ToolResult)
+
+
 def truncate(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, with a marker saying how much was dropped."""
     if len(text) <= limit:
@@ -325,15 +328,16 @@ class ToolExecutor:
             log.debug("tool %s raised", call.name, exc_info=True)
             return self._error(call, f"tool {call.name!r} raised {type(exc).__name__}: {exc}", started, attempts)
         content = truncate(serialize_output(value), tool_.max_output_chars)
-        return ToolResult.model_construct(
-            call_id=call.id,
-            name=call.name,
-            ok=True,
-            content=content,
-            error=None,
-            duration_ms=(time.perf_counter() - started) * 1000.0,
-            attempts=attempts,
-        )
+        values = {
+            "call_id": call.id,
+            "name": call.name,
+            "ok": True,
+            "content": content,
+            "error": None,
+            "duration_ms": (time.perf_counter() - started) * 1000.0,
+            "attempts": attempts,
+        }
+        return _made(ToolResult, values, _TOOL_RESULT_FIELDS)
 
     @staticmethod
     async def _invoke(tool_: Tool, kwargs: dict[str, Any], timeout: float | None) -> Any:
