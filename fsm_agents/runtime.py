@@ -138,18 +138,18 @@ class RunResult:
     @property
     def trace(self) -> tuple[Taken, ...]:
         """Every transition taken, in order (start's included)."""
-        if self._trace is None:
-            self._replay()
-        assert self._trace is not None
-        return self._trace
+        return self._derived()[0]
 
     @property
     def effects(self) -> tuple[Effect, ...]:
         """`effects[i]` is the effect `events[i]` answered."""
-        if self._effects is None:
+        return self._derived()[1]
+
+    def _derived(self) -> tuple[tuple[Taken, ...], tuple[Effect, ...]]:
+        if self._trace is None or self._effects is None:
             self._replay()
-        assert self._effects is not None
-        return self._effects
+        assert self._trace is not None and self._effects is not None
+        return self._trace, self._effects
 
     def _replay(self) -> None:
         machine = self._machine
