@@ -7,7 +7,7 @@
 For each machine in `fsm_agents.diagrams.shipped()` it runs `check_machine(machine,
 max_examples=N, seed=0)` with all eight invariants and prints examples (every example hypothesis
 ran, including the ones it discarded), runs (each example runs the machine from `start`
-`runs_per_example` = 3 times), steps checked, wall time, examples/s and steps/s. The issue's
+`runs_per_example` = 4 times), steps checked, wall time, examples/s and steps/s. The issue's
 targets: ≥ 1,000 steps checked per second, and a 500-example check of any shipped machine in
 under 10 s on this machine. "Steps" are events fed to `step`, each followed by every invariant
 check (and the oracle, unless --no-oracle).

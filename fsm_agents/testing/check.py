@@ -1,7 +1,7 @@
 """`check_machine`: explore a machine with hypothesis and assert DESIGN §12's invariants.
 
 A `hypothesis.stateful.RuleBasedStateMachine` with a single rule explores whole runs (by
-default three independent runs per example): the rule starts the machine on a generated input,
+default four independent runs per example): the rule starts the machine on a generated input,
 then draws an event the current phase accepts (`strategies.events`) and calls `step` until the
 run reaches a final phase (or `max_steps`), checking after every step:
 
@@ -363,7 +363,7 @@ def check_machine(
     seed: int | None = None,
     inputs: st.SearchStrategy[Any] | None = None,
     assert_full_coverage: bool = False,
-    runs_per_example: int = 3,
+    runs_per_example: int = 4,
 ) -> CheckReport:
     """Explore `machine` (a `Machine`, an `Agent` or a pattern) and assert the invariants.
 
