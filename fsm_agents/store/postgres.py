@@ -15,6 +15,7 @@ from typing import Any
 
 from fsm_agents.errors import ConcurrencyConflict
 from fsm_agents.store._records import Record, StoreError, verify
+from fsm_agents.store._sql import SqlStore, Statements, conversation_infos
 from fsm_agents.store.base import ConversationInfo, check_append, prepare_rows
 
 __all__ = ["PostgresStore"]
@@ -34,7 +35,10 @@ CREATE TABLE IF NOT EXISTS fsm_records (
 _SCHEMA_LOCK = 0x6673_6D61  # advisory lock id serializing concurrent schema creation
 
 
-class PostgresStore:
+_SQL = Statements.with_placeholder("%s")
+
+
+class PostgresStore(SqlStore):
     """A `Store` in the PostgreSQL database at `dsn` (a libpq connection string or URL).
 
     One connection per store, used under a lock (share a store between threads freely; give
@@ -72,20 +76,13 @@ class PostgresStore:
         with self._lock:
             try:
                 with self._errors("appending"), self._db.transaction():
-                    row = self._db.execute(
-                        "SELECT seq, hash FROM fsm_records WHERE conversation_id = %s ORDER BY seq DESC LIMIT 1",
-                        (conversation_id,),
-                    ).fetchone()
+                    row = self._db.execute(_SQL.last, (conversation_id,)).fetchone()
                     actual = row[0] + 1 if row else 0
                     if actual != expected_seq:
                         raise ConcurrencyConflict(conversation_id, expected_seq, actual)
                     rows = prepare_rows(conversation_id, expected_seq, row[1] if row else "", records)
                     with self._db.cursor() as cur:
-                        cur.executemany(
-                            "INSERT INTO fsm_records (conversation_id, seq, kind, version, created_at, body, hash) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                            [(conversation_id, *r) for r in rows],
-                        )
+                        cur.executemany(_SQL.insert, [(conversation_id, *r) for r in rows])
             except StoreError as exc:
                 if isinstance(exc.__cause__, unique):  # a concurrent writer inserted the same seq first
                     raise ConcurrencyConflict(conversation_id, expected_seq, self._next_seq(conversation_id)) from None
@@ -102,28 +99,11 @@ class PostgresStore:
     def load(self, conversation_id: str) -> list[Record]:
         """See `Store.load`. Raises `CorruptStore` or `UnsupportedFormatVersion`."""
         with self._lock, self._errors("loading"), self._db.transaction():
-            rows = self._db.execute(
-                "SELECT seq, kind, version, created_at, body, hash FROM fsm_records WHERE conversation_id = %s ORDER BY seq",
-                (conversation_id,),
-            ).fetchall()
+            rows = self._db.execute(_SQL.load, (conversation_id,)).fetchall()
         return verify(conversation_id, [tuple(r) for r in rows])
 
     def conversations(self) -> list[ConversationInfo]:
         """Every conversation, oldest first."""
         with self._lock, self._errors("listing"), self._db.transaction():
-            rows = self._db.execute(
-                "SELECT conversation_id, COUNT(*), MIN(created_at), MAX(created_at) FROM fsm_records "
-                "GROUP BY conversation_id ORDER BY MIN(created_at), conversation_id"
-            ).fetchall()
-        return [ConversationInfo(r[0], int(r[1]), float(r[2]), float(r[3])) for r in rows]
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            rows = self._db.execute(_SQL.listing).fetchall()
+        return conversation_infos(rows)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 from fsm_agents.errors import ConcurrencyConflict
 from fsm_agents.store._records import CorruptStore, Record, StoreError, verify
+from fsm_agents.store._sql import SqlStore, Statements, conversation_infos
 from fsm_agents.store.base import ConversationInfo, check_append, prepare_rows
 
 __all__ = ["SQLiteStore"]
@@ -38,14 +39,19 @@ CREATE TABLE IF NOT EXISTS fsm_records (
 """
 
 
-class SQLiteStore:
+_SQL = Statements.with_placeholder("?")
+
+
+class SQLiteStore(SqlStore):
     """A `Store` in the SQLite file at `path` (created if missing; `":memory:"` works too).
 
     - `busy_timeout`: seconds to wait for another process's write lock before raising `StoreError`;
     - `synchronous`: SQLite's `PRAGMA synchronous`; `"NORMAL"` (default) survives a process crash
       (SIGKILL) but may lose the last commits on power loss; `"FULL"` survives both.
 
-    Raises `CorruptStore` when the file is not a SQLite database or is damaged.
+    Raises `CorruptStore` when the file is not a SQLite database or is damaged. `close()` (or
+    leaving a `with` block) closes the connection; the last one to close checkpoints the WAL
+    into the file.
     """
 
     threaded = False
@@ -86,19 +92,12 @@ class SQLiteStore:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute(
-                    "SELECT seq, hash FROM fsm_records WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
-                    (conversation_id,),
-                ).fetchone()
+                row = db.execute(_SQL.last, (conversation_id,)).fetchone()
                 actual = row[0] + 1 if row else 0
                 if actual != expected_seq:
                     raise ConcurrencyConflict(conversation_id, expected_seq, actual)
                 rows = prepare_rows(conversation_id, expected_seq, row[1] if row else "", records)
-                db.executemany(
-                    "INSERT INTO fsm_records (conversation_id, seq, kind, version, created_at, body, hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(conversation_id, *r) for r in rows],
-                )
+                db.executemany(_SQL.insert, [(conversation_id, *r) for r in rows])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -109,28 +108,11 @@ class SQLiteStore:
     def load(self, conversation_id: str) -> list[Record]:
         """See `Store.load`. Raises `CorruptStore` or `UnsupportedFormatVersion`."""
         with self._lock, self._errors("loading"):
-            rows = self._db.execute(
-                "SELECT seq, kind, version, created_at, body, hash FROM fsm_records WHERE conversation_id = ? ORDER BY seq",
-                (conversation_id,),
-            ).fetchall()
+            rows = self._db.execute(_SQL.load, (conversation_id,)).fetchall()
         return verify(conversation_id, rows)
 
     def conversations(self) -> list[ConversationInfo]:
         """Every conversation, oldest first."""
         with self._lock, self._errors("listing"):
-            rows = self._db.execute(
-                "SELECT conversation_id, COUNT(*), MIN(created_at), MAX(created_at) FROM fsm_records "
-                "GROUP BY conversation_id ORDER BY MIN(created_at), conversation_id"
-            ).fetchall()
-        return [ConversationInfo(r[0], r[1], r[2], r[3]) for r in rows]
-
-    def close(self) -> None:
-        """Close the connection (the last one to close checkpoints the WAL into the file)."""
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            rows = self._db.execute(_SQL.listing).fetchall()
+        return conversation_infos(rows)
