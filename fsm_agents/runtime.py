@@ -235,9 +235,12 @@ class _Performer:
         limits = self.limits
         if not (self.tool_overrides and self.tool_overrides.keys() & tools.keys()):
             # executors are stateless: runs of the same machine with the same limits share one
-            shared = _SHARED_EXECUTORS.get(machine)
-            if shared is None:
-                shared = _SHARED_EXECUTORS[machine] = {}
+            try:
+                shared = _SHARED_EXECUTORS.get(machine)
+                if shared is None:
+                    shared = _SHARED_EXECUTORS[machine] = {}
+            except TypeError:  # a machine that is not hashable or weak-referenceable: no sharing
+                shared = {}
             key = (agent, limits.tool_timeout, limits.max_concurrency)
             ex = shared.get(key)
             if ex is None:

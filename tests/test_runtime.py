@@ -30,7 +30,7 @@ from fsm_agents import (
     run_sync,
     tool,
 )
-from fsm_agents.agent import _ACTIONS, _GUARDS
+from fsm_agents.agent import _ACTIONS, _GUARDS, AgentMachine
 from fsm_agents.events import AgentTask, Effect, Event, effect_key
 from fsm_agents.models import ModelRequest, ModelResponse, ModelTimeout, call, reply
 from fsm_agents.observers import Redactor
@@ -300,3 +300,18 @@ async def test_running_something_that_is_not_a_machine_is_a_typed_error() -> Non
     with pytest.raises(NotAMachine, match="expected a machine, an Agent or a pattern, got int"):
         await run(42, "x")
     assert issubclass(NotAMachine, FsmAgentsError) and issubclass(NotAMachine, TypeError)
+
+
+async def test_tools_run_for_a_machine_that_cannot_be_hashed() -> None:
+    class Unhashable(AgentMachine):
+        __hash__ = None  # type: ignore[assignment]
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+    agent = calculator(ScriptedModel([reply(None, call("add", a=2, b=3)), "5"]))
+    machine = Unhashable(agent)
+    with pytest.raises(TypeError):
+        hash(machine)
+    result = await run(machine, "2+3?")
+    assert result.ok and result.snapshot.results[0].content == "5"
