@@ -215,3 +215,14 @@ def test_planted_bug_is_caught_with_a_short_counterexample(
         check_machine(machine, max_examples=150, seed=11)
     assert info.value.invariant in invariants, str(info.value)
     assert 1 <= len(info.value.events) <= max_events, str(info.value)
+
+
+def test_a_machine_that_cannot_be_hashed_is_checked_too() -> None:
+    class Unhashable(AgentMachine):
+        __hash__ = None  # type: ignore[assignment]
+
+        def __eq__(self, other: object) -> bool:  # e.g. a user's dataclass machine
+            return self is other
+
+    report = check_machine(Unhashable(Agent("a", tools=[add], max_steps=3)), max_examples=30, seed=2)
+    assert report.steps > 0 and report.coverage > 0.5

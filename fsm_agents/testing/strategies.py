@@ -309,8 +309,25 @@ def _model_replied_event(
     return ModelReplied(message=message, usage=_one(draw, _USAGE_POOL))
 
 
+class _ByIdentity:
+    """A cache key for a machine: hashed and compared by identity (a user's machine may define
+    `__eq__` and be unhashable, e.g. a dataclass); it holds the machine, so its id stays unique."""
+
+    __slots__ = ("machine",)
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+
+    def __hash__(self) -> int:
+        return id(self.machine)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.machine is self.machine
+
+
 @lru_cache(maxsize=256)
-def _replies_for(machine: Machine, agent: str) -> st.SearchStrategy[Event]:
+def _replies_for(key: _ByIdentity, agent: str) -> st.SearchStrategy[Event]:
+    machine = key.machine
     tools = machine.tools_for(agent)
     offered: list[ToolLike] = [tools.get(s.name, s) for s in machine.tool_specs(agent)]
     # a machine may name final answers worth drawing (route labels, structured outputs) through
@@ -321,7 +338,7 @@ def _replies_for(machine: Machine, agent: str) -> st.SearchStrategy[Event]:
 
 
 def _model_replied(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
-    return _replies_for(machine, snapshot.agent or "")
+    return _replies_for(_ByIdentity(machine), snapshot.agent or "")
 
 
 _FAILURES = model_failures()
@@ -380,7 +397,7 @@ def events(
     # strategies depend on the phase, the active agent, the pending calls and the tasks being run:
     # building and validating them costs more than drawing from them, so reuse them
     tasks = tuple((t.task_id, t.machine) for e in effects if isinstance(e, RunAgents) for t in e.tasks)
-    key = (m, snapshot.phase, snapshot.agent, snapshot.pending, tasks, rejected)
+    key = (_ByIdentity(m), snapshot.phase, snapshot.agent, snapshot.pending, tasks, rejected)
     cached = _EVENTS_CACHE.get(key)
     if cached is None:
         if len(_EVENTS_CACHE) > 4096:
