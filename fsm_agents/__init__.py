@@ -31,7 +31,7 @@ from fsm_agents.events import (
     Taken,
     ToolsFinished,
 )
-from fsm_agents.machine import Machine, compile_chart
+from fsm_agents.machine import Machine, compile_chart, fused
 from fsm_agents.models import FunctionModel, ScriptedModel
 from fsm_agents.observers import LoggingObserver, Observer
 from fsm_agents.runtime import Limits, RunResult, resume, resume_sync, run, run_sync
@@ -98,6 +98,7 @@ __all__ = [
     "Usage",
     "UserMessage",
     "compile_chart",
+    "fused",
     "resume",
     "resume_sync",
     "run",

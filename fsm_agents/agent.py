@@ -40,7 +40,7 @@ from fsm_agents.events import (
     ToolsFinished,
     effect_key,
 )
-from fsm_agents.machine import Machine, compile_chart
+from fsm_agents.machine import Machine, compile_chart, fused
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -388,20 +388,23 @@ class AgentMachine(Machine):
     def output_invalid(self, s: Snapshot[Any], e: Event) -> bool:
         return self._output(s, e)[1] is not None
 
-    # actions (s is already in the target phase, step incremented) ---------------------------
+    # actions: `@fused`, so s is the snapshot before the transition and `to` its target phase;
+    # each builds the next snapshot with one `s.moved(to, ...)` copy ------------------------------
     def _attributed(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
         message = self._reply(s, e)
         calls = message.tool_calls
         ids = [c.id for c in calls]
         if calls and (len(set(ids)) != len(ids) or not all(ids)):
             # ids must pair each call with its result: give duplicates/empties deterministic ones
-            calls = tuple(c.model_copy(update={"id": f"call_{s.step}_{i}"}) for i, c in enumerate(calls))
+            # (numbered by the step the reply leads to)
+            calls = tuple(c.model_copy(update={"id": f"call_{s.step + 1}_{i}"}) for i, c in enumerate(calls))
             message = message.model_copy(update={"tool_calls": calls})
         if message.agent != s.agent:
             message = message.model_copy(update={"agent": s.agent})
         return message
 
-    def fail_budget(self, s: Snapshot[AgentData], e: Event) -> Step:
+    @fused
+    def fail_budget(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         note = f"not executed: the step budget of {self.max_steps} model calls is exhausted"
         answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in message.tool_calls]
@@ -410,9 +413,10 @@ class AgentMachine(Machine):
             message=f"{self.name} made {s.data.turns} model calls (max_steps={self.max_steps}) and still asked for tools",
             detail=", ".join(c.name for c in message.tool_calls),
         )
-        return Step(s.evolve(conversation=s.conversation.append(message, *answers), failure=failure, pending=()))
+        return Step(s.moved(to, conversation=s.conversation.append(message, *answers), failure=failure, pending=()))
 
-    def hand_off(self, s: Snapshot[AgentData], e: Event) -> Step:
+    @fused
+    def hand_off(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         transfers = self._resolved[cast(str, s.agent)].transfers
         chosen = next(c for c in message.tool_calls if c.name in transfers)
@@ -431,39 +435,45 @@ class AgentMachine(Machine):
                     )
                 )
         data = s.data.model_copy(update={"handoffs": s.data.handoffs + 1})
-        return Step(s.evolve(conversation=s.conversation.append(message, *answers), agent=target, data=data))
+        return Step(s.moved(to, conversation=s.conversation.append(message, *answers), agent=target, data=data))
 
-    def request_tools(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def request_tools(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
-        moved = s.evolve(conversation=s.conversation.append(message), pending=message.tool_calls, results=())
+        moved = s.moved(to, conversation=s.conversation.append(message), pending=message.tool_calls, results=())
         return Step(
             moved,
             (_made(RunTools, {"key": effect_key(moved), "agent": s.agent, "calls": message.tool_calls}, _RUN_TOOLS_FIELDS),),
         )
 
-    def retry_output(self, s: Snapshot[AgentData], e: Event) -> Step:
+    @fused
+    def retry_output(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         error = self._output(s, e)[1]
         feedback = UserMessage(content=f"Your previous reply was not accepted: {error}. Reply again.")
         data = s.data.model_copy(update={"turns": s.data.turns + 1, "output_retries": s.data.output_retries + 1})
-        moved = s.evolve(conversation=s.conversation.append(message, feedback), data=data)
+        moved = s.moved(to, conversation=s.conversation.append(message, feedback), data=data)
         return Step(moved, (self._call_model_effect(moved),))
 
-    def fail_output(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def fail_output(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         error = self._output(s, e)[1]
         failure = Failure(kind="invalid_output", message=f"{s.agent}: {error}", detail=message.content)
-        return Step(s.evolve(conversation=s.conversation.append(message), failure=failure))
+        return Step(s.moved(to, conversation=s.conversation.append(message), failure=failure))
 
-    def finish(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def finish(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
-        return Step(s.evolve(conversation=s.conversation.append(message), output=self._output(s, e)[0]))
+        return Step(s.moved(to, conversation=s.conversation.append(message), output=self._output(s, e)[0]))
 
-    def fail_model(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def fail_model(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         ev = cast(ModelFailed, e)
-        return Step(s.evolve(failure=Failure(kind="model_error", message=f"{s.agent}: {ev.error}", detail=ev.kind)))
+        return Step(s.moved(to, failure=Failure(kind="model_error", message=f"{s.agent}: {ev.error}", detail=ev.kind)))
 
-    def fail_uncertain(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def fail_uncertain(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         ev = cast(EffectUncertain, e)
         note = "unknown whether this call ran: the run stopped while it was running and the tool is not idempotent"
         answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in s.pending]
@@ -473,9 +483,10 @@ class AgentMachine(Machine):
             f"could repeat a side effect ({ev.detail or ', '.join(c.name for c in s.pending)})",
             detail=ev.detail or ", ".join(c.name for c in s.pending),
         )
-        return Step(s.evolve(conversation=s.conversation.append(*answers), pending=(), failure=failure))
+        return Step(s.moved(to, conversation=s.conversation.append(*answers), pending=(), failure=failure))
 
-    def observe(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def observe(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         by_id = {r.call_id: r for r in cast(ToolsFinished, e).results}
         limit = self._resolved[cast(str, s.agent)].agent.max_tool_output_chars
         results: list[ToolResult] = []
@@ -500,12 +511,12 @@ class AgentMachine(Machine):
             )
         reported = cast(ToolsFinished, e).results
         same = len(reported) == len(results) and all(a is b for a, b in zip(reported, results, strict=False))
-        return Step(
-            s.evolve(conversation=s.conversation.append(*answers), pending=(), results=reported if same else tuple(results))
-        )
+        conversation = s.conversation.append(*answers)
+        return Step(s.moved(to, conversation=conversation, pending=(), results=reported if same else tuple(results)))
 
-    def call_model(self, s: Snapshot[AgentData], e: Event) -> Step:
-        moved = s.evolve(data=s.data.model_copy(update={"turns": s.data.turns + 1}))
+    @fused
+    def call_model(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
+        moved = s.moved(to, data=s.data.model_copy(update={"turns": s.data.turns + 1}))
         return Step(moved, (self._call_model_effect(moved),))
 
 

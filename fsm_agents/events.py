@@ -8,7 +8,6 @@ triggers in `Event.name`. Each effect carries a deterministic idempotency key
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from fsm_agents.state import (
@@ -163,16 +162,16 @@ def effect_key(snapshot: Snapshot[Any], index: int = 0) -> str:
     return f"{snapshot.conversation.id}/{snapshot.step}/{index}"
 
 
-@dataclass(frozen=True, slots=True)
-class Taken:
+class Taken(NamedTuple):
     """One transition taken: `step` is the snapshot step it led to; `index` is the transition's
-    position in the machine's compiled table (`machine.table.transitions[index]`)."""
+    position in the machine's compiled table (`machine.table.transitions[index]`). A named tuple
+    (immutable, cheap to build: the step function makes one per transition)."""
 
     source: Phase
     event: str
     target: Phase
     step: int
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # shadows tuple.index: the field name predates the named tuple
 
 
 class Step(NamedTuple):

@@ -9,7 +9,10 @@ call — python-statemachine's engine never runs per step; it serves as a refere
 tests (`fsm_agents.testing`) and draws diagrams.
 
 Guards are `(snapshot, event) -> bool`; actions are `(snapshot, event) -> Step` and receive the
-snapshot already moved to the transition's target phase with its `step` incremented.
+snapshot already moved to the transition's target phase with its `step` incremented. An action
+marked `@fused` instead receives the snapshot before the transition and the target phase, and
+moves it itself (`snapshot.moved(target, **changes)`): one snapshot copy per transition instead
+of two, for hot machines such as the agent loop.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from statemachine import StateChart
 
@@ -25,10 +28,25 @@ from fsm_agents.errors import InvalidDefinition, InvalidTransition
 from fsm_agents.events import Event, Step, Taken
 from fsm_agents.state import Phase, Snapshot, ToolSpec
 
-__all__ = ["Action", "Guard", "GuardRef", "Machine", "Table", "Transition", "compile_chart"]
+__all__ = ["Action", "FusedAction", "Guard", "GuardRef", "Machine", "Table", "Transition", "compile_chart", "fused"]
 
 Guard = Callable[[Snapshot[Any], Event], bool]
 Action = Callable[[Snapshot[Any], Event], Step]
+FusedAction = Callable[[Snapshot[Any], Event, Phase], Step]
+
+_F = TypeVar("_F", bound=Callable[..., Step])
+
+
+def fused(fn: _F) -> _F:
+    """Mark an action as fused with its transition's move.
+
+    A fused action is called as `fn(snapshot, event, target)` with the snapshot *before* the
+    transition and must return a `Step` whose snapshot is in `target` with `step` one higher,
+    usually `snapshot.moved(target, **changes)`. It saves the intermediate moved copy a plain
+    action receives. `check_machine` verifies the phase and step like any other transition.
+    """
+    fn.__fsm_fused__ = True  # type: ignore[attr-defined]
+    return fn
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +73,10 @@ class Transition:
     event: str
     target: Phase
     guards: tuple[GuardRef, ...]
-    action: Action | None = field(compare=False, repr=False)
+    action: Action | FusedAction | None = field(compare=False, repr=False)
     action_name: str | None = None
     index: int = 0  # position in `Table.transitions` (declaration order)
+    fused: bool = False  # the action is `@fused`: called with the unmoved snapshot and the target
 
     @property
     def label(self) -> str:
@@ -147,15 +166,17 @@ def compile_chart(
             action_name = action_names[0] if action_names else None
             if action_name is not None and action_name not in actions:
                 raise InvalidDefinition(f"{name}: action {action_name!r} has no function")
+            action = actions[action_name] if action_name else None
             transitions.append(
                 Transition(
                     source=_phase_of(t.source),
                     event=str(events[0]),
                     target=_phase_of(t.target),
                     guards=tuple(refs),
-                    action=actions[action_name] if action_name else None,
+                    action=action,
                     action_name=action_name,
                     index=len(transitions),
+                    fused=bool(getattr(action, "__fsm_fused__", False)),
                 )
             )
     unused = set(guards) - used_guards
@@ -262,11 +283,11 @@ class Machine:
                 if g.fn(snapshot, event) is g.negate:
                     break
             else:
-                moved = snapshot._moved(tr.target)
                 record = (Taken(tr.source, tr.event, tr.target, snapshot.step + 1, tr.index),)
-                if tr.action is None:
-                    return Step(moved, (), record)
-                out = tr.action(moved, event)
+                action: Any = tr.action
+                if action is None:
+                    return Step(snapshot.moved(tr.target), (), record)
+                out = action(snapshot, event, tr.target) if tr.fused else action(snapshot.moved(tr.target), event)
                 return Step(out[0], out[1], record + out[2] if out[2] else record)
         raise InvalidTransition(
             snapshot.machine, snapshot.phase, event.name, self.table.accepts(snapshot.phase), no_guard=True

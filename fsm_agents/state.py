@@ -387,11 +387,14 @@ class Snapshot(Frozen, Generic[D]):
         values.update(changes)
         return _made(type(self), values, self.__pydantic_fields_set__)
 
-    def _moved(self, phase: Phase) -> Snapshot[D]:
-        """A copy in `phase` with `step` + 1: what `Machine._take` hands to an action."""
+    def moved(self, phase: Phase, **changes: Any) -> Snapshot[D]:
+        """A copy in `phase` with `step` + 1 and `changes` applied: what a transition to `phase`
+        produces (`Machine` hands it to a plain action; a `@fused` action calls it itself)."""
         values = self.__dict__.copy()
         values["phase"] = phase
         values["step"] = values["step"] + 1
+        if changes:
+            values.update(changes)
         return _made(type(self), values, self.__pydantic_fields_set__)
 
     @property

@@ -11,6 +11,7 @@ import pytest
 from fsm_agents import Agent, AgentMachine, Event, Snapshot, Step, tool
 from fsm_agents.agent import AgentData
 from fsm_agents.events import CallModel
+from fsm_agents.machine import fused
 from fsm_agents.state import Conversation, Phase
 from fsm_agents.testing import InvariantViolation, check_machine
 
@@ -123,8 +124,9 @@ def test_user_invariants_are_checked() -> None:
 
 
 class ForgetsAResult(AgentMachine):
-    def observe(self, s: Snapshot[Any], e: Event) -> Step:
-        step = super().observe(s, e)
+    @fused
+    def observe(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        step = super().observe(s, e, to)
         messages = tuple(step.snapshot.conversation.messages)[: len(s.conversation) + max(0, len(s.pending) - 1)]
         return Step(step.snapshot.evolve(conversation=Conversation.of(*messages, id=s.conversation.id)))
 
@@ -140,22 +142,25 @@ class RandomGuard(AgentMachine):
 
 
 class RewritesHistory(AgentMachine):
-    def finish(self, s: Snapshot[Any], e: Event) -> Step:
-        step = super().finish(s, e)
+    @fused
+    def finish(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        step = super().finish(s, e, to)
         return Step(step.snapshot.evolve(conversation=Conversation.of(*tuple(step.snapshot.conversation.messages)[1:])))
 
 
 class ModelCallWhileExecuting(AgentMachine):
-    def request_tools(self, s: Snapshot[Any], e: Event) -> Step:
-        step = super().request_tools(s, e)
+    @fused
+    def request_tools(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        step = super().request_tools(s, e, to)
         return Step(step.snapshot, (CallModel(key="x", agent="a", request=self.start("x").effects[0].request),))  # type: ignore[attr-defined]
 
 
 class MutatesItsInput(AgentMachine):
-    def call_model(self, s: Snapshot[AgentData], e: Event) -> Step:
+    @fused
+    def call_model(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         # sneaks past `frozen`: `s.data` is shared with the caller's snapshot, which changes too
         object.__setattr__(s.data, "turns", s.data.turns + 1)
-        return super().call_model(s, e)
+        return super().call_model(s, e, to)
 
 
 class LastMatchWins(AgentMachine):
@@ -175,9 +180,10 @@ class FinalStateMoves(AgentMachine):
 class HiddenCounter(AgentMachine):
     calls = 0
 
-    def finish(self, s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def finish(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         HiddenCounter.calls += 1
-        step = super().finish(s, e)
+        step = super().finish(s, e, to)
         return Step(step.snapshot.evolve(output=f"{step.snapshot.output}#{HiddenCounter.calls}"))
 
 

@@ -26,6 +26,7 @@ from fsm_agents import (
     Step,
     Taken,
     compile_chart,
+    fused,
     run,
     run_sync,
     tool,
@@ -103,10 +104,11 @@ async def test_a_machine_whose_step_is_not_pure_is_reported_when_its_effects_are
     machine = agent.machine
     original = machine.finish
 
-    def counting_finish(s: Snapshot[Any], e: Event) -> Step:
+    @fused
+    def counting_finish(s: Snapshot[Any], e: Event, to: Phase) -> Step:
         nonlocal calls
         calls += 1
-        out = original(s, e)
+        out = original(s, e, to)
         return Step(out.snapshot.evolve(output=f"answer {calls}"), out.effects, out.transitions)
 
     machine.table = compile_chart(
