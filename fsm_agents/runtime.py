@@ -14,12 +14,12 @@ the model calls, tools and child runs it started.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -43,7 +43,7 @@ from fsm_agents.events import (
 from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model, ModelError, ModelResponse
 from fsm_agents.observers import Observer
-from fsm_agents.state import Failure, Phase, Snapshot, ToolResult, Usage, _made, fields_set
+from fsm_agents.state import AssistantMessage, Failure, Phase, Snapshot, ToolResult, Usage, _made, fields_set
 from fsm_agents.tools import Tool, ToolExecutor
 
 if TYPE_CHECKING:
@@ -80,20 +80,37 @@ class RunResult:
     history it was sent — nor a `Taken` per transition. Pass them explicitly when they are
     already known. Raises `FsmAgentsError` on access when the replay does not reproduce
     `snapshot` (a machine whose `step` is not pure).
+
+    A run made by `run` keeps its events packed until `events` is first read: a model reply
+    without usage as its message (which the conversation holds anyway), a `ToolsFinished` as
+    its results tuple. `events` rebuilds equal event objects from them, once.
     """
 
-    __slots__ = ("_effects", "_machine", "_trace", "children", "context", "events", "input", "run_id", "snapshot", "usage")
+    __slots__ = (
+        "_effects",
+        "_events",
+        "_machine",
+        "_packed",
+        "_trace",
+        "children",
+        "context",
+        "input",
+        "run_id",
+        "snapshot",
+        "usage",
+    )
 
     run_id: str
     input: Any
     snapshot: Snapshot[Any]
-    events: tuple[Event, ...]
     usage: Usage
     children: Mapping[str, RunResult]
     context: Any
     _machine: Machine | None
     _trace: tuple[Taken, ...] | None
     _effects: tuple[Effect, ...] | None
+    _events: tuple[Any, ...]
+    _packed: bool
 
     def __init__(
         self,
@@ -108,6 +125,7 @@ class RunResult:
         *,
         machine: Machine | None = None,
         context: Any = None,
+        _packed: bool = False,
     ) -> None:
         if (trace is None or effects is None) and machine is None:
             raise TypeError("RunResult: pass trace= and effects=, or the machine= to derive them from the events")
@@ -115,7 +133,8 @@ class RunResult:
         init(self, "run_id", run_id)
         init(self, "input", input)
         init(self, "snapshot", snapshot)
-        init(self, "events", events)
+        init(self, "_events", events)
+        init(self, "_packed", _packed)
         init(self, "usage", usage)
         init(self, "children", children if children is not None else {})
         init(self, "context", context)
@@ -132,8 +151,16 @@ class RunResult:
     def __repr__(self) -> str:  # compact: the events can be long (see _run_boxed)
         return (
             f"RunResult(run_id={self.run_id!r}, phase={self.snapshot.phase.value}, step={self.snapshot.step}, "
-            f"events={len(self.events)}, usage={self.usage!r})"
+            f"events={len(self._events)}, usage={self.usage!r})"
         )
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """Every external event fed to `step`, in order."""
+        if self._packed:
+            object.__setattr__(self, "_events", tuple(_unpacked(item) for item in self._events))
+            object.__setattr__(self, "_packed", False)
+        return cast(tuple[Event, ...], self._events)
 
     @property
     def trace(self) -> tuple[Taken, ...]:
@@ -195,6 +222,24 @@ _NO_LIMITS = Limits()
 _NO_USAGE = Usage()
 _TOOLS_FINISHED_FIELDS = fields_set(ToolsFinished)
 _MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
+
+
+def _packed(event: Event) -> Any:
+    """How a live run keeps `event` (see `RunResult`): fewer objects per event, as each one a run
+    holds costs time in every full GC collection while it runs and memory after."""
+    if type(event) is ModelReplied and not event.usage:
+        return event.message
+    if type(event) is ToolsFinished:
+        return event.results
+    return event
+
+
+def _unpacked(item: Any) -> Event:
+    if type(item) is AssistantMessage:
+        return _made(ModelReplied, {"message": item, "usage": _NO_USAGE}, _MODEL_REPLIED_FIELDS)
+    if type(item) is tuple:
+        return _made(ToolsFinished, {"results": item}, _TOOLS_FINISHED_FIELDS)
+    return cast(Event, item)
 
 
 def as_machine(obj: Any) -> Machine:
@@ -277,7 +322,7 @@ class _Performer:
         except CassetteDivergence:
             raise
         except Exception as exc:
-            return _model_failed(effect, exc, timeout)
+            return _model_failed(effect.agent, exc, timeout)
         return _model_replied(response, effect.agent)
 
     async def run_agents(self, machine: Machine, effect: RunAgents, run_id: str, children: dict[str, RunResult]) -> Event:
@@ -328,7 +373,7 @@ class _Performer:
         # Step with its Taken records): every object a live run holds costs in full GC collections
         snapshot, effects, taken = machine.start(input, context, run_id=run_id)
         del taken
-        events: list[Event] = []
+        events: list[Any] = []  # packed (see RunResult)
         usage = _NO_USAGE
         children: dict[str, RunResult] = {}
         finals = machine.table.finals
@@ -339,7 +384,7 @@ class _Performer:
                 raise MachineStalled(f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} emitted no effect")
             if len(effects) != 1:
                 raise FsmAgentsError(f"{machine.name}: one effect per step is supported, got {len(effects)}")
-            effect = effects[0]
+            effect: Effect | None = effects[0]
             del effects  # not kept alive through the await
             if observers:
                 _notify(observers, "on_effect", effect)
@@ -347,15 +392,19 @@ class _Performer:
             event: Event
             if type(effect) is CallModel:
                 if model_timeout is None:
+                    agent, request = effect.agent, effect.request
+                    if not observers:
+                        effect = None  # the model holds the request; the effect need not live through the call
                     try:
-                        response = await models[effect.agent].complete(effect.request)
+                        response = await models[agent].complete(request)
                     except CassetteDivergence:
                         raise
                     except Exception as exc:
-                        event = _model_failed(effect, exc, None)
+                        event = _model_failed(agent, exc, None)
                     else:
-                        event = _model_replied(response, effect.agent)
+                        event = _model_replied(response, agent)
                         del response  # not kept alive through the next model call
+                    del request
                 else:
                     event = await self.call_model(effect)
             elif type(effect) is RunTools:
@@ -369,17 +418,18 @@ class _Performer:
                     results = await executor.run(calls)
                 event = _made(ToolsFinished, {"results": results}, _TOOLS_FINISHED_FIELDS)
             else:
+                assert effect is not None
                 event = await self.perform(machine, effect, run_id, children)
             if observers:
                 _notify(observers, "on_event", effect, event)
             if type(event) is ModelReplied or type(event) is AgentsFinished:
                 usage = usage + _usage_of(event)
-            events.append(event)
+            events.append(_packed(event))
             snapshot, effects, taken = machine.step(snapshot, event)
             if observers:
                 for t in taken:
                     _notify(observers, "on_transition", t, snapshot)
-            del taken
+            del taken, event
         # effects and trace are not kept while running: RunResult derives them from the events
         return RunResult(
             run_id=run_id,
@@ -390,6 +440,7 @@ class _Performer:
             children=children,
             machine=machine,
             context=context,
+            _packed=True,
         )
 
     async def run_logged(
@@ -523,7 +574,7 @@ def _machine_lookup(*machines: Machine) -> Any:
     return lookup
 
 
-def _model_failed(effect: CallModel, exc: Exception, timeout: float | None) -> ModelFailed:
+def _model_failed(agent: str, exc: Exception, timeout: float | None) -> ModelFailed:
     """The event for a model call that raised `exc` (a provider bug must not kill the run: any
     exception is a model failure)."""
     if isinstance(exc, ModelError):
@@ -532,7 +583,7 @@ def _model_failed(effect: CallModel, exc: Exception, timeout: float | None) -> M
         if timeout is None:
             return ModelFailed(error=f"TimeoutError: {exc}", kind="timeout")
         return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
-    log.warning("model for %s raised %s", effect.agent, type(exc).__name__, exc_info=exc)
+    log.warning("model for %s raised %s", agent, type(exc).__name__, exc_info=exc)
     return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
 
 
@@ -611,7 +662,7 @@ async def run(
     - `models`: models by agent name, overriding each `Agent.model`;
     - `tools`: tools by name (or a list) replacing the agents' tools of the same name;
     - `limits`: `Limits`; `observers`: `Observer`s; `context`: the user's frozen model;
-    - `run_id`: the conversation id (default: a random UUID), prefix of every effect key;
+    - `run_id`: the conversation id (default: 128 random bits as 32 hex digits), prefix of every effect key;
     - `store`: a `fsm_agents.store.Store` to persist the run to as it goes, under
       `conversation_id` (default: `run_id`); continue it after a crash with `resume`. Children of
       a `RunAgents` effect persist under `<conversation id>/<task id>`.
@@ -631,7 +682,7 @@ async def run(
     else:
         tool_map = {t.name: t for t in tools}
     performer = _Performer(m, _collect_models(m, models), tool_map, limits or _NO_LIMITS, tuple(observers), store)
-    run_id = run_id or conversation_id or uuid.uuid4().hex
+    run_id = run_id or conversation_id or os.urandom(16).hex()
     if store is not None:
         return await performer.run_logged(m, input, run_id, context, conversation_id or run_id, resume_ok=False)
     return await performer.run(m, input, run_id, context)

@@ -97,6 +97,31 @@ async def test_effects_and_trace_are_derived_from_the_events_as_observed_live() 
     assert "events=5" in repr(result) and "DONE" in repr(result)
 
 
+async def test_events_read_back_equal_to_the_events_the_machine_consumed() -> None:
+    """The run keeps its events packed (see RunResult); what `events` gives back must equal what
+    `step` consumed, usage and failures included."""
+    live_events: list[Event] = []
+
+    class Recorder(Observer):
+        def on_event(self, effect: Effect, event: Event) -> None:
+            live_events.append(event)
+
+    turns = iter(
+        [
+            ModelResponse(message=reply(None, call("add", a=1, b=2)), usage=Usage(input_tokens=7, output_tokens=3)),
+            ModelResponse(message=reply(None, call("add", a="x", b=2))),  # a tool error result
+            ModelResponse(message=reply("3")),
+        ]
+    )
+    result = await run(calculator(FunctionModel(lambda request: next(turns))), "x", observers=[Recorder()])
+    assert result.events == tuple(live_events) and len(live_events) == 5
+    assert [type(e).__name__ for e in result.events] == ["ModelReplied", "ToolsFinished"] * 2 + ["ModelReplied"]
+    assert result.events[0].usage.input_tokens == 7 and not result.events[3].results[0].ok  # type: ignore[attr-defined]
+    assert result.events is result.events  # rebuilt once
+    failed = await run(calculator(ScriptedModel([])), "x")
+    assert [type(e).__name__ for e in failed.events] == ["ModelFailed"] and failed.failure is not None
+
+
 async def test_a_machine_whose_step_is_not_pure_is_reported_when_its_effects_are_read() -> None:
     calls = 0
 
