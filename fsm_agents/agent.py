@@ -127,6 +127,8 @@ _CALL_MODEL_FIELDS = fields_set(CallModel)
 _RUN_TOOLS_FIELDS = fields_set(RunTools)
 _TOOL_MESSAGE_FIELDS = fields_set(ToolMessage)
 _AgentSnapshot = Snapshot[AgentData]  # subscripting a generic model per run costs microseconds
+_SNAPSHOT_FIELDS = fields_set(_AgentSnapshot)
+_AGENT_DATA_FIELDS = fields_set(AgentData)
 _NO_CONTEXT = EmptyContext()
 
 
@@ -332,20 +334,20 @@ class AgentMachine(Machine):
 
         `input` is a string (one user message), a message, or a sequence of messages.
         """
-        conversation = Conversation.of(*messages_from(input), id=run_id)
-        snapshot: Snapshot[AgentData] = _AgentSnapshot.model_construct(
-            machine=self.name,
-            phase=Phase.PLANNING,
-            conversation=conversation,
-            agent=self.entry.name,
-            step=0,
-            pending=(),
-            results=(),
-            output=None,
-            failure=None,
-            context=context if context is not None else _NO_CONTEXT,
-            data=AgentData.model_construct(turns=1, output_retries=0, handoffs=0),
-        )
+        values = {
+            "machine": self.name,
+            "phase": Phase.PLANNING,
+            "conversation": Conversation.of(*messages_from(input), id=run_id),
+            "agent": self.entry.name,
+            "step": 0,
+            "pending": (),
+            "results": (),
+            "output": None,
+            "failure": None,
+            "context": context if context is not None else _NO_CONTEXT,
+            "data": _made(AgentData, {"turns": 1, "output_retries": 0, "handoffs": 0}, _AGENT_DATA_FIELDS),
+        }
+        snapshot: Snapshot[AgentData] = _made(_AgentSnapshot, values, _SNAPSHOT_FIELDS)
         return Step(snapshot, (self._call_model_effect(snapshot),))
 
     def _call_model_effect(self, s: Snapshot[Any]) -> CallModel:

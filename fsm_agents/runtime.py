@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -83,7 +83,7 @@ class RunResult:
 
     A run made by `run` keeps its events packed until `events` is first read: a model reply
     without usage as its message (which the conversation holds anyway), a `ToolsFinished` as
-    its results tuple. `events` rebuilds equal event objects from them, once.
+    its results (one result alone). `events` rebuilds equal event objects from them, once.
     """
 
     __slots__ = (
@@ -230,7 +230,8 @@ def _packed(event: Event) -> Any:
     if type(event) is ModelReplied and not event.usage:
         return event.message
     if type(event) is ToolsFinished:
-        return event.results
+        results = event.results
+        return results[0] if len(results) == 1 else results
     return event
 
 
@@ -239,6 +240,8 @@ def _unpacked(item: Any) -> Event:
         return _made(ModelReplied, {"message": item, "usage": _NO_USAGE}, _MODEL_REPLIED_FIELDS)
     if type(item) is tuple:
         return _made(ToolsFinished, {"results": item}, _TOOLS_FINISHED_FIELDS)
+    if type(item) is ToolResult:
+        return _made(ToolsFinished, {"results": (item,)}, _TOOLS_FINISHED_FIELDS)
     return cast(Event, item)
 
 
@@ -643,7 +646,7 @@ def _collect_models(machine: Machine, overrides: Mapping[str, Model] | None) -> 
     return models
 
 
-async def run(
+def run(
     machine: Any,
     input: Any,
     *,
@@ -655,8 +658,9 @@ async def run(
     run_id: str | None = None,
     store: Store | None = None,
     conversation_id: str | None = None,
-) -> RunResult:
-    """Run `machine` (a `Machine`, an `Agent` or a pattern) on `input` until DONE or FAILED.
+) -> Coroutine[Any, Any, RunResult]:
+    """Run `machine` (a `Machine`, an `Agent` or a pattern) on `input` until DONE or FAILED:
+    `result = await run(machine, input)`.
 
     - `input`: a string (one user message), a message, or messages — or what a pattern takes;
     - `models`: models by agent name, overriding each `Agent.model`;
@@ -667,25 +671,21 @@ async def run(
       `conversation_id` (default: `run_id`); continue it after a crash with `resume`. Children of
       a `RunAgents` effect persist under `<conversation id>/<task id>`.
 
-    Returns a `RunResult`. A budget, a model failure or an invalid output end in FAILED, not in
-    an exception. Raises `FsmAgentsError` for a configuration error (an agent without a model)
-    and `MachineStalled` for a machine whose non-final step emits no effect; with a `store`,
-    `ConcurrencyConflict` when `conversation_id` already exists (use `resume`) and the store's
-    errors (`fsm_agents.store.StoreError`).
+    Returns a coroutine that gives the `RunResult` (`run` is a plain function returning the
+    run's own coroutine: one coroutine less per live run than an `async def` wrapper). A budget,
+    a model failure or an invalid output end in FAILED, not in an exception. Raises, from the
+    call itself, `NotAMachine` for something that is not a machine and `FsmAgentsError` for a
+    configuration error (an agent without a model); when awaited, `MachineStalled` for a
+    machine whose non-final step emits no effect and, with a `store`, `ConcurrencyConflict`
+    when `conversation_id` already exists (use `resume`) and the store's errors
+    (`fsm_agents.store.StoreError`).
     """
     m = as_machine(machine)
-    tool_map: Mapping[str, Tool]
-    if tools is None:
-        tool_map = {}
-    elif isinstance(tools, Mapping):
-        tool_map = tools
-    else:
-        tool_map = {t.name: t for t in tools}
-    performer = _Performer(m, _collect_models(m, models), tool_map, limits or _NO_LIMITS, tuple(observers), store)
+    performer = _Performer(m, _collect_models(m, models), _tool_map(tools), limits or _NO_LIMITS, tuple(observers), store)
     run_id = run_id or conversation_id or os.urandom(16).hex()
     if store is not None:
-        return await performer.run_logged(m, input, run_id, context, conversation_id or run_id, resume_ok=False)
-    return await performer.run(m, input, run_id, context)
+        return performer.run_logged(m, input, run_id, context, conversation_id or run_id, resume_ok=False)
+    return performer.run(m, input, run_id, context)
 
 
 def _tool_map(tools: Mapping[str, Tool] | Sequence[Tool] | None) -> Mapping[str, Tool]:

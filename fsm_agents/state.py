@@ -169,6 +169,9 @@ class UserMessage(Frozen):
     content: str
 
 
+_USER_FIELDS = fields_set(UserMessage)
+
+
 class AssistantMessage(Frozen):
     """A model reply: text and/or tool calls. `agent` names the agent that produced it."""
 
@@ -405,7 +408,7 @@ class Snapshot(Frozen, Generic[D]):
 def messages_from(value: str | Message | Iterable[Message]) -> tuple[Message, ...]:
     """Normalise a run input: a string becomes one `UserMessage`."""
     if isinstance(value, str):
-        return (UserMessage.model_construct(role="user", content=value),)
+        return (_made(UserMessage, {"role": "user", "content": value}, _USER_FIELDS),)
     if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
         return (value,)
     if isinstance(value, (Sequence, Iterable)):

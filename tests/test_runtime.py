@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -108,7 +109,10 @@ async def test_events_read_back_equal_to_the_events_the_machine_consumed() -> No
 
     turns = iter(
         [
-            ModelResponse(message=reply(None, call("add", a=1, b=2)), usage=Usage(input_tokens=7, output_tokens=3)),
+            ModelResponse(
+                message=reply(None, call("add", "c1", a=1, b=2), call("add", "c2", a=3, b=4)),
+                usage=Usage(input_tokens=7, output_tokens=3),
+            ),
             ModelResponse(message=reply(None, call("add", a="x", b=2))),  # a tool error result
             ModelResponse(message=reply("3")),
         ]
@@ -116,7 +120,8 @@ async def test_events_read_back_equal_to_the_events_the_machine_consumed() -> No
     result = await run(calculator(FunctionModel(lambda request: next(turns))), "x", observers=[Recorder()])
     assert result.events == tuple(live_events) and len(live_events) == 5
     assert [type(e).__name__ for e in result.events] == ["ModelReplied", "ToolsFinished"] * 2 + ["ModelReplied"]
-    assert result.events[0].usage.input_tokens == 7 and not result.events[3].results[0].ok  # type: ignore[attr-defined]
+    assert result.events[0].usage.input_tokens == 7 and len(result.events[1].results) == 2  # type: ignore[attr-defined]
+    assert not result.events[3].results[0].ok  # type: ignore[attr-defined]
     assert result.events is result.events  # rebuilt once
     failed = await run(calculator(ScriptedModel([])), "x")
     assert [type(e).__name__ for e in failed.events] == ["ModelFailed"] and failed.failure is not None
@@ -157,8 +162,10 @@ def test_run_sync_on_both_backends() -> None:
 async def test_models_argument_overrides_and_missing_model_is_a_clear_error() -> None:
     agent = calculator(None)
     with pytest.raises(FsmAgentsError, match=r"no model for agent\(s\) calc"):
-        await run(agent, "x")
-    result = await run(agent, "x", models={"calc": ScriptedModel(["fine"])})
+        run(agent, "x")  # raised by the call itself, before any coroutine exists
+    pending = run(agent, "x", models={"calc": ScriptedModel(["fine"])})
+    assert inspect.iscoroutine(pending)
+    result = await pending
     assert result.output == "fine"
 
 
