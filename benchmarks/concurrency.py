@@ -10,8 +10,10 @@ number of runs. Both frameworks get the same harness: one coroutine per run, all
 `asyncio.gather` under `asyncio.run`, every result kept and checked. fsm_agents: `fsm_agents.run`
 (its `FunctionModel` awaits `anyio.sleep`, as the issue specifies). LangGraph: a compiled
 `StateGraph(MessagesState)` with a model node, the prebuilt `ToolNode` and `tools_condition`,
-`ainvoke` (its model node awaits `asyncio.sleep`). Each measurement starts from a collected heap
-(`gc.collect()` first); the interpreter's default GC settings are left alone. In both,
+`ainvoke` (its model node awaits `asyncio.sleep`). Each measurement runs in a fresh interpreter
+with only its framework imported (a row's imports and leftover heap would otherwise be walked by
+the next row's garbage collector: LangGraph's imports alone add ≈ 66,000 tracked objects) and
+starts from a collected heap (`gc.collect()` first); default GC settings are left alone. In both,
 `add` runs inline on the event loop (`@tool(thread=False)`; an async langchain tool); `--thread`
 runs the fsm_agents tool in a worker thread instead (anyio's default limiter: 40 threads).
 Printed: wall time, steps/s, the time spent in the cyclic GC and its full collections, and
@@ -30,16 +32,13 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
-
-import fsm_agents
-from fsm_agents import AssistantMessage, FunctionModel, ToolCall, tool
-from fsm_agents.state import ModelRequest
 
 TURN_SECONDS = 0.05
 STEPS = 3  # model turns per run: two tool calls, then the answer
@@ -58,6 +57,9 @@ def add(a: int, b: int) -> int:
 
 async def fsm_agents_runs(n: int, *, thread: bool) -> float:
     """Wall time of `n` concurrent fsm_agents runs."""
+    import fsm_agents
+    from fsm_agents import AssistantMessage, FunctionModel, ToolCall, tool
+    from fsm_agents.state import ModelRequest
     calls = [
         AssistantMessage(tool_calls=(ToolCall(id="call_0", name="add", arguments=json.dumps({"a": 1, "b": 2})),)),
         AssistantMessage(tool_calls=(ToolCall(id="call_1", name="add", arguments=json.dumps({"a": 3, "b": 3})),)),
@@ -186,41 +188,71 @@ def _line(name: str, n: int, wall: float, clock: GcClock) -> str:
     )
 
 
+ROWS = ("harness only (sleeps)", "fsm_agents", "fsm_agents (thread)", "langgraph")
+
+
+def _row_coroutine(name: str, n: int) -> Any:
+    if name == "harness only (sleeps)":
+        return harness_runs(n)
+    if name.startswith("fsm_agents"):
+        return fsm_agents_runs(n, thread=name == "fsm_agents (thread)")
+    return langgraph_runs(n)
+
+
+def measure_row(name: str, n: int) -> dict[str, float]:
+    """Measure one row in this process: a short warm-up (imports, first-call caches), then `n` runs."""
+    asyncio.run(_row_coroutine(name, 10))
+    wall, clock = measure(lambda: _row_coroutine(name, n))
+    return {"wall": wall, "gc": clock.seconds, "full": clock.full}
+
+
+def measure_row_isolated(name: str, n: int) -> tuple[float, GcClock]:
+    """`measure_row` in a fresh interpreter: only that framework is imported, and no other row's
+    heap is left for its garbage collector to walk."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--row", name, "--runs", str(n)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"row {name!r} failed:\n{out.stderr}")
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    clock = GcClock()
+    clock.seconds, clock.full = data["gc"], int(data["full"])
+    return data["wall"], clock
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10_000, help="concurrent runs per framework (default 10000)")
     parser.add_argument("--thread", action="store_true", help="run the fsm_agents tool in a worker thread")
     parser.add_argument("--skip-langgraph", action="store_true", help="measure fsm_agents only")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each row reports its best round (default 3)")
+    parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: measure one row, print JSON
     args = parser.parse_args(argv)
     n = args.runs
+    if args.row:
+        print(json.dumps(measure_row(args.row, n)))
+        return 0
     rounds = max(1, args.repeat)
     sleep_ms = TURN_SECONDS * 1000
     print(f"concurrency: {n:,} concurrent runs of a {STEPS}-step agent, the model sleeps {sleep_ms:.0f} ms per turn")
     print(f"  {_versions()}; gc enabled: {gc.isenabled()}, thresholds {gc.get_threshold()}; asyncio.run + asyncio.gather")
     print(f"  zero-overhead ideal: {STEPS * TURN_SECONDS:.2f} s wall")
-    print(f"  {rounds} round(s), rows interleaved; each row reports its best round (min wall, as timeit does: on a")
-    print("  shared host, noise only ever adds time), with the median of its rounds beside it")
+    print(f"  {rounds} round(s), rows interleaved, each measurement in a fresh interpreter; each row reports its")
+    print("  best round (min wall, as timeit does: on a shared host, noise only ever adds time) and the median")
     print()
     label = "fsm_agents (thread)" if args.thread else "fsm_agents"
-    rows: dict[str, tuple[Any, list[tuple[float, GcClock]]]] = {
-        "harness only (sleeps)": (harness_runs, []),
-        label: (lambda k: fsm_agents_runs(k, thread=args.thread), []),
-    }
-    if not args.skip_langgraph:
-        rows["langgraph"] = (langgraph_runs, [])
-    for fn, _ in rows.values():  # a short warm-up (imports, first-call caches) outside timing, for every row
-        asyncio.run(fn(10))
+    names = ["harness only (sleeps)", label] + ([] if args.skip_langgraph else ["langgraph"])
+    seen: dict[str, list[tuple[float, GcClock]]] = {name: [] for name in names}
     for _ in range(rounds):
-        for fn, seen in rows.values():
-            seen.append(measure(lambda fn=fn: fn(n)))
-    best = {name: min(seen, key=lambda m: m[0]) for name, (_, seen) in rows.items()}
+        for name in names:
+            seen[name].append(measure_row_isolated(name, n))
+    best = {name: min(rounds_, key=lambda m: m[0]) for name, rounds_ in seen.items()}
     print(
         f"{'framework':<24} {'runs':>7} {'steps':>7} {'wall s':>9} {'steps/s':>12} {'× ideal':>8} {'gc s':>7} {'full':>6}"
         f" {'median s':>9}"
     )
-    for name, (_, seen) in rows.items():
-        print(f"{_line(name, n, *best[name])} {statistics.median(m[0] for m in seen):>9.2f}")
+    for name in names:
+        print(f"{_line(name, n, *best[name])} {statistics.median(m[0] for m in seen[name]):>9.2f}")
     fsm_wall = best[label][0]
     ratio = None
     if "langgraph" in best:
