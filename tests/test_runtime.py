@@ -328,6 +328,17 @@ async def test_run_agents_runs_children_concurrently_and_folds_outcomes() -> Non
     assert not isinstance(result.events[0], ModelReplied)
 
 
+async def test_runs_with_default_options_follow_a_model_replaced_between_runs() -> None:
+    """Runs with default options share their performer; it must not keep serving a model the
+    agent no longer has."""
+    agent = calculator(ScriptedModel(["first"]))
+    assert (await run(agent, "x")).output == "first"
+    agent.model = ScriptedModel(["second"])
+    assert (await run(agent, "x")).output == "second"
+    assert (await run(agent, "x", models={"calc": ScriptedModel(["override"])})).output == "override"
+    assert (await run(agent, "x")).failure is not None  # "second" is used up: the same model again
+
+
 async def test_running_something_that_is_not_a_machine_is_a_typed_error() -> None:
     from fsm_agents.errors import NotAMachine
 
