@@ -130,6 +130,7 @@ _AgentSnapshot = Snapshot[AgentData]  # subscripting a generic model per run cos
 _SNAPSHOT_FIELDS = fields_set(_AgentSnapshot)
 _AGENT_DATA_FIELDS = fields_set(AgentData)
 _NO_CONTEXT = EmptyContext()
+_MAX_INTERNED = 4096  # AgentData values one machine keeps for sharing (see AgentMachine._agent_data)
 
 
 class Agent:
@@ -301,6 +302,7 @@ class AgentMachine(Machine):
             )
             resolved[a.name] = _Resolved(a, MappingProxyType(transfers), template)
         self._resolved = resolved
+        self._interned: dict[tuple[int, int, int], AgentData] = {}
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
         self.table = compile_chart(
@@ -329,6 +331,18 @@ class AgentMachine(Machine):
         return 3 * self.max_steps
 
     # -- pure core ----------------------------------------------------------------------------
+    def _agent_data(self, turns: int, output_retries: int, handoffs: int) -> AgentData:
+        """The `AgentData` with these counts. Interned per machine (a few values per run, all
+        immutable): snapshots of concurrent runs share them instead of each holding its own."""
+        key = (turns, output_retries, handoffs)
+        data = self._interned.get(key)
+        if data is None:
+            values = {"turns": turns, "output_retries": output_retries, "handoffs": handoffs}
+            data = _made(AgentData, values, _AGENT_DATA_FIELDS)
+            if len(self._interned) < _MAX_INTERNED:
+                self._interned[key] = data
+        return data
+
     def start(self, input: Any, context: Any = None, *, run_id: str = "run") -> Step:
         """The first snapshot (PLANNING, entry agent active) and its `CallModel` effect.
 
@@ -345,7 +359,7 @@ class AgentMachine(Machine):
             "output": None,
             "failure": None,
             "context": context if context is not None else _NO_CONTEXT,
-            "data": _made(AgentData, {"turns": 1, "output_retries": 0, "handoffs": 0}, _AGENT_DATA_FIELDS),
+            "data": self._agent_data(1, 0, 0),
         }
         snapshot: Snapshot[AgentData] = _made(_AgentSnapshot, values, _SNAPSHOT_FIELDS)
         return Step(snapshot, (self._call_model_effect(snapshot),))
@@ -436,7 +450,7 @@ class AgentMachine(Machine):
                         content=f"not executed: control was handed off to {target}",
                     )
                 )
-        data = s.data.model_copy(update={"handoffs": s.data.handoffs + 1})
+        data = self._agent_data(s.data.turns, s.data.output_retries, s.data.handoffs + 1)
         return Step(s.moved(to, conversation=s.conversation.append(message, *answers), agent=target, data=data))
 
     @fused
@@ -453,7 +467,7 @@ class AgentMachine(Machine):
         message = self._attributed(s, e)
         error = self._output(s, e)[1]
         feedback = UserMessage(content=f"Your previous reply was not accepted: {error}. Reply again.")
-        data = s.data.model_copy(update={"turns": s.data.turns + 1, "output_retries": s.data.output_retries + 1})
+        data = self._agent_data(s.data.turns + 1, s.data.output_retries + 1, s.data.handoffs)
         moved = s.moved(to, conversation=s.conversation.append(message, feedback), data=data)
         return Step(moved, (self._call_model_effect(moved),))
 
@@ -518,7 +532,7 @@ class AgentMachine(Machine):
 
     @fused
     def call_model(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
-        moved = s.moved(to, data=s.data.model_copy(update={"turns": s.data.turns + 1}))
+        moved = s.moved(to, data=self._agent_data(s.data.turns + 1, s.data.output_retries, s.data.handoffs))
         return Step(moved, (self._call_model_effect(moved),))
 
 

@@ -233,3 +233,13 @@ def test_guided_tool_choice_forces_its_tool_then_asks_for_text() -> None:
     assert s2_err.effects[0].request.tool_choice == "auto"  # type: ignore[attr-defined]
     other = ToolMessage(tool_call_id="x", name="lookup", content="from an earlier agent")
     assert guided_tool_choice("add")([other]) == "add"  # another tool's result does not count
+
+
+def test_snapshots_share_equal_agent_data_and_stay_correct() -> None:
+    m = Agent("calc", "add", tools=[add], max_steps=3).machine
+    first, second = m.start("a").snapshot, m.start("b").snapshot
+    assert first.data is second.data and first.data.turns == 1
+    c = call("add", a=1, b=2)
+    s = m.step(first, replied(reply(None, c))).snapshot
+    s = m.step(s, ToolsFinished(results=(ok(c),))).snapshot
+    assert (s.data.turns, s.data.output_retries, s.data.handoffs) == (2, 0, 0) and first.data.turns == 1
