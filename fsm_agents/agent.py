@@ -302,6 +302,7 @@ class AgentMachine(Machine):
             )
             resolved[a.name] = _Resolved(a, MappingProxyType(transfers), template)
         self._resolved = resolved
+        self._hands_off = any(r.transfers for r in resolved.values())
         self._interned: dict[tuple[int, int, int], AgentData] = {}
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
@@ -379,15 +380,18 @@ class AgentMachine(Machine):
     def _reply(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
         return cast(ModelReplied, e).message
 
-    def over_budget(self, s: Snapshot[AgentData], e: Event) -> bool:
-        return bool(self._reply(s, e).tool_calls) and s.data.turns >= self.max_steps
+    # (guards on `model_replied` take the event as a ModelReplied: the chart sends no other)
+    def over_budget(self, s: Snapshot[AgentData], e: ModelReplied) -> bool:
+        return bool(e.message.tool_calls) and s.data.turns >= self.max_steps
 
-    def asks_handoff(self, s: Snapshot[Any], e: Event) -> bool:
+    def asks_handoff(self, s: Snapshot[Any], e: ModelReplied) -> bool:
+        if not self._hands_off:
+            return False
         transfers = self._resolved[cast(str, s.agent)].transfers
-        return bool(transfers) and any(c.name in transfers for c in self._reply(s, e).tool_calls)
+        return bool(transfers) and any(c.name in transfers for c in e.message.tool_calls)
 
-    def asks_tools(self, s: Snapshot[Any], e: Event) -> bool:
-        return bool(self._reply(s, e).tool_calls)
+    def asks_tools(self, s: Snapshot[Any], e: ModelReplied) -> bool:
+        return bool(e.message.tool_calls)
 
     def _output(self, s: Snapshot[Any], e: Event) -> tuple[Any, str | None]:
         agent = self._resolved[cast(str, s.agent)].agent
@@ -502,31 +506,28 @@ class AgentMachine(Machine):
         return Step(s.moved(to, conversation=s.conversation.append(*answers), pending=(), failure=failure))
 
     @fused
-    def observe(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
-        by_id = {r.call_id: r for r in cast(ToolsFinished, e).results}
+    def observe(self, s: Snapshot[Any], e: ToolsFinished, to: Phase) -> Step:
+        reported = e.results
+        pending = s.pending
         limit = self._resolved[cast(str, s.agent)].agent.max_tool_output_chars
+        # usually the results come in call order, one per call: then the event's tuple is kept
+        same = len(reported) == len(pending)
+        by_id: dict[str, ToolResult] | None = None
         results: list[ToolResult] = []
         answers: list[Message] = []
-        for call in s.pending:
-            r = by_id.get(call.id)
-            if r is None:
-                r = ToolResult(call_id=call.id, name=call.name, ok=False, error="no result was reported for this call")
+        for i, call in enumerate(pending):
+            r = reported[i] if same else None
+            if r is None or r.call_id != call.id:
+                same = False
+                if by_id is None:
+                    by_id = {r.call_id: r for r in reported}
+                r = by_id.get(call.id)
+                if r is None:
+                    r = ToolResult(call_id=call.id, name=call.name, ok=False, error="no result was reported for this call")
             results.append(r)
-            answers.append(
-                _made(
-                    ToolMessage,
-                    {
-                        "role": "tool",
-                        "tool_call_id": call.id,
-                        "name": call.name,
-                        "content": truncate(r.text, limit),
-                        "is_error": not r.ok,
-                    },
-                    _TOOL_MESSAGE_FIELDS,
-                )
-            )
-        reported = cast(ToolsFinished, e).results
-        same = len(reported) == len(results) and all(a is b for a, b in zip(reported, results, strict=False))
+            content = truncate(r.text, limit)
+            values = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content, "is_error": not r.ok}
+            answers.append(_made(ToolMessage, values, _TOOL_MESSAGE_FIELDS))
         conversation = s.conversation.append(*answers)
         return Step(s.moved(to, conversation=conversation, pending=(), results=reported if same else tuple(results)))
 

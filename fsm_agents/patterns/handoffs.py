@@ -18,10 +18,10 @@ from statemachine import State
 
 from fsm_agents.agent import Agent, AgentChart, AgentData, AgentMachine
 from fsm_agents.errors import InvalidDefinition
-from fsm_agents.events import Event, Step
-from fsm_agents.machine import Machine, compile_chart
+from fsm_agents.events import Event, ModelReplied, Step
+from fsm_agents.machine import Machine, compile_chart, fused
 from fsm_agents.patterns._base import ChartClass, chart_class
-from fsm_agents.state import Failure, Snapshot, ToolMessage
+from fsm_agents.state import Failure, Phase, Snapshot, ToolMessage
 
 __all__ = ["Handoffs", "HandoffsChart"]
 
@@ -129,10 +129,11 @@ class Handoffs(AgentMachine):
         """This pattern (so `run(pattern, ...)` and `check_machine(pattern)` accept it)."""
         return self
 
-    def handoff_limit(self, s: Snapshot[AgentData], e: Event) -> bool:
+    def handoff_limit(self, s: Snapshot[AgentData], e: ModelReplied) -> bool:
         return s.data.handoffs >= self.max_handoffs and self.asks_handoff(s, e)
 
-    def fail_handoff_loop(self, s: Snapshot[AgentData], e: Event) -> Step:
+    @fused
+    def fail_handoff_loop(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         note = f"not executed: the handoff budget of {self.max_handoffs} transfers is exhausted"
         answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in message.tool_calls]
@@ -143,7 +144,7 @@ class Handoffs(AgentMachine):
             f"(max_handoffs={self.max_handoffs})",
             detail=path,
         )
-        return Step(s.evolve(conversation=s.conversation.append(message, *answers), failure=failure, pending=()))
+        return Step(s.moved(to, conversation=s.conversation.append(message, *answers), failure=failure, pending=()))
 
     def __repr__(self) -> str:
         return f"Handoffs({self.name!r}, agents={list(self.members)}, max_handoffs={self.max_handoffs})"
