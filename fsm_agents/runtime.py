@@ -13,6 +13,7 @@ the model calls, tools and child runs it started.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import weakref
@@ -666,7 +667,7 @@ def run(
     - `models`: models by agent name, overriding each `Agent.model`;
     - `tools`: tools by name (or a list) replacing the agents' tools of the same name;
     - `limits`: `Limits`; `observers`: `Observer`s; `context`: the user's frozen model;
-    - `run_id`: the conversation id (default: 128 random bits as 32 hex digits), prefix of every effect key;
+    - `run_id`: the conversation id (default: a new 32-hex-digit id, see `_new_run_id`), prefix of every effect key;
     - `store`: a `fsm_agents.store.Store` to persist the run to as it goes, under
       `conversation_id` (default: `run_id`); continue it after a crash with `resume`. Children of
       a `RunAgents` effect persist under `<conversation id>/<task id>`.
@@ -686,10 +687,29 @@ def run(
         performer = _shared_performer(m, collected)
     else:
         performer = _Performer(collected, _tool_map(tools), limits or _NO_LIMITS, tuple(observers), store)
-    run_id = run_id or conversation_id or os.urandom(16).hex()
+    run_id = run_id or conversation_id or _new_run_id()
     if store is not None:
         return performer.run_logged(m, input, run_id, context, conversation_id or run_id, resume_ok=False)
     return performer.run(m, input, run_id, context)
+
+
+# run ids: 64 random bits per process (drawn again in a forked child), then a counter; a system
+# call per run (os.urandom, uuid4) costs microseconds on a virtual machine
+_RUN_ID_PREFIX = os.urandom(8).hex()
+_RUN_IDS = itertools.count()
+
+
+def _reseed_run_ids() -> None:
+    global _RUN_ID_PREFIX
+    _RUN_ID_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_reseed_run_ids)
+
+
+def _new_run_id() -> str:
+    """A run id unique across processes: 32 hex digits, a per-process random prefix and a counter."""
+    return f"{_RUN_ID_PREFIX}{next(_RUN_IDS):016x}"
 
 
 def _shared_performer(machine: Machine, models: dict[str, Model]) -> _Performer:

@@ -360,3 +360,23 @@ async def test_tools_run_for_a_machine_that_cannot_be_hashed() -> None:
         hash(machine)
     result = await run(machine, "2+3?")
     assert result.ok and result.snapshot.results[0].content == "5"
+
+
+def test_default_run_ids_are_distinct_hex_and_a_forked_child_draws_its_own_prefix() -> None:
+    import os
+    import re
+
+    from fsm_agents.runtime import _new_run_id
+
+    ids = [run_sync(calculator(ScriptedModel(["ok"])), "x").run_id for _ in range(3)] + [_new_run_id()]
+    assert len(set(ids)) == 4 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, _new_run_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert re.fullmatch(r"[0-9a-f]{32}", child) and child[:16] != ids[-1][:16]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fsm_agents.models.base import ModelResponse, ScriptExhausted
-from fsm_agents.state import AssistantMessage, ModelRequest, ToolCall, Usage
+from fsm_agents.state import AssistantMessage, ModelRequest, ToolCall, Usage, _made, fields_set
 
 __all__ = ["FunctionModel", "ScriptedModel", "call", "reply"]
 
@@ -33,10 +33,11 @@ def _as_response(item: Reply) -> ModelResponse:
         return item
     if isinstance(item, str):
         item = AssistantMessage(content=item)
-    return ModelResponse.model_construct(message=item, usage=_NO_USAGE, model="scripted", finish_reason=None)
+    return _made(ModelResponse, {"message": item, "usage": _NO_USAGE, "model": "scripted", "finish_reason": None}, _FIELDS)
 
 
 _NO_USAGE = Usage()
+_FIELDS = fields_set(ModelResponse)
 
 
 class ScriptedModel:
