@@ -266,9 +266,11 @@ class Machine:
         if candidates is None or event.name in table.internal:
             raise InvalidTransition(snapshot.machine, snapshot.phase, event.name, table.accepts(snapshot.phase))
         result = self._take(snapshot, event, candidates)
+        auto = table.auto
+        if result[0].phase not in auto:
+            return result
         taken = result.transitions
         effects = result.effects
-        auto = table.auto
         while result.snapshot.phase in auto:
             ev_name = auto[result.snapshot.phase]
             internal_event = self.internal_events[ev_name]
