@@ -212,6 +212,9 @@ def compile_chart(
     )
 
 
+_tuple_new = tuple.__new__
+
+
 class Machine:
     """Base of every machine (an agent or a pattern): a name, a compiled table, pure `step`.
 
@@ -285,12 +288,13 @@ class Machine:
                 if g.fn(snapshot, event) is g.negate:
                     break
             else:
-                record = (Taken(tr.source, tr.event, tr.target, snapshot.step + 1, tr.index),)
+                # named tuples built with tuple.__new__: their generated __new__ is a Python frame
+                record = (_tuple_new(Taken, (tr.source, tr.event, tr.target, snapshot.step + 1, tr.index)),)
                 action: Any = tr.action
                 if action is None:
-                    return Step(snapshot.moved(tr.target), (), record)
+                    return _tuple_new(Step, (snapshot.moved(tr.target), (), record))
                 out = action(snapshot, event, tr.target) if tr.fused else action(snapshot.moved(tr.target), event)
-                return Step(out[0], out[1], record + out[2] if out[2] else record)
+                return _tuple_new(Step, (out[0], out[1], record + out[2] if out[2] else record))
         raise InvalidTransition(
             snapshot.machine, snapshot.phase, event.name, self.table.accepts(snapshot.phase), no_guard=True
         )
