@@ -1,7 +1,7 @@
 """Many concurrent runs on one event loop: fsm_agents vs LangGraph.
 
-    .venv/bin/python benchmarks/concurrency.py               # 10,000 runs of each (LangGraph: ≈2 min)
-    .venv/bin/python benchmarks/concurrency.py --runs 500    # a quick check
+    .venv/bin/python benchmarks/concurrency.py                         # 10,000 runs of each, 3 rounds (≈5 min)
+    .venv/bin/python benchmarks/concurrency.py --runs 500 --repeat 1   # a quick check
 
 Each run is a 3-step agent: the model (a `FunctionModel`) sleeps 50 ms per turn, as a remote model
 would, and replies with a call to `add` twice, then with a text answer; a step is a model turn, so
