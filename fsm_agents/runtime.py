@@ -230,11 +230,14 @@ _MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
 def _packed(event: Event) -> Any:
     """How a live run keeps `event` (see `RunResult`): fewer objects per event, as each one a run
     holds costs time in every full GC collection while it runs and memory after."""
-    if type(event) is ModelReplied and not event.usage:
+    # only exact types are packed, so `_unpacked` can tell them apart from events
+    if type(event) is ModelReplied and not event.usage and type(event.message) is AssistantMessage:
         return event.message
-    if type(event) is ToolsFinished:
+    if type(event) is ToolsFinished and type(event.results) is tuple:
         results = event.results
-        return results[0] if len(results) == 1 else results
+        if len(results) == 1 and type(results[0]) is ToolResult:
+            return results[0]
+        return results
     return event
 
 

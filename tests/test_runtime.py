@@ -126,6 +126,12 @@ async def test_events_read_back_equal_to_the_events_the_machine_consumed() -> No
     failed = await run(calculator(ScriptedModel([])), "x")
     assert [type(e).__name__ for e in failed.events] == ["ModelFailed"] and failed.failure is not None
 
+    class Tagged(AssistantMessage):  # a user's message subclass is kept as it is, not packed
+        tag: str = "t"
+
+    tagged = await run(calculator(ScriptedModel([ModelResponse(message=Tagged(content="hi"))])), "x")
+    assert type(tagged.events[0]).__name__ == "ModelReplied" and type(tagged.events[0].message) is Tagged  # type: ignore[attr-defined]
+
 
 async def test_a_machine_whose_step_is_not_pure_is_reported_when_its_effects_are_read() -> None:
     calls = 0
