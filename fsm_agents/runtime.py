@@ -670,7 +670,8 @@ def run(
     - `models`: models by agent name, overriding each `Agent.model`;
     - `tools`: tools by name (or a list) replacing the agents' tools of the same name;
     - `limits`: `Limits`; `observers`: `Observer`s; `context`: the user's frozen model;
-    - `run_id`: the conversation id (default: a new 32-hex-digit id, see `_new_run_id`), prefix of every effect key;
+    - `run_id`: the conversation id, prefix of every effect key (default: a new id of 32 hex digits, a
+      random prefix drawn once per process and a counter: unique without a system call per run);
     - `store`: a `fsm_agents.store.Store` to persist the run to as it goes, under
       `conversation_id` (default: `run_id`); continue it after a crash with `resume`. Children of
       a `RunAgents` effect persist under `<conversation id>/<task id>`.
