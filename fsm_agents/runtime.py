@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -214,14 +213,23 @@ class RunResult:
         return self.snapshot.failure
 
 
-# ToolExecutors by machine (weakly: a machine that is gone takes its executors with it), then by
-# (agent, tool timeout, max concurrency)
-_SHARED_EXECUTORS: weakref.WeakKeyDictionary[Machine, dict[tuple[str, float | None, int | None], ToolExecutor]] = (
-    weakref.WeakKeyDictionary()
-)
 _NO_LIMITS = Limits()
-# performers of runs with default options, by machine (see `_shared_performer`)
-_SHARED_PERFORMERS: weakref.WeakKeyDictionary[Machine, _Performer] = weakref.WeakKeyDictionary()
+_CACHE_ATTR = "_fsm_agents_runtime_cache"
+
+
+def _machine_cache(machine: Machine) -> dict[Any, Any]:
+    """The runtime's cache of stateless helpers for `machine` (the performer runs with default
+    options share, its tool executors), kept on the machine itself (`Machine` instances have a
+    `__dict__`): it goes when the machine goes, even when a cached value refers back to the
+    machine, which a module-level weak-keyed cache would keep alive forever. A copy of a machine
+    does not inherit its original's cache."""
+    attrs = machine.__dict__
+    cache: dict[Any, Any] | None = attrs.get(_CACHE_ATTR)
+    if cache is None or cache.get("owner") != id(machine):
+        cache = attrs[_CACHE_ATTR] = {"owner": id(machine)}
+    return cache
+
+
 _NO_USAGE = Usage()
 _TOOLS_FINISHED_FIELDS = fields_set(ToolsFinished)
 _MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
@@ -280,32 +288,28 @@ class _Performer:
         self.tool_overrides = tools
         self.limits = limits
         self.observers = observers
-        self._executors: dict[tuple[Machine, str], ToolExecutor] | None = None  # made on first use
+        self._executors: dict[tuple[int, str], ToolExecutor] | None = None  # made on first use
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
         tools: Mapping[str, Tool] = machine.tools_for(agent)
         limits = self.limits
         if not (self.tool_overrides and self.tool_overrides.keys() & tools.keys()):
             # executors are stateless: runs of the same machine with the same limits share one
-            try:
-                shared = _SHARED_EXECUTORS.get(machine)
-                if shared is None:
-                    shared = _SHARED_EXECUTORS[machine] = {}
-            except TypeError:  # a machine that is not hashable or weak-referenceable: no sharing
-                shared = {}
-            key = (agent, limits.tool_timeout, limits.max_concurrency)
+            shared = _machine_cache(machine)
+            key = ("executor", agent, limits.tool_timeout, limits.max_concurrency)
             ex = shared.get(key)
             if ex is None:
-                ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
-                shared[key] = ex
+                ex = shared[key] = ToolExecutor(
+                    tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency
+                )
             return ex
         if self._executors is None:
             self._executors = {}
-        ex = self._executors.get((machine, agent))
+        ex = self._executors.get((id(machine), agent))  # by id: a machine need not be hashable
         if ex is None:
             tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
             ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
-            self._executors[(machine, agent)] = ex
+            self._executors[(id(machine), agent)] = ex
         return ex
 
     async def perform(self, machine: Machine, effect: Effect, run_id: str, children: dict[str, RunResult]) -> Event:
@@ -720,15 +724,13 @@ def _shared_performer(machine: Machine, models: dict[str, Model]) -> _Performer:
     """The performer runs of `machine` with default options share, while its models stay the
     same objects: it holds no per-run state, and one object fewer per live run is time saved in
     every full GC collection."""
-    try:
-        shared = _SHARED_PERFORMERS.get(machine)
-    except TypeError:  # a machine that is not hashable or weak-referenceable: no sharing
-        return _Performer(models, {}, _NO_LIMITS, (), None)
+    cache = _machine_cache(machine)
+    shared: _Performer | None = cache.get("performer")
     if shared is not None:
         known = shared.models
         if len(known) == len(models) and all(known.get(name) is model for name, model in models.items()):
             return shared
-    shared = _SHARED_PERFORMERS[machine] = _Performer(models, {}, _NO_LIMITS, (), None)
+    shared = cache["performer"] = _Performer(models, {}, _NO_LIMITS, (), None)
     return shared
 
 

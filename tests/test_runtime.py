@@ -367,6 +367,16 @@ async def test_tools_run_for_a_machine_that_cannot_be_hashed() -> None:
     result = await run(machine, "2+3?")
     assert result.ok and result.snapshot.results[0].content == "5"
 
+    @tool(name="add")
+    def add_ten(a: int, b: int) -> int:
+        """Add, plus ten."""
+        return a + b + 10
+
+    overridden = await run(
+        machine, "2+3?", models={"calc": ScriptedModel([reply(None, call("add", a=2, b=3)), "15"])}, tools=[add_ten]
+    )
+    assert overridden.ok and overridden.snapshot.results[0].content == "15"
+
 
 def test_default_run_ids_are_distinct_hex_and_a_forked_child_draws_its_own_prefix() -> None:
     import os
@@ -386,3 +396,23 @@ def test_default_run_ids_are_distinct_hex_and_a_forked_child_draws_its_own_prefi
     os.waitpid(pid, 0)
     os.close(read)
     assert re.fullmatch(r"[0-9a-f]{32}", child) and child[:16] != ids[-1][:16]
+
+
+def test_a_machine_whose_model_refers_back_to_it_is_freed_after_its_runs() -> None:
+    """The runtime's shared performer and executors live on the machine, so a model that keeps a
+    reference to its agent (and so to the machine) does not keep the machine alive."""
+    import gc
+    import weakref
+
+    class Remembering(ScriptedModel):
+        agent: Agent | None = None
+
+    model = Remembering(["ok", "ok"])
+    agent = calculator(model)
+    model.agent = agent
+    assert run_sync(agent, "x").ok
+    assert run_sync(agent, "x", limits=Limits(tool_timeout=5.0)).ok
+    machine = weakref.ref(agent.machine)
+    del agent, model
+    gc.collect()
+    assert machine() is None
