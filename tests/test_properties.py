@@ -68,7 +68,8 @@ def test_invariant_4_every_tool_call_has_one_result_before_the_next_model_call()
 
 
 def test_invariant_5_step_increases_and_runs_end_within_the_budget() -> None:
-    """Invariant 5 (`progress`): `snapshot.step` strictly increases and no run exceeds
+    """Invariant 5 (`progress`): `snapshot.step` advances by exactly one per transition taken
+    (so it strictly increases), each `Taken` record carries its step, and no run exceeds
     `max_transitions()` (3 × max_steps) without reaching DONE or FAILED."""
     check("progress", 5)
 
@@ -134,6 +135,15 @@ class ForgetsAResult(AgentMachine):
 class NoBudgetGuard(AgentMachine):
     def over_budget(self, s: Snapshot[AgentData], e: Event) -> bool:
         return False
+
+
+class SkipsAStep(AgentMachine):
+    """Its answer transition counts two steps: the run still ends within the bound."""
+
+    @fused
+    def finish(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        step = super().finish(s, e, to)
+        return Step(step.snapshot.evolve(step=step.snapshot.step + 1))
 
 
 class RandomGuard(AgentMachine):
@@ -203,6 +213,7 @@ class StartReadsHiddenState(AgentMachine):
     [
         (ForgetsAResult, {"tool_results"}, 4),
         (NoBudgetGuard, {"progress"}, 12),
+        (SkipsAStep, {"progress"}, 2),
         (RandomGuard, {"pure"}, 3),
         (RewritesHistory, {"append_only"}, 2),
         (ModelCallWhileExecuting, {"tool_results", "effects"}, 2),

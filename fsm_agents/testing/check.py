@@ -10,8 +10,10 @@ run reaches a final phase (or `max_steps`), checking after every step:
 2. `pure`         — `step` is deterministic and does not alter its input snapshot;
 3. `append_only`  — each snapshot's conversation is a prefix of the next one's;
 4. `tool_results` — every tool call has exactly one result before the next model call;
-5. `progress`     — `snapshot.step` strictly increases and a run ends within the machine's
-                    `max_transitions()` bound;
+5. `progress`     — `snapshot.step` counts transitions: each call to `step` advances it by
+                    exactly the number of transitions it reports (so it strictly increases),
+                    each reported transition carries its own step number, and a run ends
+                    within the machine's `max_transitions()` bound;
 6. `effects`      — effects match phases (`CallModel` only in PLANNING, `RunTools` /
                     `RunAgents` only in EXECUTING, none in a final phase, ≥ 1 elsewhere);
 7. `replay`       — folding the run's events over `start` gives the same final snapshot;
@@ -161,8 +163,14 @@ def _inv_tool_results(ctx: _Ctx) -> None:
 
 
 def _inv_progress(ctx: _Ctx) -> None:
-    after = ctx.after.snapshot
-    assert after.step > ctx.before.step, f"step did not increase ({ctx.before.step} -> {after.step})"
+    before, after = ctx.before.step, ctx.after.snapshot
+    taken = ctx.after.transitions
+    # `declared` already requires at least one transition, so this also means: step increases
+    assert after.step == before + len(taken), (
+        f"step went {before} -> {after.step} over {len(taken)} transition(s): each transition advances it by one"
+    )
+    for i, t in enumerate(taken, 1):
+        assert t.step == before + i, f"transition {t} is numbered {t.step}, expected step {before + i}"
     bound = ctx.machine.max_transitions()
     if bound is not None:
         assert after.step <= bound, f"{after.step} transitions exceed the machine's bound of {bound}"
