@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 from store_helpers import fresh_database
 
 from fsm_agents import Agent, ConcurrencyConflict, FunctionModel, ScriptedModel, tool
@@ -461,3 +462,79 @@ async def test_a_fan_in_does_not_store_the_history_its_children_were_given_again
         decode_event(fan_ins[0].data["event"])
     assert decode_event(fan_ins[0].data["event"], conversations=False).outcomes[0].conversation is None  # type: ignore[attr-defined]
     assert [e.content for e in history(store, "p") if e.type == "message.output"][-1] == "B says"
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    score: int
+    note: str = ""
+
+
+def _judges() -> Any:
+    """A pipeline whose output is a tuple of pydantic models, each a child agent's `output_type`."""
+    from fsm_agents.patterns import Parallel, Sequential
+
+    judges = Parallel(
+        "judges",
+        [
+            Agent("j1", "judge", model=ScriptedModel(['{"score": 3}']), output_type=Verdict),
+            Agent("j2", "judge", model=ScriptedModel(['{"score": 5, "note": "fine"}']), output_type=Verdict),
+        ],
+    )
+    return Sequential("review", [Agent("writer", "write", model=ScriptedModel(["a draft"])), judges])
+
+
+@pytest.mark.anyio
+async def test_typed_child_outputs_load_back_as_the_values_the_run_folded_in(anyio_backend: str) -> None:
+    """A child's output (its `output_type` model; a fan-in's tuple of them) is rebuilt from the log
+    as the same value: before, it came back as plain JSON (dicts in a list), so the replayed
+    snapshot differed from the live one and could not even be hashed."""
+    store = MemoryStore()
+    pipe = _judges()
+    done = await run(pipe, "review this", store=store, conversation_id="r")
+    assert done.output == (Verdict(score=3), Verdict(score=5, note="fine"))
+    shapes = [
+        o.get("output_shape")
+        for r in store.load("r")
+        if r.kind == "event" and r.data["event"]["type"] == "AgentsFinished"
+        for o in r.data["event"]["outcomes"]
+    ]
+    assert {"tuple": [{"model": f"{__name__}:Verdict"}] * 2} in shapes
+    replayed = replay(store, "r", pipe)
+    assert replayed.verified
+    resumed = await resume("r", pipe, store=store)
+    assert resumed.snapshot == done.snapshot and type(resumed.output) is tuple
+    assert all(type(v) is Verdict for v in resumed.output)
+    hash(resumed.snapshot)
+    listed = [e.content for e in history(store, "r") if e.type == "message.output"]
+    assert '[{"score": 3, "note": ""}, {"score": 5, "note": "fine"}]' in listed  # listed as JSON, as before
+
+
+def test_an_output_shape_names_a_loaded_class_or_the_error_says_what_to_import() -> None:
+    """Decoding rebuilds models and tuples from `output_shape`; an unknown class is a
+    `CorruptStore` naming it (nothing is imported from a name in the log), a class whose fields
+    changed since the run a `ReplayMismatch`, and a malformed shape a `CorruptStore`."""
+    from fsm_agents.events import AgentOutcome, AgentsFinished
+
+    event = AgentsFinished(
+        outcomes=(
+            AgentOutcome(task_id="t", machine="m", phase=Phase.DONE, output=(Verdict(score=1), "text", frozenset({2}))),
+        )
+    )
+    data = encode_event(event)
+    assert decode_event(json.loads(json.dumps(data))) == event
+
+    def with_shape(output: Any, shape: Any) -> dict[str, Any]:
+        outcome = {**data["outcomes"][0], "output": output, "output_shape": shape}
+        return {**data, "outcomes": [outcome]}
+
+    with pytest.raises(CorruptStore, match="not_a_module:Gone, which is not loaded"):
+        decode_event(with_shape({"score": 1}, {"model": "not_a_module:Gone"}))
+    with pytest.raises(ReplayMismatch, match="no longer validates"):
+        decode_event(with_shape({"points": 1}, {"model": f"{__name__}:Verdict"}))
+    for output, shape in [([1], {"tuple": [None, None]}), ({"a": 1}, {"tuple": []}), (1, {"list": []}), (1, "model")]:
+        with pytest.raises(CorruptStore, match="output"):
+            decode_event(with_shape(output, shape))
+    # a log written before output shapes (format version 2) still loads, with plain JSON outputs
+    old = {**data, "outcomes": [{k: v for k, v in data["outcomes"][0].items() if k != "output_shape"}]}
+    assert decode_event(old).outcomes[0].output == [{"score": 1, "note": ""}, "text", [2]]  # type: ignore[attr-defined]

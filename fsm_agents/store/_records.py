@@ -1,8 +1,8 @@
 """Records of the event log, their JSON encoding, the event registry, and integrity checks.
 
 A conversation's log is a sequence of `Record`s numbered `seq = 0, 1, 2, ...` with no gaps. Kinds
-(`Record.kind`) and the JSON object each carries in `Record.data` (format version 2; version 1
-logs, without `input_prefix`, load unchanged):
+(`Record.kind`) and the JSON object each carries in `Record.data` (format version 3; version 1
+and 2 logs, without `input_prefix` or `output_shape`, load unchanged):
 
 - `"start"`   `{"machine": name, "run_id": str, "input": Input, "continues": bool, "context": JSON | null}`
               — a run (a *segment* of the conversation) begins; `continues=True` means its input is
@@ -14,7 +14,9 @@ logs, without `input_prefix`, load unchanged):
 - `"event"`   `{"event": {"type": Event class name, ...fields}, "phase": Phase, "step": int}` — one
               external event fed to `step`, with the phase and step it reached (since format
               version 2, an `AgentsFinished` outcome's conversation may leave out the messages of
-              its task's input: `{"id", "messages", "input_prefix": n}`, see `encode_event`);
+              its task's input: `{"id", "messages", "input_prefix": n}`, see `encode_event`; since
+              version 3, an outcome whose output JSON would not load back as the same value carries
+              `"output_shape"`, see `output_shape`);
 - `"finished"` `{"key": idempotency key}` — the effect's event is in the log (same append);
 - `"end"`     `{"phase": Phase, "step": int, "digest": sha256 hex of the final snapshot's JSON}`.
 
@@ -64,11 +66,12 @@ __all__ = [
     "decode_input",
     "encode_event",
     "encode_input",
+    "output_shape",
     "snapshot_digest",
     "verify",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The record format this code writes; loading a record with a higher version raises
 `UnsupportedFormatVersion`."""
 
@@ -182,6 +185,9 @@ def verify(conversation_id: str, rows: Sequence[tuple[int, str, int, float, str,
 def encode_event(event: Event, effect: Effect | None = None) -> dict[str, Any]:
     """`{"type": class name, **event.model_dump(mode="json")}` (the `fsm_agents.codec` format).
 
+    An `AgentsFinished` outcome whose `output` would not load back from its JSON as the same
+    value (a pydantic model, a tuple) also carries `"output_shape"` (see `output_shape`).
+
     With the `RunAgents` effect an `AgentsFinished` answered, each outcome's `conversation` is
     stored without the messages of its task's input (a child's conversation starts with them,
     and for agents run on the parent's history they are that whole history: storing them again
@@ -189,14 +195,20 @@ def encode_event(event: Event, effect: Effect | None = None) -> dict[str, Any]:
     `"input_prefix": n`, the number of messages left out; `decode_event` needs the same effect
     to restore them.
     """
-    if not (isinstance(event, AgentsFinished) and isinstance(effect, RunAgents)):
+    if not isinstance(event, AgentsFinished):
         return codec.dump(event)
+    if not isinstance(effect, RunAgents):
+        data = codec.dump(event)
+        for outcome, dumped in zip(event.outcomes, data["outcomes"], strict=True):
+            _add_shape(outcome, dumped)
+        return data
     data = {
         "type": type(event).__name__,
         **event.model_dump(mode="json", exclude={"outcomes": {"__all__": {"conversation"}}}),
     }
     inputs = {t.task_id: t.input for t in effect.tasks}
     for outcome, dumped in zip(event.outcomes, data["outcomes"], strict=True):
+        _add_shape(outcome, dumped)
         conversation = outcome.conversation
         if conversation is None:
             dumped["conversation"] = None
@@ -238,10 +250,95 @@ def decode_event(data: Mapping[str, Any], effect: Effect | None = None, *, conve
         isinstance(o, dict) and "input_prefix" in (o.get("conversation") or {}) for o in outcomes
     ):
         data = {**data, "outcomes": [_restore(o, effect, conversations) for o in outcomes]}
+    if isinstance(outcomes, list) and any(isinstance(o, dict) and "output_shape" in o for o in outcomes):
+        data = {**data, "outcomes": [_reshape(o) for o in data["outcomes"]]}
     try:
         return codec.load_event(dict(data))
     except codec.CodecError as exc:
         raise CorruptStore(f"the log holds an event that cannot be loaded: {exc}") from None
+
+
+# -- outcome outputs ------------------------------------------------------------------------------
+
+
+def output_shape(value: Any) -> Any:
+    """What `value`'s JSON (`to_jsonable_python`) loses, so it can be rebuilt: `None` when the
+    JSON loads back as an equal value (text, numbers, booleans, null), else
+    `{"model": "module:QualifiedName"}` for a pydantic model (rebuilt by the class's own
+    validation, so its typed fields come back typed), and `{"tuple": [shape, ...]}` or
+    `{"frozenset": [shape, ...]}` (one shape per item, in the order the items are dumped). A value
+    of any other type (a dataclass, a datetime) is stored as its JSON and loads back as that JSON.
+
+    Why: an agent's output is its `output_type` (a frozen pydantic model) and a fan-in's output
+    a tuple of outputs, so a child's outcome must load back from the log as the value the live
+    run folded in, else the snapshot a replay rebuilds differs from the live one.
+    """
+    if isinstance(value, BaseModel):
+        return {"model": f"{type(value).__module__}:{type(value).__qualname__}"}
+    if isinstance(value, tuple):
+        return {"tuple": [output_shape(v) for v in value]}
+    if isinstance(value, frozenset):
+        return {"frozenset": [output_shape(v) for v in value]}
+    return None
+
+
+def _add_shape(outcome: Any, dumped: dict[str, Any]) -> None:
+    shape = output_shape(outcome.output)
+    if shape is not None:
+        dumped["output_shape"] = shape
+
+
+def _model_class(name: str) -> type[BaseModel]:
+    """The loaded pydantic model class named `module:QualifiedName`, found among every loaded
+    subclass of `BaseModel` (as event classes are: its module must be imported before the log is
+    loaded; nothing is imported from a name in the log). When one class statement ran more than
+    once (e.g. in a function called twice), the newest class wins. Raises `CorruptStore`."""
+    found: type[BaseModel] | None = None
+    pending: list[type[BaseModel]] = [BaseModel]
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():  # in creation order
+            if sub in seen:
+                continue
+            seen.add(sub)
+            pending.append(sub)
+            if f"{sub.__module__}:{sub.__qualname__}" == name:
+                found = sub  # the same statement's later class comes later in its base's list
+    if found is None:
+        raise CorruptStore(f"the log holds an output of type {name}, which is not loaded: import its module first")
+    return found
+
+
+def _rebuilt(value: Any, shape: Any) -> Any:
+    if shape is None:
+        return value
+    if not isinstance(shape, dict) or len(shape) != 1:
+        raise CorruptStore(f"an outcome's output_shape is malformed: {str(shape)[:200]}")
+    ((kind, spec),) = shape.items()
+    if kind == "model":
+        cls = _model_class(str(spec))
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise ReplayMismatch(
+                f"a stored output no longer validates as {spec} (the class changed since the run): {exc}"
+            ) from None
+    if kind in ("tuple", "frozenset"):
+        if not isinstance(value, list) or not isinstance(spec, list) or len(spec) != len(value):
+            raise CorruptStore(f"an outcome's output does not match its output_shape {kind}: {str(value)[:200]}")
+        items = [_rebuilt(v, s) for v, s in zip(value, spec, strict=True)]
+        return tuple(items) if kind == "tuple" else frozenset(items)
+    raise CorruptStore(f"an outcome's output_shape has an unknown kind {kind!r}")
+
+
+def _reshape(outcome: Any) -> Any:
+    if not isinstance(outcome, dict) or "output_shape" not in outcome:
+        return outcome
+    rest = dict(outcome)
+    shape = rest.pop("output_shape")
+    rest["output"] = _rebuilt(rest.get("output"), shape)
+    return rest
 
 
 def _restore(outcome: Any, effect: Effect | None, conversations: bool) -> Any:

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from fsm_agents.agent import TRANSFER_PREFIX
 from fsm_agents.events import AgentsFinished, ModelReplied, ToolsFinished
 from fsm_agents.machine import Machine
@@ -142,7 +144,11 @@ def _entries(records: Sequence[Record]) -> list[HistoryEntry]:
                 pending.clear()
             elif isinstance(event, AgentsFinished):
                 for o in event.outcomes:
-                    text = o.output if isinstance(o.output, str) or o.output is None else json.dumps(o.output, default=str)
+                    text = (
+                        o.output
+                        if isinstance(o.output, str) or o.output is None
+                        else json.dumps(to_jsonable_python(o.output, fallback=str))
+                    )
                     out.append(HistoryEntry(r.seq, "message.output", "assistant", _short(o.machine), text, r.created_at))
     return out
 
