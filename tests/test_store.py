@@ -533,8 +533,62 @@ def test_an_output_shape_names_a_loaded_class_or_the_error_says_what_to_import()
     with pytest.raises(ReplayMismatch, match="no longer validates"):
         decode_event(with_shape({"points": 1}, {"model": f"{__name__}:Verdict"}))
     for output, shape in [([1], {"tuple": [None, None]}), ({"a": 1}, {"tuple": []}), (1, {"list": []}), (1, "model")]:
-        with pytest.raises(CorruptStore, match="output"):
+        with pytest.raises(CorruptStore, match="shape"):
             decode_event(with_shape(output, shape))
     # a log written before output shapes (format version 2) still loads, with plain JSON outputs
     old = {**data, "outcomes": [{k: v for k, v in data["outcomes"][0].items() if k != "output_shape"}]}
     assert decode_event(old).outcomes[0].output == [{"score": 1, "note": ""}, "text", [2]]  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_pattern_inputs_that_are_models_load_back_so_persisted_runs_resume(anyio_backend: str) -> None:
+    """A pattern's input that is a pydantic model (`RecursiveTask` for a subtask run, `EventInput`
+    for an emitted event) loads back from its start record as that model. Before, it came back
+    as a dict: every subtask log failed to fold with a bare ValidationError, and a bus's log
+    started on an event type spelled as the dict's repr."""
+    from fsm_agents.patterns import EventDriven, Recursive
+
+    plan = {"goal": ["a", "b"], "b": ["b1", "b2"]}
+
+    def decompose(request: Any) -> str:
+        subtasks = plan.get(request.messages[-1].content or "")
+        return json.dumps({"action": "DECOMPOSE", "subtasks": subtasks} if subtasks else {"action": "EXECUTE"})
+
+    executor = Agent("exe", model=FunctionModel(lambda r: f"done:{r.messages[-1].content}"))
+    rec = Recursive("rec", Agent("dec", model=FunctionModel(decompose)), executor, max_depth=2)
+    store = MemoryStore()
+    done = await run(rec, "goal", store=store, conversation_id="g")
+    assert done.ok and "done:b2" in done.output
+    subtasks = [i.id for i in store.conversations() if i.id.endswith("subtask")]
+    assert len(subtasks) == 4 and all(replay(store, c, rec).verified for c in subtasks)
+    store._logs["g"] = store._logs["g"][:2]  # a crash before the parent logged its decomposition
+    resumed = await resume("g", rec, store=store)
+    assert resumed.snapshot == done.snapshot
+
+    bus = EventDriven("bus", {"data.received": Agent("an", model=FunctionModel(lambda r: f"seen {len(r.messages)}"))})
+    first = await bus.emit("data.received", {"rows": 3}, store=store, conversation_id="e1")
+    second = await bus.emit("data.received", {"rows": 4}, store=store, conversation_id="e2")  # carries e1's history
+    assert (first.output, second.output) == ("seen 1", "seen 3")
+    for cid, live in (("e1", first), ("e2", second)):
+        assert replay(store, cid, bus.machine).verified
+        assert (await resume(cid, bus.machine, store=store)).snapshot == live.snapshot
+
+
+def test_a_stored_input_the_machine_no_longer_starts_from_is_a_replay_mismatch() -> None:
+    """Folding a start record whose input the machine rejects raises `ReplayMismatch` naming the
+    record, not the machine's own exception."""
+    from fsm_agents.patterns import EventDriven
+    from fsm_agents.patterns.event_driven import EventInput
+
+    store = MemoryStore()
+    old = EventDriven("bus", {"gone": Agent("an", model=ScriptedModel(["x"]))})
+    assert run_sync_(old.machine, EventInput.of("gone"), store, "b").ok
+    new = EventDriven("bus", {"other": Agent("an", model=ScriptedModel(["x"]))})
+    with pytest.raises(ReplayMismatch, match=r"record 0: event_driven:bus does not start from the stored input"):
+        replay(store, "b", new.machine)
+
+
+def run_sync_(machine: Any, value: Any, store: Store, conversation_id: str) -> Any:
+    from fsm_agents import run_sync
+
+    return run_sync(machine, value, store=store, conversation_id=conversation_id)

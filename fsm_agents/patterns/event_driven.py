@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+from pydantic import Field
 from statemachine import State
 
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
 from fsm_agents.events import Event, Step
+from fsm_agents.log import PersistentLog
 from fsm_agents.machine import compile_chart
 from fsm_agents.patterns._base import (
     ChartClass,
@@ -30,7 +32,7 @@ from fsm_agents.patterns._base import (
     outcomes_of,
     resolve_child,
 )
-from fsm_agents.state import Conversation, Frozen, Phase, Snapshot, UserMessage
+from fsm_agents.state import Conversation, Frozen, MessageLog, Phase, Snapshot, UserMessage
 
 __all__ = ["EventDriven", "EventDrivenChart", "EventDrivenMachine", "EventInput", "UnknownEventType"]
 
@@ -72,7 +74,9 @@ class EventInput(Frozen):
 
     event_type: str
     data_json: str = "null"
-    history: Any = ()  # messages: a tuple or the conversation's `PersistentLog`
+    # the conversation's messages (`of` keeps a tuple or `PersistentLog` as given: no copy);
+    # serialized as a JSON array of messages, validated back from one (e.g. a stored start record)
+    history: MessageLog = Field(default_factory=PersistentLog)
 
     @classmethod
     def of(cls, event_type: str, data: Any = None, history: Any = ()) -> EventInput:

@@ -101,7 +101,16 @@ def fold(
                     raise CorruptStore(f"record {r.seq}: a continuation starts before the previous run ended")
                 value = (*seg.step.snapshot.conversation.messages, *messages_from(value))
             run_id = str(data.get("run_id"))
-            seg = Segment(r.seq, machine, run_id, value, machine.start(value, context, run_id=run_id))
+            try:
+                first = machine.start(value, context, run_id=run_id)
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise ReplayMismatch(
+                    f"record {r.seq}: {machine.name} does not start from the stored input ({type(exc).__name__}: "
+                    f"{exc}); the machine changed since the run"
+                ) from exc
+            seg = Segment(r.seq, machine, run_id, value, first)
             seg.trace.extend(seg.step.transitions)
             segments.append(seg)
             continue

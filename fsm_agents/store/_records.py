@@ -2,7 +2,7 @@
 
 A conversation's log is a sequence of `Record`s numbered `seq = 0, 1, 2, ...` with no gaps. Kinds
 (`Record.kind`) and the JSON object each carries in `Record.data` (format version 3; version 1
-and 2 logs, without `input_prefix` or `output_shape`, load unchanged):
+and 2 logs, without `input_prefix` or shapes, load unchanged):
 
 - `"start"`   `{"machine": name, "run_id": str, "input": Input, "continues": bool, "context": JSON | null}`
               — a run (a *segment* of the conversation) begins; `continues=True` means its input is
@@ -16,11 +16,12 @@ and 2 logs, without `input_prefix` or `output_shape`, load unchanged):
               version 2, an `AgentsFinished` outcome's conversation may leave out the messages of
               its task's input: `{"id", "messages", "input_prefix": n}`, see `encode_event`; since
               version 3, an outcome whose output JSON would not load back as the same value carries
-              `"output_shape"`, see `output_shape`);
+              `"output_shape"`, see `json_shape`);
 - `"finished"` `{"key": idempotency key}` — the effect's event is in the log (same append);
 - `"end"`     `{"phase": Phase, "step": int, "digest": sha256 hex of the final snapshot's JSON}`.
 
-`Input` is `{"text": str}`, `{"messages": [message JSON]}` or `{"json": value}`. Events are
+`Input` is `{"text": str}`, `{"messages": [message JSON]}` or `{"json": value}` (since format
+version 3 with `"shape"` when the value's JSON loses its type, see `json_shape`). Events are
 encoded as `{"type": class name, **event.model_dump(mode="json")}` and rebuilt through a registry
 of every `Event` subclass (walked recursively at load time, so events defined later — by
 patterns or users — are found). Stores add `seq`, `created_at` (Unix seconds, UTC) and a hash
@@ -66,7 +67,7 @@ __all__ = [
     "decode_input",
     "encode_event",
     "encode_input",
-    "output_shape",
+    "json_shape",
     "snapshot_digest",
     "verify",
 ]
@@ -186,7 +187,7 @@ def encode_event(event: Event, effect: Effect | None = None) -> dict[str, Any]:
     """`{"type": class name, **event.model_dump(mode="json")}` (the `fsm_agents.codec` format).
 
     An `AgentsFinished` outcome whose `output` would not load back from its JSON as the same
-    value (a pydantic model, a tuple) also carries `"output_shape"` (see `output_shape`).
+    value (a pydantic model, a tuple) also carries `"output_shape"` (see `json_shape`).
 
     With the `RunAgents` effect an `AgentsFinished` answered, each outcome's `conversation` is
     stored without the messages of its task's input (a child's conversation starts with them,
@@ -261,29 +262,30 @@ def decode_event(data: Mapping[str, Any], effect: Effect | None = None, *, conve
 # -- outcome outputs ------------------------------------------------------------------------------
 
 
-def output_shape(value: Any) -> Any:
-    """What `value`'s JSON (`to_jsonable_python`) loses, so it can be rebuilt: `None` when the
+def json_shape(value: Any) -> Any:
+    """What `value`'s JSON (`to_jsonable_python`) loses, so it can be rebuilt (`_rebuilt`): `None` when the
     JSON loads back as an equal value (text, numbers, booleans, null), else
     `{"model": "module:QualifiedName"}` for a pydantic model (rebuilt by the class's own
     validation, so its typed fields come back typed), and `{"tuple": [shape, ...]}` or
     `{"frozenset": [shape, ...]}` (one shape per item, in the order the items are dumped). A value
     of any other type (a dataclass, a datetime) is stored as its JSON and loads back as that JSON.
 
-    Why: an agent's output is its `output_type` (a frozen pydantic model) and a fan-in's output
-    a tuple of outputs, so a child's outcome must load back from the log as the value the live
-    run folded in, else the snapshot a replay rebuilds differs from the live one.
+    Why: an agent's output is its `output_type` (a frozen pydantic model), a fan-in's output a
+    tuple of outputs, and a pattern's input may be a model (`RecursiveTask`, `EventInput`), so
+    outcomes and inputs must load back from the log as the values the live run used, else a
+    replay starts, or folds, something else than the run did.
     """
     if isinstance(value, BaseModel):
         return {"model": f"{type(value).__module__}:{type(value).__qualname__}"}
     if isinstance(value, tuple):
-        return {"tuple": [output_shape(v) for v in value]}
+        return {"tuple": [json_shape(v) for v in value]}
     if isinstance(value, frozenset):
-        return {"frozenset": [output_shape(v) for v in value]}
+        return {"frozenset": [json_shape(v) for v in value]}
     return None
 
 
 def _add_shape(outcome: Any, dumped: dict[str, Any]) -> None:
-    shape = output_shape(outcome.output)
+    shape = json_shape(outcome.output)
     if shape is not None:
         dumped["output_shape"] = shape
 
@@ -306,7 +308,7 @@ def _model_class(name: str) -> type[BaseModel]:
             if f"{sub.__module__}:{sub.__qualname__}" == name:
                 found = sub  # the same statement's later class comes later in its base's list
     if found is None:
-        raise CorruptStore(f"the log holds an output of type {name}, which is not loaded: import its module first")
+        raise CorruptStore(f"the log holds a value of type {name}, which is not loaded: import its module first")
     return found
 
 
@@ -314,7 +316,7 @@ def _rebuilt(value: Any, shape: Any) -> Any:
     if shape is None:
         return value
     if not isinstance(shape, dict) or len(shape) != 1:
-        raise CorruptStore(f"an outcome's output_shape is malformed: {str(shape)[:200]}")
+        raise CorruptStore(f"a stored value's shape is malformed: {str(shape)[:200]}")
     ((kind, spec),) = shape.items()
     if kind == "model":
         cls = _model_class(str(spec))
@@ -322,14 +324,14 @@ def _rebuilt(value: Any, shape: Any) -> Any:
             return cls.model_validate(value)
         except ValidationError as exc:
             raise ReplayMismatch(
-                f"a stored output no longer validates as {spec} (the class changed since the run): {exc}"
+                f"a stored value no longer validates as {spec} (the class changed since the run): {exc}"
             ) from None
     if kind in ("tuple", "frozenset"):
         if not isinstance(value, list) or not isinstance(spec, list) or len(spec) != len(value):
-            raise CorruptStore(f"an outcome's output does not match its output_shape {kind}: {str(value)[:200]}")
+            raise CorruptStore(f"a stored value does not match its shape ({kind}): {str(value)[:200]}")
         items = [_rebuilt(v, s) for v, s in zip(value, spec, strict=True)]
         return tuple(items) if kind == "tuple" else frozenset(items)
-    raise CorruptStore(f"an outcome's output_shape has an unknown kind {kind!r}")
+    raise CorruptStore(f"a stored value's shape has an unknown kind {kind!r}")
 
 
 def _reshape(outcome: Any) -> Any:
@@ -368,7 +370,8 @@ _MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
 
 def encode_input(value: Any) -> dict[str, Any]:
     """A run input as JSON: `{"text": s}`, `{"messages": [...]}` (a message or messages) or
-    `{"json": value}` (anything else JSON-able, e.g. a pattern's input)."""
+    `{"json": value}` (anything else JSON-able, e.g. a pattern's input), with `"shape":
+    json_shape(value)` when its JSON alone would not load back as the same value."""
     if isinstance(value, str):
         return {"text": value}
     if isinstance(value, _MESSAGE_TYPES):
@@ -377,11 +380,13 @@ def encode_input(value: Any) -> dict[str, Any]:
         items = list(value)
         if items and all(isinstance(m, _MESSAGE_TYPES) for m in items):
             return {"messages": [m.model_dump(mode="json") for m in items]}
-    return {"json": to_jsonable_python(value)}
+    shape = json_shape(value)
+    return {"json": to_jsonable_python(value), **({"shape": shape} if shape is not None else {})}
 
 
 def decode_input(data: Mapping[str, Any]) -> Any:
-    """The inverse of `encode_input` (messages come back as a tuple of messages)."""
+    """The inverse of `encode_input` (messages come back as a tuple of messages, a shaped value
+    as the model or tuple it was). Raises `CorruptStore` or `ReplayMismatch` (see `_rebuilt`)."""
     if "text" in data:
         return data["text"]
     if "messages" in data:
@@ -389,6 +394,8 @@ def decode_input(data: Mapping[str, Any]) -> Any:
             return tuple(_MESSAGES.validate_python(data["messages"]))
         except ValidationError as exc:
             raise CorruptStore(f"a start record's input messages do not validate: {exc}") from None
+    if "shape" in data:
+        return _rebuilt(data.get("json"), data["shape"])
     return data.get("json")
 
 
