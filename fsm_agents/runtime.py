@@ -84,6 +84,10 @@ class RunResult:
     A run made by `run` keeps its events packed until `events` is first read: a model reply
     without usage as its message (which the conversation holds anyway), a `ToolsFinished` as
     its results (one result alone). `events` rebuilds equal event objects from them, once.
+
+    Picklable (e.g. to hand it to another process): the pickle holds the events, trace and
+    effects, derived first if need be, and not the machine (its models and tools are live
+    objects: clients, locks, functions). `copy.copy` returns the result itself (it is immutable).
     """
 
     __slots__ = (
@@ -147,6 +151,14 @@ class RunResult:
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"RunResult is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        trace, effects = self._derived()
+        fields = (self.run_id, self.input, self.snapshot, self.events, self.usage, trace, dict(self.children), effects)
+        return (_unpickled, (*fields, self.context))
+
+    def __copy__(self) -> RunResult:
+        return self
 
     def __repr__(self) -> str:  # compact: the events can be long (see _run_boxed)
         return (
@@ -583,6 +595,21 @@ def _machine_lookup(*machines: Machine) -> Any:
         return found
 
     return lookup
+
+
+def _unpickled(
+    run_id: str,
+    input: Any,
+    snapshot: Snapshot[Any],
+    events: tuple[Event, ...],
+    usage: Usage,
+    trace: tuple[Taken, ...],
+    children: Mapping[str, RunResult],
+    effects: tuple[Effect, ...],
+    context: Any,
+) -> RunResult:
+    """A `RunResult` from its pickle (see `RunResult.__reduce__`)."""
+    return RunResult(run_id, input, snapshot, events, usage, trace, children, effects, context=context)
 
 
 def _model_failed(agent: str, exc: Exception, timeout: float | None) -> ModelFailed:

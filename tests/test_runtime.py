@@ -416,3 +416,31 @@ def test_a_machine_whose_model_refers_back_to_it_is_freed_after_its_runs() -> No
     del agent, model
     gc.collect()
     assert machine() is None
+
+
+def test_a_run_result_pickles_without_its_machine() -> None:
+    """A `RunResult` pickles (its machine holds a `ScriptedModel` with a lock and tool functions,
+    which do not): the copy has the same snapshot, events, usage, trace, effects and children,
+    the packed events of a live run come back as events, and `copy.copy` is the result itself."""
+    import copy
+    import pickle
+
+    from fsm_agents.patterns import Sequential
+
+    model = ScriptedModel(
+        [
+            reply(None, call("add", a=1, b=2)),
+            ModelResponse(message=AssistantMessage(content="3"), usage=Usage(input_tokens=5)),
+        ]
+    )
+    agent = Agent("adder", "add", model=model, tools=[add])
+    result = run_sync(agent, "1+2?")
+    loaded = pickle.loads(pickle.dumps(result))
+    assert loaded.snapshot == result.snapshot and loaded.events == result.events and loaded.usage == result.usage
+    assert loaded.trace == result.trace and loaded.effects == result.effects and loaded.output == "3"
+    pipe = Sequential("pipe", [Agent("a", model=ScriptedModel(["A"])), Agent("b", model=ScriptedModel(["B"]))])
+    piped = run_sync(pipe, "go")
+    again = pickle.loads(pickle.dumps(piped))
+    assert again.snapshot == piped.snapshot and again.trace == piped.trace
+    assert {k: v.snapshot for k, v in again.children.items()} == {k: v.snapshot for k, v in piped.children.items()}
+    assert copy.copy(piped) is piped and copy.deepcopy(piped).snapshot == piped.snapshot
