@@ -10,8 +10,10 @@ __all__ = [
     "CassetteDivergence",
     "ConcurrencyConflict",
     "DefinitionError",
+    "EventLoopRunning",
     "FsmAgentsError",
     "InvalidDefinition",
+    "InvalidInput",
     "InvalidTransition",
     "MachineStalled",
     "NotAMachine",
@@ -55,6 +57,16 @@ class InvalidTransition(FsmAgentsError):
         else:
             why = "it is final and accepts no event" if phase in ("DONE", "FAILED") else "it accepts no external event"
         super().__init__(f"{machine}: event {event!r} is not accepted in phase {phase}: {why}")
+
+
+class InvalidInput(FsmAgentsError, ValueError):
+    """A run input (a message, or one of a sequence of messages, e.g. in dict form) is not a
+    valid message. The message says which one and why (pydantic's validation errors)."""
+
+
+class EventLoopRunning(FsmAgentsError, RuntimeError):
+    """A synchronous entry point (`run_sync`, `resume_sync`, `EventDriven.emit_sync`) was called
+    from inside a running event loop, which it would have to block: `await` the async one instead."""
 
 
 class NotAMachine(FsmAgentsError, TypeError):

@@ -13,9 +13,12 @@ the model calls, tools and child runs it started.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import math
 import os
+import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +26,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
-from fsm_agents.errors import CassetteDivergence, ConcurrencyConflict, FsmAgentsError, MachineStalled, NotAMachine
+from fsm_agents.errors import (
+    CassetteDivergence,
+    ConcurrencyConflict,
+    EventLoopRunning,
+    FsmAgentsError,
+    InvalidDefinition,
+    MachineStalled,
+    NotAMachine,
+)
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
@@ -62,11 +73,24 @@ class Limits:
     - `model_timeout`: wall time for one model call, retries included → `ModelFailed(kind="timeout")`;
     - `tool_timeout`: default per-attempt timeout for tools that set none;
     - `max_concurrency`: tool calls of one reply / children of one fan-out running at once.
+
+    Each is `None` (no limit) or positive; else `InvalidDefinition` at construction.
     """
 
     model_timeout: float | None = None
     tool_timeout: float | None = None
     max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("model_timeout", "tool_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+            ):
+                raise InvalidDefinition(f"Limits.{name} must be None or a positive number of seconds, got {value!r}")
+        n = self.max_concurrency
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InvalidDefinition(f"Limits.max_concurrency must be None or an int >= 1, got {n!r}")
 
 
 class RunResult:
@@ -814,8 +838,25 @@ async def resume(
 
 
 def resume_sync(conversation_id: str, machine: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
-    """`resume` from synchronous code, on a new event loop."""
+    """`resume` from synchronous code, on a new event loop (raises `EventLoopRunning` inside one)."""
     return _run_boxed(partial(resume, conversation_id, machine, **kwargs), backend)
+
+
+def _running_event_loop() -> str | None:
+    """"asyncio" or "trio" when this thread is inside a running event loop of that library."""
+    try:
+        asyncio.get_running_loop()
+        return "asyncio"
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")  # only a program that imported trio can be running it
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return "trio"
+        except RuntimeError:
+            pass
+    return None
 
 
 def _run_boxed(fn: Any, backend: str) -> RunResult:
@@ -823,6 +864,12 @@ def _run_boxed(fn: Any, backend: str) -> RunResult:
     # calls signal.getsignal(SIGINT), whose enum lookup formats repr() of the handler, i.e. of the
     # main task and its result — for a RunResult that is O(history²) (every CallModel effect
     # holds the whole conversation): 2.8 s for a 1,000-step run.
+    library = _running_event_loop()
+    if library is not None:
+        raise EventLoopRunning(
+            f"a synchronous entry point was called from inside a running {library} event loop, which it would "
+            "block: await the async one instead (run, resume, EventDriven.emit)"
+        )
     box: list[RunResult] = []
 
     async def main() -> None:
@@ -834,5 +881,5 @@ def _run_boxed(fn: Any, backend: str) -> RunResult:
 
 def run_sync(machine: Any, input: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
     """`run` from synchronous code, on a new event loop (`backend`: `"asyncio"` or `"trio"`).
-    Must not be called from inside a running event loop."""
+    Raises `EventLoopRunning` when called from inside a running event loop."""
     return _run_boxed(partial(run, machine, input, **kwargs), backend)

@@ -20,9 +20,11 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     TypeAdapter,
+    ValidationError,
 )
 from pydantic_core import core_schema
 
+from fsm_agents.errors import InvalidInput
 from fsm_agents.log import PersistentLog
 
 __all__ = [
@@ -405,12 +407,26 @@ class Snapshot(Frozen, Generic[D]):
         return self.phase in _FINAL
 
 
-def messages_from(value: str | Message | Iterable[Message]) -> tuple[Message, ...]:
-    """Normalise a run input: a string becomes one `UserMessage`."""
+def messages_from(value: str | Message | Iterable[Message] | Mapping[str, Any]) -> tuple[Message, ...]:
+    """Normalise a run input: a string becomes one `UserMessage`; a message, or a mapping in a
+    message's JSON form (`{"role": "user", "content": ...}`), one message; an iterable of them,
+    a tuple of messages. Raises `InvalidInput` (a `ValueError`) for a mapping that is not a valid
+    message, and `TypeError` for an input of another type."""
     if isinstance(value, str):
         return (_made(UserMessage, {"role": "user", "content": value}, _USER_FIELDS),)
     if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
         return (value,)
-    if isinstance(value, (Sequence, Iterable)):
-        return tuple(_MESSAGE.validate_python(m) for m in value)
+    if isinstance(value, Mapping):
+        return (_message(value, None),)
+    if isinstance(value, (Sequence, Iterable)) and not isinstance(value, (bytes, bytearray)):
+        return tuple(_message(m, i) for i, m in enumerate(value))
     raise TypeError(f"input must be a str, a message or messages, not {type(value).__name__}")
+
+
+def _message(value: Any, index: int | None) -> Message:
+    try:
+        return _MESSAGE.validate_python(value)
+    except ValidationError as exc:
+        which = "the input" if index is None else f"input message {index}"
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"{which} is not a message ({problems}), e.g. {{'role': 'user', 'content': '...'}}") from None

@@ -444,3 +444,66 @@ def test_a_run_result_pickles_without_its_machine() -> None:
     assert again.snapshot == piped.snapshot and again.trace == piped.trace
     assert {k: v.snapshot for k, v in again.children.items()} == {k: v.snapshot for k, v in piped.children.items()}
     assert copy.copy(piped) is piped and copy.deepcopy(piped).snapshot == piped.snapshot
+
+
+def test_run_inputs_in_dict_form_are_messages_and_bad_ones_are_invalid_input() -> None:
+    """A message in its JSON form (a dict) is accepted as a run input, alone or in a list; one
+    that is not a valid message raises `InvalidInput` (a `ValueError`) saying which and why,
+    instead of pydantic's error about the dict's keys."""
+    from fsm_agents import InvalidInput
+
+    agent = Agent("a", model=FunctionModel(lambda r: f"{len(r.messages)}:{r.messages[-1].content}"))
+    assert run_sync(agent, {"role": "user", "content": "hi"}).output == "1:hi"
+    history = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    assert run_sync(agent, history).output == "2:hello"
+    with pytest.raises(InvalidInput, match=r"the input is not a message \(user\.content: Field required\)"):
+        run_sync(agent, {"role": "user"})
+    with pytest.raises(InvalidInput, match="input message 1 is not a message"):
+        run_sync(agent, [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}])
+    assert issubclass(InvalidInput, ValueError) and issubclass(InvalidInput, FsmAgentsError)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model_timeout": -1},
+        {"model_timeout": 0},
+        {"tool_timeout": float("nan")},
+        {"tool_timeout": float("inf")},
+        {"tool_timeout": "5"},
+        {"max_concurrency": 0},
+        {"max_concurrency": 2.5},
+        {"max_concurrency": True},
+    ],
+)
+def test_limits_reject_values_that_are_not_positive(bad: dict[str, Any]) -> None:
+    """A timeout must be a positive finite number of seconds and `max_concurrency` an int ≥ 1
+    (or None): anything else is an `InvalidDefinition` when the `Limits` is made, not a run
+    that silently ignores it or fails later."""
+    from fsm_agents import InvalidDefinition
+
+    with pytest.raises(InvalidDefinition, match=f"Limits.{next(iter(bad))} must be"):
+        Limits(**bad)
+    assert Limits(model_timeout=0.5, tool_timeout=3, max_concurrency=1) == Limits(0.5, 3, 1)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_entry_points_inside_a_running_event_loop_raise_event_loop_running(backend: str) -> None:
+    """`run_sync` (and `resume_sync`, `emit_sync`, which share its loop) called from inside a
+    running asyncio or trio loop raises `EventLoopRunning`, naming the async call to use."""
+    from fsm_agents import EventLoopRunning
+    from fsm_agents.patterns import EventDriven
+
+    agent = Agent("a", model=ScriptedModel(["x"]))
+    bus = EventDriven("bus", {"e": Agent("h", model=ScriptedModel(["y"]))})
+    seen: list[str] = []
+
+    async def inside() -> None:
+        for call_ in (lambda: run_sync(agent, "x"), lambda: bus.emit_sync("e")):
+            with pytest.raises(EventLoopRunning, match=f"inside a running {backend} event loop.*await"):
+                call_()
+            seen.append("raised")
+
+    anyio.run(inside, backend=backend)
+    assert seen == ["raised", "raised"]
+    assert run_sync(agent, "x", backend=backend).ok  # outside a loop it runs
