@@ -148,7 +148,10 @@ class Agent:
       name, or a pure function `(messages) -> str` choosing it per model call (e.g.
       `guided_tool_choice("lookup")`, which small local models need).
 
-    Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, `max_steps < 1`.
+    Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, a count that is not an
+    int in range (`max_steps` ≥ 1, `output_retries` ≥ 0, `max_tool_output_chars` ≥ 1), an argument
+    of the wrong type (instructions, description, model, settings, tool_choice), and
+    `ToolDefinitionError` for tools that are not a list of tools or typed functions.
     """
 
     def __init__(
@@ -167,12 +170,29 @@ class Agent:
         settings: ModelSettings | None = None,
         tool_choice: str | ToolChoicePolicy = "auto",
     ) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
-        if max_steps < 1:
-            raise InvalidDefinition(f"agent {name!r}: max_steps must be >= 1, got {max_steps}")
-        if output_retries < 0:
-            raise InvalidDefinition(f"agent {name!r}: output_retries must be >= 0")
+        for field, value, least in (
+            ("max_steps", max_steps, 1),
+            ("output_retries", output_retries, 0),
+            ("max_tool_output_chars", max_tool_output_chars, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InvalidDefinition(f"agent {name!r}: {field} must be an int >= {least}, got {value!r}")
+        for field, text in (("instructions", instructions), ("description", description)):
+            if not isinstance(text, str):
+                raise InvalidDefinition(f"agent {name!r}: {field} must be a str, got {type(text).__name__}")
+        if model is not None and not callable(getattr(model, "complete", None)):
+            raise InvalidDefinition(
+                f"agent {name!r}: model must be a fsm_agents.models.Model (async complete(request)), "
+                f"got {type(model).__name__}"
+            )
+        if settings is not None and not isinstance(settings, ModelSettings):
+            raise InvalidDefinition(f"agent {name!r}: settings must be a ModelSettings, got {type(settings).__name__}")
+        if not (isinstance(tool_choice, str) or callable(tool_choice)):
+            raise InvalidDefinition(
+                f"agent {name!r}: tool_choice must be a str or a function of the messages, got {type(tool_choice).__name__}"
+            )
         if output_type is not None:
             if not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
                 raise InvalidDefinition(f"agent {name!r}: output_type must be a pydantic model class")

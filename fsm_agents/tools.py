@@ -207,8 +207,18 @@ def tool(
 
 def as_tools(tools: Iterable[Tool | Callable[..., Any]]) -> tuple[Tool, ...]:
     """Normalise a tool list: plain functions are wrapped with `tool`. Raises
-    `ToolDefinitionError` on two tools with one name."""
-    out = tuple(t if isinstance(t, Tool) else tool(t) for t in tools)
+    `ToolDefinitionError` on two tools with one name, on a single tool or function given instead
+    of a list, and on an item that is neither a tool nor a function."""
+    if isinstance(tools, (Tool, str, bytes)) or callable(tools):
+        raise ToolDefinitionError(f"tools must be a list of tools or functions, got a single {type(tools).__name__}")
+    try:
+        items = list(tools)
+    except TypeError:
+        raise ToolDefinitionError(f"tools must be a list of tools or functions, got {type(tools).__name__}") from None
+    for t in items:
+        if not (isinstance(t, Tool) or callable(t)):
+            raise ToolDefinitionError(f"tools must be tools or functions, got {type(t).__name__}: {t!r:.80}")
+    out = tuple(t if isinstance(t, Tool) else tool(t) for t in items)
     seen: set[str] = set()
     for t in out:
         if t.name in seen:

@@ -203,9 +203,25 @@ def test_handoff_cycles_by_name_resolve() -> None:
         ({"name": "a", "max_steps": 0}, "max_steps"),
         ({"name": "a", "output_type": dict}, "pydantic model"),
         ({"name": "a", "handoffs": ["ghost"]}, "not reachable"),
+        ({"name": 5}, "must be 1-64"),
+        ({"name": "a", "max_steps": "3"}, "max_steps must be an int >= 1, got '3'"),
+        ({"name": "a", "max_steps": True}, "max_steps must be an int"),
+        ({"name": "a", "output_retries": -1}, "output_retries must be an int >= 0"),
+        ({"name": "a", "max_tool_output_chars": 0}, "max_tool_output_chars must be an int >= 1"),
+        ({"name": "a", "instructions": 5}, "instructions must be a str, got int"),
+        ({"name": "a", "description": None}, "description must be a str"),
+        ({"name": "a", "model": "gpt-4o"}, "model must be a fsm_agents.models.Model"),
+        ({"name": "a", "settings": {"temperature": 0}}, "settings must be a ModelSettings"),
+        ({"name": "a", "tool_choice": 3}, "tool_choice must be a str or a function"),
+        ({"name": "a", "tools": add}, "tools must be a list of tools or functions, got a single Tool"),
+        ({"name": "a", "tools": len}, "got a single builtin_function_or_method"),
+        ({"name": "a", "tools": 7}, "tools must be a list of tools or functions, got int"),
+        ({"name": "a", "tools": [add, "search"]}, "tools must be tools or functions, got str"),
     ],
 )
 def test_bad_agent_definitions_are_typed_errors(kwargs: dict[str, Any], message: str) -> None:
+    """Each bad argument is an `InvalidDefinition` (`ToolDefinitionError` for tools) naming the
+    argument, raised when the agent is made, not a TypeError from deep inside a later run."""
     with pytest.raises(InvalidDefinition, match=message):
         _ = Agent(**kwargs).machine
 
