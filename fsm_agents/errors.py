@@ -60,8 +60,8 @@ class InvalidTransition(FsmAgentsError):
 
 
 class InvalidInput(FsmAgentsError, ValueError):
-    """A run input (a message, or one of a sequence of messages, e.g. in dict form) is not a
-    valid message. The message says which one and why (pydantic's validation errors)."""
+    """A run's input or context is invalid: a message (alone, in a sequence, or in dict form)
+    that does not validate, or a context that is not immutable. The message says which and why."""
 
 
 class EventLoopRunning(FsmAgentsError, RuntimeError):

@@ -32,6 +32,7 @@ from fsm_agents.errors import (
     EventLoopRunning,
     FsmAgentsError,
     InvalidDefinition,
+    InvalidInput,
     MachineStalled,
     NotAMachine,
 )
@@ -734,13 +735,16 @@ def run(
     Returns a coroutine that gives the `RunResult` (`run` is a plain function returning the
     run's own coroutine: one coroutine less per live run than an `async def` wrapper). A budget,
     a model failure or an invalid output end in FAILED, not in an exception. Raises, from the
-    call itself, `NotAMachine` for something that is not a machine and `FsmAgentsError` for a
-    configuration error (an agent without a model); when awaited, `MachineStalled` for a
+    call itself, `NotAMachine` for something that is not a machine, `InvalidInput` for a
+    `context` that is not immutable, and `FsmAgentsError` for a configuration error (an agent
+    without a model); when awaited, `InvalidInput` for an input that is not messages, `MachineStalled` for a
     machine whose non-final step emits no effect and, with a `store`, `ConcurrencyConflict`
     when `conversation_id` already exists (use `resume`) and the store's errors
     (`fsm_agents.store.StoreError`).
     """
     m = as_machine(machine)
+    if context is not None:
+        _check_context(context)
     collected = _collect_models(m, models)
     if tools is None and limits is None and not observers and store is None:
         performer = _shared_performer(m, collected)
@@ -826,6 +830,8 @@ async def resume(
     from fsm_agents.store import _fold
 
     m = as_machine(machine)
+    if context is not None:
+        _check_context(context)
     log = _Log(store, conversation_id)
     records, log.seq = await log.call(_fold.resolve, store, conversation_id)
     segments = await log.call(_fold.fold, records, _machine_lookup(m, *map(as_machine, machines)), context=context)
@@ -840,6 +846,17 @@ async def resume(
 def resume_sync(conversation_id: str, machine: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
     """`resume` from synchronous code, on a new event loop (raises `EventLoopRunning` inside one)."""
     return _run_boxed(partial(resume, conversation_id, machine, **kwargs), backend)
+
+
+def _check_context(context: Any) -> None:
+    """A snapshot holds the context, and a snapshot is immutable and hashable: so must it be."""
+    try:
+        hash(context)
+    except TypeError as exc:
+        raise InvalidInput(
+            f"context must be immutable and hashable, e.g. a frozen pydantic model "
+            f"(model_config = ConfigDict(frozen=True)) with tuple fields; got {type(context).__name__} ({exc})"
+        ) from None
 
 
 def _running_event_loop() -> str | None:

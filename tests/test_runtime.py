@@ -507,3 +507,42 @@ def test_sync_entry_points_inside_a_running_event_loop_raise_event_loop_running(
     anyio.run(inside, backend=backend)
     assert seen == ["raised", "raised"]
     assert run_sync(agent, "x", backend=backend).ok  # outside a loop it runs
+
+
+def test_a_context_that_is_not_immutable_is_invalid_input_at_the_call() -> None:
+    """The snapshot holds the context and must stay hashable, so `run` refuses a mutable
+    context (a dict, a non-frozen model, a frozen model holding a list) with `InvalidInput`
+    from the call itself; a frozen model is accepted and reaches the snapshot."""
+    from pydantic import BaseModel, ConfigDict
+
+    from fsm_agents import InvalidInput
+
+    class Loose(BaseModel):
+        user: str = "ann"
+
+    class Holds(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        tags: Any = None
+
+    agent = Agent("a", model=ScriptedModel(["x", "y"]))
+    for bad in ({"user": "ann"}, Loose(), Holds(tags=["a"])):
+        with pytest.raises(InvalidInput, match=f"context must be immutable.*got {type(bad).__name__}"):
+            run(agent, "x", context=bad)
+    good = Holds(tags=("a",))
+    result = run_sync(agent, "x", context=good)
+    assert result.snapshot.context is good and hash(result.snapshot)
+
+
+def test_a_model_reply_of_the_wrong_type_fails_the_run_as_a_model_error() -> None:
+    """A `FunctionModel` whose function returns something that is not a reply ends the run
+    FAILED(`model_error`, detail `malformed`) naming the type, instead of an AttributeError
+    escaping the run; a `ScriptedModel` given such an item refuses it when made."""
+    from fsm_agents import InvalidDefinition
+
+    for value in (5, None, {"content": "hi"}):
+        result = run_sync(Agent("a", model=FunctionModel(lambda r, v=value: v)), "x")
+        assert result.phase is Phase.FAILED and result.failure is not None
+        assert result.failure.kind == "model_error" and result.failure.detail == "malformed"
+        assert f"not {type(value).__name__}" in result.failure.message
+    with pytest.raises(InvalidDefinition, match="ScriptedModel: reply 1: a reply must be a str"):
+        ScriptedModel(["ok", 42])  # type: ignore[list-item]

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from fsm_agents.models.base import ModelResponse, ScriptExhausted
+from fsm_agents.errors import InvalidDefinition
+from fsm_agents.models.base import MalformedResponse, ModelResponse, ScriptExhausted
 from fsm_agents.state import AssistantMessage, ModelRequest, ToolCall, Usage, _made, fields_set
 
 __all__ = ["FunctionModel", "ScriptedModel", "call", "reply"]
@@ -33,6 +34,11 @@ def _as_response(item: Reply) -> ModelResponse:
         return item
     if isinstance(item, str):
         item = AssistantMessage(content=item)
+    elif not isinstance(item, AssistantMessage):
+        raise MalformedResponse(
+            f"a reply must be a str, an AssistantMessage or a ModelResponse, not {type(item).__name__}",
+            body=repr(item)[:500],
+        )
     return _made(ModelResponse, {"message": item, "usage": _NO_USAGE, "model": "scripted", "finish_reason": None}, _FIELDS)
 
 
@@ -46,11 +52,17 @@ class ScriptedModel:
     Items: a `ModelResponse`, an `AssistantMessage` (see `reply`/`call`), a string (a text
     answer), or an exception instance (raised, as a failing provider would). When the script is
     used up, `complete` raises `ScriptExhausted`. `requests` records every request received.
-    Safe to share between concurrent runs (each call takes the next item).
+    Safe to share between concurrent runs (each call takes the next item). Raises
+    `InvalidDefinition` for an item of another type.
     """
 
     def __init__(self, replies: Iterable[Reply]) -> None:
-        self._responses = [r if isinstance(r, BaseException) else _as_response(r) for r in replies]
+        self._responses: list[ModelResponse | BaseException] = []
+        for i, r in enumerate(replies):
+            try:
+                self._responses.append(r if isinstance(r, BaseException) else _as_response(r))
+            except MalformedResponse as exc:
+                raise InvalidDefinition(f"ScriptedModel: reply {i}: {exc}") from None
         self._next = 0
         self._lock = threading.Lock()
         self.requests: list[ModelRequest] = []
@@ -71,7 +83,8 @@ class ScriptedModel:
 
 class FunctionModel:
     """Replies by calling `fn(request)` (sync or async) → a `ModelResponse`, an
-    `AssistantMessage` or a string. An exception from `fn` propagates as a model failure."""
+    `AssistantMessage` or a string. An exception from `fn` propagates as a model failure, and so
+    does a value of another type (`MalformedResponse`: the run ends FAILED(`model_error`))."""
 
     def __init__(self, fn: Callable[[ModelRequest], Reply | Awaitable[Reply]]) -> None:
         self.fn = fn
