@@ -44,13 +44,18 @@ class InvalidTransition(FsmAgentsError):
     """`step` got an event the current phase does not accept (or no guard held).
 
     Attributes: `machine`, `phase`, `event`, `accepted` (events the phase accepts), `no_guard`
-    (True when the phase accepts the event but none of its transitions' guards held).
+    (True when the phase accepts the event but none of its transitions' guards held). `why`
+    replaces the explanation (e.g. a snapshot given to another machine's `step`).
     """
 
-    def __init__(self, machine: str, phase: str, event: str, accepted: Sequence[str], *, no_guard: bool = False) -> None:
+    def __init__(
+        self, machine: str, phase: str, event: str, accepted: Sequence[str], *, no_guard: bool = False, why: str = ""
+    ) -> None:
         self.machine, self.phase, self.event, self.accepted = machine, phase, event, tuple(accepted)
         self.no_guard = no_guard
-        if no_guard:
+        if why:
+            pass
+        elif no_guard:
             why = "no transition's guard held"
         elif accepted:
             why = f"it accepts only {', '.join(accepted)}"

@@ -262,11 +262,20 @@ class Machine:
         """Consume `event` in `snapshot.phase`; return the next snapshot and its effects.
 
         Pure: no I/O, no clock, no randomness; `snapshot` is not altered. Raises
-        `InvalidTransition` when the phase accepts no such event or no guard holds.
+        `InvalidTransition` when the phase accepts no such event or no guard holds (or the
+        snapshot is another machine's), `TypeError` when `snapshot` is not a `Snapshot` or `event`
+        not an `Event`.
         """
         table = self.table
-        candidates = table.by_key.get((snapshot.phase, event.name))
+        try:
+            candidates = table.by_key.get((snapshot.phase, event.name))
+        except AttributeError:
+            raise self._not_a_step(snapshot, event) from None
         if candidates is None or event.name in table.internal:
+            if snapshot.machine != self.name:
+                raise InvalidTransition(
+                    snapshot.machine, snapshot.phase, event.name, (), why=f"the snapshot is not one of {self.name}'s"
+                )
             raise InvalidTransition(snapshot.machine, snapshot.phase, event.name, table.accepts(snapshot.phase))
         result = self._take(snapshot, event, candidates)
         auto = table.auto
@@ -281,6 +290,12 @@ class Machine:
             taken += result.transitions
             effects += result.effects
         return Step(result.snapshot, effects, taken)
+
+    @staticmethod
+    def _not_a_step(snapshot: Any, event: Any) -> TypeError:
+        if not isinstance(snapshot, Snapshot):
+            return TypeError(f"step takes a Snapshot (from start or a previous step), not {type(snapshot).__name__}")
+        return TypeError(f"step takes an Event (e.g. ModelReplied, ToolsFinished), not {type(event).__name__}")
 
     def _take(self, snapshot: Snapshot[Any], event: Event, candidates: tuple[Transition, ...]) -> Step:
         for tr in candidates:

@@ -106,6 +106,23 @@ def test_event_not_accepted_raises_invalid_transition_naming_what_is_accepted() 
     assert info.value.phase == "PLANNING" and info.value.event == "tools_finished"
 
 
+def test_step_on_the_wrong_kind_of_value_or_another_machines_snapshot_says_so() -> None:
+    """`step` given something that is not a snapshot or not an event raises a TypeError saying
+    what it takes (it used to be an AttributeError from inside); given a snapshot of another
+    machine whose phase does not accept the event, the InvalidTransition says whose it is."""
+    m = Agent("a").machine
+    snap = m.start("hi").snapshot
+    with pytest.raises(TypeError, match=r"step takes an Event .*, not str"):
+        m.step(snap, "model_replied")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"step takes a Snapshot .*, not dict"):
+        m.step({"phase": "PLANNING"}, replied("x"))  # type: ignore[arg-type]
+    other = Agent("b", tools=[add]).machine
+    asks = AssistantMessage(tool_calls=(ToolCall(id="1", name="add", arguments="{}"),))
+    executing = other.step(other.start("hi").snapshot, replied(asks)).snapshot
+    with pytest.raises(InvalidTransition, match="the snapshot is not one of agent:a's"):
+        m.step(executing, replied("x"))
+
+
 def test_output_type_valid_answer_is_parsed() -> None:
     m = Agent("a", output_type=Answer).machine
     step = m.step(m.start("q").snapshot, replied('```json\n{"value": 4}\n```'))
