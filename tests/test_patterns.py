@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -386,3 +387,26 @@ def test_concurrent_emits_are_queued_and_lose_no_message() -> None:
     contents = [m.content for m in bus.conversation.messages]
     assert len(contents) == 10 and sorted(contents[::2]) == [f"Event tick: {i}" for i in range(5)]
     assert all(reply == f"handled {event}" for event, reply in zip(contents[::2], contents[1::2], strict=True))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: Sequential(n, [Agent("a")]),
+        lambda n: Parallel(n, [Agent("a")]),
+        lambda n: Competitive(n, [Agent("a")], Agent("judge")),
+        lambda n: Router(n, Agent("c"), {"x": Agent("a")}),
+        lambda n: ManagerWorker(n, Agent("m"), [Agent("w")]),
+        lambda n: Recursive(n, Agent("d"), Agent("e"), max_depth=1),
+        lambda n: Handoffs(n, Agent("t"), [Agent("b")], max_handoffs=1),
+        lambda n: EventDriven(n, {"e": Agent("h")}),
+    ],
+)
+def test_pattern_names_follow_the_agent_name_rule(make: Any) -> None:
+    """A pattern's name becomes part of child conversation ids (`<id>/<task>`) and diagram file
+    names, so it follows the agent name rule: a name with a space, a slash or nothing in it is an
+    `InvalidDefinition` when the pattern is made."""
+    assert ":ok_name-1" in make("ok_name-1").machine.name
+    for bad in ("two words", "a/b", "", 7):
+        with pytest.raises(InvalidDefinition, match="must be 1-64 letters"):
+            make(bad)

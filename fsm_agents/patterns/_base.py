@@ -9,6 +9,7 @@ task input, so a parent that sent `n` messages folds `outcome.conversation.messa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -30,6 +31,15 @@ class Planned(Event):
     """Internal: raised by `step` itself after a pattern's PLANNING decided the next stage."""
 
     name: ClassVar[str] = "planned"
+
+
+def pattern_name(kind: str, name: str) -> str:
+    """`"<kind>:<name>"`, the machine name of a pattern. `name` follows the rule for agent names
+    (1-64 letters, digits, '_' or '-': it becomes part of child conversation ids and diagram
+    file names). Raises `InvalidDefinition`."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise InvalidDefinition(f"{kind} name {name!r} must be 1-64 letters, digits, '_' or '-'")
+    return f"{kind}:{name}"
 
 
 def resolve_child(obj: Any) -> Machine:

@@ -30,6 +30,7 @@ from fsm_agents.patterns._base import (
     failure_text,
     new_messages,
     outcomes_of,
+    pattern_name,
     resolve_child,
 )
 from fsm_agents.state import Conversation, Frozen, MessageLog, Phase, Snapshot, UserMessage
@@ -109,7 +110,7 @@ class EventDrivenMachine(Pattern):
     with no handler."""
 
     def __init__(self, name: str, handlers: Mapping[str, Any]) -> None:
-        self.name = f"event_driven:{name}"
+        self.name = pattern_name("event_driven", name)
         if not handlers:
             raise InvalidDefinition(f"{self.name}: at least one handler is required")
         self._children = {event_type: resolve_child(h) for event_type, h in handlers.items()}

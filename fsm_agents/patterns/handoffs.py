@@ -20,7 +20,7 @@ from fsm_agents.agent import Agent, AgentChart, AgentData, AgentMachine
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import Event, ModelReplied, Step
 from fsm_agents.machine import Machine, compile_chart, fused
-from fsm_agents.patterns._base import ChartClass, chart_class
+from fsm_agents.patterns._base import ChartClass, chart_class, pattern_name
 from fsm_agents.state import Failure, Phase, Snapshot, ToolMessage
 
 __all__ = ["Handoffs", "HandoffsChart"]
@@ -89,7 +89,7 @@ class Handoffs(AgentMachine):
     def __init__(
         self, name: str, entry: Agent, agents: Iterable[Agent], max_handoffs: int, *, max_steps: int | None = None
     ) -> None:
-        pattern = f"handoffs:{name}"
+        pattern = pattern_name("handoffs", name)
         if max_handoffs < 0:
             raise InvalidDefinition(f"{pattern}: max_handoffs must be >= 0")
         members: dict[str, Agent] = {entry.name: entry}

@@ -34,6 +34,7 @@ from fsm_agents.patterns._base import (
     failure_text,
     outcomes_of,
     output_text,
+    pattern_name,
 )
 from fsm_agents.state import (
     AssistantMessage,
@@ -116,7 +117,7 @@ class ManagerWorker(Pattern):
     """
 
     def __init__(self, name: str, manager: Agent, workers: Iterable[Any]) -> None:
-        self.name = f"manager_worker:{name}"
+        self.name = pattern_name("manager_worker", name)
         if not isinstance(manager, Agent):
             raise InvalidDefinition(f"{self.name}: the manager must be an Agent")
         if manager.tools or manager.handoffs:

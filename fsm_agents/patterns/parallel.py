@@ -30,6 +30,7 @@ from fsm_agents.patterns._base import (
     new_messages,
     outcome_message,
     outcomes_of,
+    pattern_name,
     resolve_child,
 )
 from fsm_agents.state import Conversation, Frozen, Phase, Snapshot, messages_from
@@ -105,7 +106,7 @@ class Parallel(Pattern):
         *,
         _chart: ChartClass | None = None,
     ) -> None:
-        self.name = f"{self.kind}:{name}"
+        self.name = pattern_name(self.kind, name)
         if on_failure not in ("fail", "report"):
             raise InvalidDefinition(f"{self.name}: on_failure must be 'fail' or 'report', got {on_failure!r}")
         if max_concurrency is not None and max_concurrency < 1:

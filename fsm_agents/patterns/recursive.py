@@ -35,6 +35,7 @@ from fsm_agents.patterns._base import (
     new_messages,
     outcomes_of,
     output_text,
+    pattern_name,
     resolve_child,
 )
 from fsm_agents.state import (
@@ -161,7 +162,7 @@ class Recursive(Pattern):
         on_depth_exhausted: OnDepthExhausted = "fail",
         synthesizer: Any = None,
     ) -> None:
-        self.name = f"recursive:{name}"
+        self.name = pattern_name("recursive", name)
         if not isinstance(decomposer, Agent):
             raise InvalidDefinition(f"{self.name}: the decomposer must be an Agent")
         if max_depth < 0:

@@ -27,6 +27,7 @@ from fsm_agents.patterns._base import (
     failure_text,
     new_messages,
     outcomes_of,
+    pattern_name,
     resolve_child,
 )
 from fsm_agents.state import AssistantMessage, Conversation, Frozen, ModelRequest, Phase, Snapshot, messages_from
@@ -115,7 +116,7 @@ class Router(Pattern):
     ) -> None:
         from fsm_agents.models.scripted import FunctionModel  # the patterns sit above the models
 
-        self.name = f"router:{name}"
+        self.name = pattern_name("router", name)
         if not routes:
             raise InvalidDefinition(f"{self.name}: at least one route is required")
         if isinstance(classifier, Agent):

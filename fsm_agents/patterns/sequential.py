@@ -26,6 +26,7 @@ from fsm_agents.patterns._base import (
     new_messages,
     outcomes_of,
     output_text,
+    pattern_name,
 )
 from fsm_agents.state import Conversation, Frozen, Phase, Snapshot, messages_from
 
@@ -78,7 +79,7 @@ class Sequential(Pattern):
     """
 
     def __init__(self, name: str, stages: Iterable[Any], *, shared_conversation: bool = True) -> None:
-        self.name = f"sequential:{name}"
+        self.name = pattern_name("sequential", name)
         items = list(stages)
         self._children = children_by_name(self.name, items, "stage")
         self.stages: tuple[str, ...] = tuple(child_name(o) for o in items)  # a stage may appear twice
