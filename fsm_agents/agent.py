@@ -304,6 +304,11 @@ class AgentMachine(Machine):
             for h in a.handoffs:
                 target = self.agents[h if isinstance(h, str) else h.name]
                 tname = f"{TRANSFER_PREFIX}{target.name}"
+                if len(tname) > 64:  # the providers' limit on a function name
+                    raise InvalidDefinition(
+                        f"agent {a.name!r}: the handoff tool {tname!r} would be longer than the 64 characters "
+                        f"providers accept: give {target.name!r} a name of at most {64 - len(TRANSFER_PREFIX)} characters"
+                    )
                 transfers[tname] = target.name
                 about = target.description or target.instructions[:200]
                 specs.append(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,9 +96,13 @@ def _build_tool(
     max_output_chars: int,
     thread: bool,
 ) -> Tool:
-    tool_name = name or fn.__name__
-    if not tool_name.replace("_", "").replace("-", "").isalnum():
-        raise ToolDefinitionError(f"tool name {tool_name!r} must be letters, digits, '_' or '-'")
+    if not callable(fn) or isinstance(fn, type):
+        raise ToolDefinitionError(f"a tool is made from a function, not {type(fn).__name__}: {fn!r:.80}")
+    tool_name = name or getattr(fn, "__name__", "")
+    # the providers' rule for function names (OpenAI: ^[a-zA-Z0-9_-]{1,64}$; Anthropic: the same)
+    if not isinstance(tool_name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tool_name):
+        hint = "; name it with @tool(name=...)" if name is None else ""
+        raise ToolDefinitionError(f"tool name {tool_name!r} must be 1-64 ASCII letters, digits, '_' or '-'{hint}")
     if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
         raise ToolDefinitionError(f"tool {tool_name!r}: timeout must be a positive number of seconds")
     if retries < 0:

@@ -64,7 +64,7 @@ def test_options_and_bad_definitions() -> None:
         tool(star)
     with pytest.raises(ToolDefinitionError, match="timeout must be a positive"):
         tool(timeout=0)(untyped)
-    with pytest.raises(ToolDefinitionError, match="must be letters"):
+    with pytest.raises(ToolDefinitionError, match="must be 1-64 ASCII letters"):
         tool(lambda: 1)
 
 
@@ -202,3 +202,29 @@ async def test_calls_of_one_reply_run_concurrently() -> None:
     with anyio.fail_after(5):
         results = await ex.run([ToolCall(id="a", name="ping"), ToolCall(id="b", name="pong")])
     assert [(r.call_id, r.content) for r in results] == [("a", "ping"), ("b", "pong")]
+
+
+def test_tool_definitions_the_providers_would_refuse_are_tool_definition_errors() -> None:
+    """A tool is made from a function (not from a number), and its name follows the providers'
+    rule for function names (1-64 ASCII letters, digits, '_' or '-'): a lambda is told to take a
+    name, a non-ASCII or 65-character name is refused, and so is a handoff whose
+    `transfer_to_<agent>` tool name would exceed 64 characters."""
+    from fsm_agents import Agent, InvalidDefinition
+
+    def café(a: int) -> int:
+        """Non-ASCII name."""
+        return a
+
+    with pytest.raises(ToolDefinitionError, match="a tool is made from a function, not int"):
+        tool(5)  # type: ignore[call-overload]
+    with pytest.raises(ToolDefinitionError, match=r"'<lambda>' must be 1-64 ASCII .*name it with @tool\(name=\.\.\.\)"):
+        tool(lambda a: a)
+    with pytest.raises(ToolDefinitionError, match="'café' must be 1-64 ASCII"):
+        tool(café)
+    with pytest.raises(ToolDefinitionError, match="must be 1-64 ASCII"):
+        tool(name="x" * 65)(café)
+    assert tool(name="x" * 64)(café).name == "x" * 64
+    long = "b" * 53  # transfer_to_ + 53 = 65 characters
+    with pytest.raises(InvalidDefinition, match="longer than the 64 characters"):
+        _ = Agent("a", handoffs=[Agent(long)]).machine
+    assert Agent("a", handoffs=[Agent("b" * 52)]).machine.agents.keys() == {"a", "b" * 52}
