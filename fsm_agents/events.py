@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
+from pydantic import SerializerFunctionWrapHandler, field_serializer
+
+from fsm_agents.log import PersistentLog
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -148,6 +151,11 @@ class AgentTask(Frozen):
     task_id: str
     machine: str
     input: Any
+
+    @field_serializer("input", mode="wrap")
+    def _dump_input(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        # messages shared with the parent's conversation (a PersistentLog) dump as a list of messages
+        return handler(tuple(value) if isinstance(value, PersistentLog) else value)
 
 
 class RunAgents(Effect):

@@ -46,13 +46,47 @@ def test_record_captures_effects_and_events_and_scrubs_secrets(cassette: Cassett
     cassette.save(path)
     assert Cassette.load(path) == cassette
     path.write_text(json.dumps({"format": "other/9"}))
-    with pytest.raises(FsmAgentsError, match=r"is not a fsm_agents\.cassette/1 cassette"):
+    with pytest.raises(FsmAgentsError, match=r"is not a fsm_agents\.cassette/2 cassette"):
         Cassette.load(path)
 
 
 def test_replay_reproduces_the_run_without_model_or_tools(cassette: Cassette) -> None:
     final = replay(calculator(), cassette)
     assert final.snapshot.phase is Phase.DONE and final.snapshot.output == "5"
+
+
+def test_a_cassette_replays_message_inputs_and_typed_child_outputs_as_they_were(tmp_path: Path) -> None:
+    """A recorded input of messages replays as those messages (it was stored as their repr()
+    strings, so the replay could not start), and a pattern's child `output_type` models and
+    fan-in tuples replay as themselves (they came back as dicts in a list): the replayed final
+    snapshot equals the live one. A version 1 cassette still loads and replays."""
+    from pydantic import BaseModel, ConfigDict
+
+    from fsm_agents import SystemMessage, UserMessage, run_sync
+    from fsm_agents.patterns import Parallel
+
+    class Score(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        value: int
+
+    agent = Agent("a", model=ScriptedModel(["hello"]))
+    live = run_sync(agent, [SystemMessage(content="be brief"), UserMessage(content="hi")])
+    path = tmp_path / "m.json"
+    record(live).save(path)
+    assert replay(agent, Cassette.load(path)).snapshot == live.snapshot
+    judges = Parallel(
+        "judges",
+        [Agent(f"j{i}", model=ScriptedModel([f'{{"value": {i}}}']), output_type=Score) for i in (1, 2)],
+    )
+    live = run_sync(judges, "rate this")
+    assert live.output == (Score(value=1), Score(value=2))
+    record(live).save(path)
+    again = replay(judges, Cassette.load(path))
+    assert again.snapshot == live.snapshot and type(again.snapshot.output[0]) is Score
+    old = json.loads(path.read_text())
+    old.update(format="fsm_agents.cassette/1", input="rate this")  # version 1: the raw input
+    path.write_text(json.dumps(old))
+    assert replay(judges, Cassette.load(path)).snapshot == live.snapshot
 
 
 def test_replay_reports_a_divergence_with_the_step_and_both_effects(cassette: Cassette) -> None:

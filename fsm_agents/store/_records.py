@@ -16,12 +16,12 @@ and 2 logs, without `input_prefix` or shapes, load unchanged):
               version 2, an `AgentsFinished` outcome's conversation may leave out the messages of
               its task's input: `{"id", "messages", "input_prefix": n}`, see `encode_event`; since
               version 3, an outcome whose output JSON would not load back as the same value carries
-              `"output_shape"`, see `json_shape`);
+              `"output_shape"`, see `fsm_agents.codec.json_shape`);
 - `"finished"` `{"key": idempotency key}` — the effect's event is in the log (same append);
 - `"end"`     `{"phase": Phase, "step": int, "digest": sha256 hex of the final snapshot's JSON}`.
 
 `Input` is `{"text": str}`, `{"messages": [message JSON]}` or `{"json": value}` (since format
-version 3 with `"shape"` when the value's JSON loses its type, see `json_shape`). Events are
+version 3 with `"shape"` when the value's JSON loses its type; `fsm_agents.codec.dump_input`). Events are
 encoded as `{"type": class name, **event.model_dump(mode="json")}` and rebuilt through a registry
 of every `Event` subclass (walked recursively at load time, so events defined later — by
 patterns or users — are found). Stores add `seq`, `created_at` (Unix seconds, UTC) and a hash
@@ -33,23 +33,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import to_jsonable_python
 
 from fsm_agents import codec
 from fsm_agents.errors import FsmAgentsError
 from fsm_agents.events import AgentsFinished, Effect, Event, RunAgents
 from fsm_agents.state import (
-    AssistantMessage,
     Message,
     Snapshot,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
     messages_from,
 )
 
@@ -67,7 +62,6 @@ __all__ = [
     "decode_input",
     "encode_event",
     "encode_input",
-    "json_shape",
     "snapshot_digest",
     "verify",
 ]
@@ -187,7 +181,7 @@ def encode_event(event: Event, effect: Effect | None = None) -> dict[str, Any]:
     """`{"type": class name, **event.model_dump(mode="json")}` (the `fsm_agents.codec` format).
 
     An `AgentsFinished` outcome whose `output` would not load back from its JSON as the same
-    value (a pydantic model, a tuple) also carries `"output_shape"` (see `json_shape`).
+    value (a pydantic model, a tuple) also carries `"output_shape"` (see `codec.json_shape`).
 
     With the `RunAgents` effect an `AgentsFinished` answered, each outcome's `conversation` is
     stored without the messages of its task's input (a child's conversation starts with them,
@@ -196,20 +190,11 @@ def encode_event(event: Event, effect: Effect | None = None) -> dict[str, Any]:
     `"input_prefix": n`, the number of messages left out; `decode_event` needs the same effect
     to restore them.
     """
-    if not isinstance(event, AgentsFinished):
+    if not (isinstance(event, AgentsFinished) and isinstance(effect, RunAgents)):
         return codec.dump(event)
-    if not isinstance(effect, RunAgents):
-        data = codec.dump(event)
-        for outcome, dumped in zip(event.outcomes, data["outcomes"], strict=True):
-            _add_shape(outcome, dumped)
-        return data
-    data = {
-        "type": type(event).__name__,
-        **event.model_dump(mode="json", exclude={"outcomes": {"__all__": {"conversation"}}}),
-    }
+    data = codec.dump(event, exclude={"outcomes": {"__all__": {"conversation"}}})
     inputs = {t.task_id: t.input for t in effect.tasks}
     for outcome, dumped in zip(event.outcomes, data["outcomes"], strict=True):
-        _add_shape(outcome, dumped)
         conversation = outcome.conversation
         if conversation is None:
             dumped["conversation"] = None
@@ -251,96 +236,12 @@ def decode_event(data: Mapping[str, Any], effect: Effect | None = None, *, conve
         isinstance(o, dict) and "input_prefix" in (o.get("conversation") or {}) for o in outcomes
     ):
         data = {**data, "outcomes": [_restore(o, effect, conversations) for o in outcomes]}
-    if isinstance(outcomes, list) and any(isinstance(o, dict) and "output_shape" in o for o in outcomes):
-        data = {**data, "outcomes": [_reshape(o) for o in data["outcomes"]]}
     try:
         return codec.load_event(dict(data))
+    except codec.ShapeMismatch as exc:
+        raise ReplayMismatch(f"the log holds an event that no longer loads: {exc}") from None
     except codec.CodecError as exc:
         raise CorruptStore(f"the log holds an event that cannot be loaded: {exc}") from None
-
-
-# -- outcome outputs ------------------------------------------------------------------------------
-
-
-def json_shape(value: Any) -> Any:
-    """What `value`'s JSON (`to_jsonable_python`) loses, so it can be rebuilt (`_rebuilt`): `None` when the
-    JSON loads back as an equal value (text, numbers, booleans, null), else
-    `{"model": "module:QualifiedName"}` for a pydantic model (rebuilt by the class's own
-    validation, so its typed fields come back typed), and `{"tuple": [shape, ...]}` or
-    `{"frozenset": [shape, ...]}` (one shape per item, in the order the items are dumped). A value
-    of any other type (a dataclass, a datetime) is stored as its JSON and loads back as that JSON.
-
-    Why: an agent's output is its `output_type` (a frozen pydantic model), a fan-in's output a
-    tuple of outputs, and a pattern's input may be a model (`RecursiveTask`, `EventInput`), so
-    outcomes and inputs must load back from the log as the values the live run used, else a
-    replay starts, or folds, something else than the run did.
-    """
-    if isinstance(value, BaseModel):
-        return {"model": f"{type(value).__module__}:{type(value).__qualname__}"}
-    if isinstance(value, tuple):
-        return {"tuple": [json_shape(v) for v in value]}
-    if isinstance(value, frozenset):
-        return {"frozenset": [json_shape(v) for v in value]}
-    return None
-
-
-def _add_shape(outcome: Any, dumped: dict[str, Any]) -> None:
-    shape = json_shape(outcome.output)
-    if shape is not None:
-        dumped["output_shape"] = shape
-
-
-def _model_class(name: str) -> type[BaseModel]:
-    """The loaded pydantic model class named `module:QualifiedName`, found among every loaded
-    subclass of `BaseModel` (as event classes are: its module must be imported before the log is
-    loaded; nothing is imported from a name in the log). When one class statement ran more than
-    once (e.g. in a function called twice), the newest class wins. Raises `CorruptStore`."""
-    found: type[BaseModel] | None = None
-    pending: list[type[BaseModel]] = [BaseModel]
-    seen: set[type[BaseModel]] = set()
-    while pending:
-        cls = pending.pop()
-        for sub in cls.__subclasses__():  # in creation order
-            if sub in seen:
-                continue
-            seen.add(sub)
-            pending.append(sub)
-            if f"{sub.__module__}:{sub.__qualname__}" == name:
-                found = sub  # the same statement's later class comes later in its base's list
-    if found is None:
-        raise CorruptStore(f"the log holds a value of type {name}, which is not loaded: import its module first")
-    return found
-
-
-def _rebuilt(value: Any, shape: Any) -> Any:
-    if shape is None:
-        return value
-    if not isinstance(shape, dict) or len(shape) != 1:
-        raise CorruptStore(f"a stored value's shape is malformed: {str(shape)[:200]}")
-    ((kind, spec),) = shape.items()
-    if kind == "model":
-        cls = _model_class(str(spec))
-        try:
-            return cls.model_validate(value)
-        except ValidationError as exc:
-            raise ReplayMismatch(
-                f"a stored value no longer validates as {spec} (the class changed since the run): {exc}"
-            ) from None
-    if kind in ("tuple", "frozenset"):
-        if not isinstance(value, list) or not isinstance(spec, list) or len(spec) != len(value):
-            raise CorruptStore(f"a stored value does not match its shape ({kind}): {str(value)[:200]}")
-        items = [_rebuilt(v, s) for v, s in zip(value, spec, strict=True)]
-        return tuple(items) if kind == "tuple" else frozenset(items)
-    raise CorruptStore(f"a stored value's shape has an unknown kind {kind!r}")
-
-
-def _reshape(outcome: Any) -> Any:
-    if not isinstance(outcome, dict) or "output_shape" not in outcome:
-        return outcome
-    rest = dict(outcome)
-    shape = rest.pop("output_shape")
-    rest["output"] = _rebuilt(rest.get("output"), shape)
-    return rest
 
 
 def _restore(outcome: Any, effect: Effect | None, conversations: bool) -> Any:
@@ -363,40 +264,23 @@ def _restore(outcome: Any, effect: Effect | None, conversations: bool) -> Any:
 
 # -- inputs --------------------------------------------------------------------------------------
 
-_MESSAGES = TypeAdapter(list[Message])
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
-_MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
 
 
 def encode_input(value: Any) -> dict[str, Any]:
-    """A run input as JSON: `{"text": s}`, `{"messages": [...]}` (a message or messages) or
-    `{"json": value}` (anything else JSON-able, e.g. a pattern's input), with `"shape":
-    json_shape(value)` when its JSON alone would not load back as the same value."""
-    if isinstance(value, str):
-        return {"text": value}
-    if isinstance(value, _MESSAGE_TYPES):
-        value = [value]
-    if isinstance(value, Iterable) and not isinstance(value, (Mapping, bytes)):
-        items = list(value)
-        if items and all(isinstance(m, _MESSAGE_TYPES) for m in items):
-            return {"messages": [m.model_dump(mode="json") for m in items]}
-    shape = json_shape(value)
-    return {"json": to_jsonable_python(value), **({"shape": shape} if shape is not None else {})}
+    """A run input as JSON (`fsm_agents.codec.dump_input`)."""
+    return codec.dump_input(value)
 
 
 def decode_input(data: Mapping[str, Any]) -> Any:
-    """The inverse of `encode_input` (messages come back as a tuple of messages, a shaped value
-    as the model or tuple it was). Raises `CorruptStore` or `ReplayMismatch` (see `_rebuilt`)."""
-    if "text" in data:
-        return data["text"]
-    if "messages" in data:
-        try:
-            return tuple(_MESSAGES.validate_python(data["messages"]))
-        except ValidationError as exc:
-            raise CorruptStore(f"a start record's input messages do not validate: {exc}") from None
-    if "shape" in data:
-        return _rebuilt(data.get("json"), data["shape"])
-    return data.get("json")
+    """The inverse of `encode_input` (`fsm_agents.codec.load_input`). Raises `CorruptStore`, or
+    `ReplayMismatch` for a model input whose class no longer validates it."""
+    try:
+        return codec.load_input(data)
+    except codec.ShapeMismatch as exc:
+        raise ReplayMismatch(f"a start record's input no longer loads: {exc}") from None
+    except codec.CodecError as exc:
+        raise CorruptStore(f"a start record's input cannot be loaded: {exc}") from None
 
 
 def snapshot_digest(snapshot: Snapshot[Any]) -> str:

@@ -14,8 +14,11 @@ tools or control flow raises `CassetteDivergence` naming the step and both effec
 checking each request against the recorded one; `replay_tools(cassette)` serves recorded tool
 results by tool name and arguments.
 
-Format (JSON): `{"format": "fsm_agents.cassette/1", "machine", "run_id", "input",
-"interactions": [{"step", "effect": {"type", ...}, "event": {"type", ...}}]}`.
+Format (JSON): `{"format": "fsm_agents.cassette/2", "machine", "run_id", "input",
+"interactions": [{"step", "effect": {"type", ...}, "event": {"type", ...}}]}`, where `input` is
+encoded by `fsm_agents.codec.dump_input` (`{"text"}`, `{"messages"}` or `{"json", "shape"}`, so
+messages and a pattern's model input replay as themselves). Version 1 cassettes, whose `input`
+is the raw value, still load.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-from fsm_agents.codec import dump, load_effect, load_event
+from fsm_agents.codec import CodecError, dump, dump_input, load_effect, load_event, load_input
 from fsm_agents.errors import CassetteDivergence, FsmAgentsError
 from fsm_agents.events import CallModel, ModelReplied, RunTools, Step, ToolsFinished
 from fsm_agents.models.base import ModelError, ModelResponse
@@ -39,7 +42,8 @@ from fsm_agents.tools import Tool
 
 __all__ = ["Cassette", "CassetteDivergence", "Interaction", "ReplayModel", "record", "replay", "replay_tools"]
 
-FORMAT: Literal["fsm_agents.cassette/1"] = "fsm_agents.cassette/1"
+FORMAT: Literal["fsm_agents.cassette/2"] = "fsm_agents.cassette/2"
+_FORMATS = (FORMAT, "fsm_agents.cassette/1")
 
 
 class Interaction(Frozen):
@@ -53,7 +57,7 @@ class Interaction(Frozen):
 class Cassette(Frozen):
     """A recorded run: enough to replay it without a model or tools."""
 
-    format: Literal["fsm_agents.cassette/1"] = FORMAT
+    format: Literal["fsm_agents.cassette/2", "fsm_agents.cassette/1"] = FORMAT
     machine: str
     run_id: str
     input: Any
@@ -72,7 +76,7 @@ class Cassette(Frozen):
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise FsmAgentsError(f"cannot read cassette {path}: {exc}") from exc
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in _FORMATS:
             raise FsmAgentsError(
                 f"{path} is not a {FORMAT} cassette (format: {data.get('format') if isinstance(data, dict) else None!r})"
             )
@@ -91,7 +95,7 @@ def record(result: RunResult, *, secrets: Iterable[str] = ()) -> Cassette:
         "format": FORMAT,
         "machine": result.snapshot.machine,
         "run_id": result.run_id,
-        "input": result.input if isinstance(result.input, str) else json.loads(json.dumps(result.input, default=str)),
+        "input": dump_input(result.input),
         "interactions": interactions,
     }
     scrubbed = Redactor(secrets)(json.dumps(raw, ensure_ascii=False))
@@ -107,7 +111,7 @@ def replay(machine: Any, cassette: Cassette) -> Step:
     m = as_machine(machine)
     if cassette.machine != m.name:
         raise CassetteDivergence(0, f"machine {cassette.machine}", f"machine {m.name}")
-    step = m.start(cassette.input, run_id=cassette.run_id)
+    step = m.start(_run_input(cassette), run_id=cassette.run_id)
     for interaction in cassette.interactions:
         if len(step.effects) != 1:
             raise CassetteDivergence(interaction.step, interaction.effect, [dump(e) for e in step.effects])
@@ -118,6 +122,15 @@ def replay(machine: Any, cassette: Cassette) -> Step:
     if step.effects:
         raise CassetteDivergence(len(cassette.interactions), "the end of the recording", dump(step.effects[0]))
     return step
+
+
+def _run_input(cassette: Cassette) -> Any:
+    if cassette.format == "fsm_agents.cassette/1" or not isinstance(cassette.input, dict):
+        return cassette.input  # version 1: the raw value
+    try:
+        return load_input(cassette.input)
+    except CodecError as exc:
+        raise FsmAgentsError(f"the cassette's input cannot be loaded: {exc}") from None
 
 
 def _request_shape(request: ModelRequest) -> dict[str, Any]:
