@@ -410,8 +410,8 @@ class Snapshot(Frozen, Generic[D]):
 def messages_from(value: str | Message | Iterable[Message] | Mapping[str, Any]) -> tuple[Message, ...]:
     """Normalise a run input: a string becomes one `UserMessage`; a message, or a mapping in a
     message's JSON form (`{"role": "user", "content": ...}`), one message; an iterable of them,
-    a tuple of messages. Raises `InvalidInput` (a `ValueError`) for a mapping that is not a valid
-    message, and `TypeError` for an input of another type."""
+    a tuple of messages. Raises `InvalidInput` (a `ValueError`) for a mapping or an item that is
+    not a valid message, and `TypeError` for an input of another type."""
     if isinstance(value, str):
         return (_made(UserMessage, {"role": "user", "content": value}, _USER_FIELDS),)
     if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
