@@ -99,9 +99,13 @@ class CassetteDivergence(FsmAgentsError):
 class ConcurrencyConflict(FsmAgentsError):
     """A store append used a stale `expected_seq`: another writer appended first. Reload and retry."""
 
-    def __init__(self, conversation_id: str, expected_seq: int, actual_seq: int) -> None:
+    def __init__(self, conversation_id: str, expected_seq: int, actual_seq: int, *, why: str = "") -> None:
         self.conversation_id, self.expected_seq, self.actual_seq = conversation_id, expected_seq, actual_seq
         super().__init__(
-            f"conversation {conversation_id!r}: expected to append at seq {expected_seq} but the log is at "
-            f"{actual_seq}; another writer appended first — reload the conversation and retry"
+            f"conversation {conversation_id!r}: "
+            + (
+                why
+                or f"expected to append at seq {expected_seq} but the log is at {actual_seq}; another writer "
+                "appended first — reload the conversation and retry"
+            )
         )

@@ -504,7 +504,13 @@ class _Performer:
         records, log.seq = await log.call(_fold.resolve, store, conversation_id, must_exist=False)
         if records:
             if not resume_ok:
-                raise ConcurrencyConflict(conversation_id, 0, log.seq)
+                raise ConcurrencyConflict(
+                    conversation_id,
+                    0,
+                    log.seq,
+                    why=f"it already exists ({log.seq} records): continue it with resume() or "
+                    "Conversations.append(), or start a new one under another id",
+                )
             segments = await log.call(_fold.fold, records, _machine_lookup(machine), context=context)
             return await self.continue_logged(machine, segments[-1], log)
         step = machine.start(input, context, run_id=run_id)

@@ -144,8 +144,10 @@ async def test_run_persists_and_resume_of_a_finished_run_needs_no_model(store: S
 
 @pytest.mark.anyio
 async def test_run_refuses_an_existing_conversation(store: Store, anyio_backend: str) -> None:
+    """Starting a run under an existing conversation id is a ConcurrencyConflict that says the
+    conversation exists and how to continue it (not a stale-seq message about another writer)."""
     await _agent_run(store)
-    with pytest.raises(ConcurrencyConflict):
+    with pytest.raises(ConcurrencyConflict, match=r"already exists \(\d+ records\): continue it with resume\(\)"):
         await _agent_run(store)
 
 
