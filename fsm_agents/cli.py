@@ -1,13 +1,15 @@
 """The `fsm-agents` command line (argparse).
 
+    fsm-agents run MODULE:OBJECT [INPUT ...] [--store PATH] [--conversation-id ID] [--trace] [--json]
     fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
     fsm-agents diagram MODULE:OBJECT -o PATH
     fsm-agents diagrams [--check] [--out diagrams]
     fsm-agents history ID --store PATH [--json]
     fsm-agents replay ID --store PATH --machine MODULE:OBJECT [--machine ...]
+    fsm-agents demo [QUESTION ...]
 
 Each subcommand is one `_cmd_<name>(args) -> int` function registered in `build_parser`.
-Exit codes: 0 success, 1 a check/invariant failed, 2 bad usage (argparse).
+Exit codes: 0 success, 1 a check/invariant failed or a run ended FAILED, 2 bad usage (argparse).
 """
 
 from __future__ import annotations
@@ -43,6 +45,62 @@ def load_object(spec: str) -> Any:
     if callable(obj) and not hasattr(obj, "machine") and not hasattr(obj, "step"):
         obj = obj()  # a factory function
     return obj
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from pydantic_core import to_jsonable_python
+
+    from fsm_agents.observers import PrintObserver
+    from fsm_agents.runtime import run_sync
+
+    target = load_object(args.target)
+    text = " ".join(args.input) if args.input else sys.stdin.read()
+    store = _open_store(args.store, create=True) if args.store else None
+    try:
+        result = run_sync(
+            target,
+            text,
+            observers=[PrintObserver(sys.stderr)] if args.trace else (),
+            store=store,
+            conversation_id=args.conversation_id,
+        )
+    finally:
+        if store is not None:
+            store.close()
+    failure = result.failure
+    if args.json:
+        summary = {
+            "run_id": result.run_id,
+            "phase": result.phase.value,
+            "output": to_jsonable_python(result.output, fallback=str),
+            "failure": failure.model_dump(mode="json") if failure is not None else None,
+            "usage": result.usage.model_dump(mode="json"),
+            "steps": result.snapshot.step,
+        }
+        print(json.dumps(summary, ensure_ascii=False))
+    elif result.ok:
+        output = result.output
+        if not isinstance(output, str):
+            output = json.dumps(to_jsonable_python(output, fallback=str), ensure_ascii=False)
+        print(output)
+    if failure is not None and not args.json:
+        print(f"FAILED ({failure.kind}): {failure.message}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        demo = importlib.import_module("examples.local_agent")
+    except ImportError:
+        raise FsmAgentsError(
+            "the demo is examples/local_agent.py of the fsm_agents repository: run `fsm-agents demo` (or `make demo`) "
+            "from a checkout"
+        ) from None
+    return int(demo.main(list(args.question)))
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -92,16 +150,16 @@ def _cmd_diagrams(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(spec: str) -> Any:
+def _open_store(spec: str, *, create: bool = False) -> Any:
     """`postgresql://...` / `postgres://...` → PostgresStore, anything else → SQLiteStore(path)
-    (which must exist: reading never creates a database)."""
+    (which must exist unless `create`: reading never creates a database)."""
     import os
 
     from fsm_agents.store import PostgresStore, SQLiteStore
 
     if spec.startswith(("postgresql://", "postgres://")):
         return PostgresStore(spec)
-    if not os.path.exists(spec):
+    if not create and not os.path.exists(spec):
         raise FsmAgentsError(f"no store at {spec!r}: give the SQLite file a run wrote (or a postgresql:// DSN)")
     return SQLiteStore(spec)
 
@@ -154,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsm-agents", description="LLM agents as explicit state machines")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    run = sub.add_parser("run", help="run an agent or a pattern on an input; exit 1 if it ends FAILED")
+    run.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory), with models")
+    run.add_argument("input", nargs="*", help="the user message (default: read from stdin)")
+    run.add_argument("--store", help="persist the run to this SQLite file (created if missing) or postgresql:// DSN")
+    run.add_argument("--conversation-id", help="the conversation id in the store (default: the run id)")
+    run.add_argument("--trace", action="store_true", help="print every transition and effect to stderr")
+    run.add_argument("--json", action="store_true", help="print run id, phase, output, failure, usage as JSON")
+    run.set_defaults(func=_cmd_run)
+
     check = sub.add_parser("check", help="explore a machine with hypothesis and assert its invariants")
     check.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory)")
     check.add_argument("--examples", type=int, default=200, help="hypothesis examples (default 200)")
@@ -184,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--machine", required=True, action="append", help="MODULE:OBJECT of the machine that wrote it (repeat for several)"
     )
     replay.set_defaults(func=_cmd_replay)
+
+    demo = sub.add_parser("demo", help="the main job: a two-agent team on the embedded local model (from a checkout)")
+    demo.add_argument("question", nargs="*", help="what to ask (default: the population density of Japan)")
+    demo.set_defaults(func=_cmd_demo)
 
     return parser
 

@@ -203,3 +203,27 @@ def calc_agent() -> Agent:
         return a + b
 
     return Agent("calc", "add", tools=[add])
+
+
+def scripted_calc() -> Agent:
+    """`calc_agent` on a script: adds 1 and 2, answers "3" (for `fsm-agents run` tests)."""
+    from fsm_agents import ScriptedModel
+    from fsm_agents.models import call, reply
+
+    agent = calc_agent()
+    agent.model = ScriptedModel([reply(None, call("add", "c1", a=1, b=2)), "3"])
+    return agent
+
+
+def modelless() -> Agent:
+    """An agent without a model (for the CLI's error path)."""
+    return Agent("nomodel", "nothing")
+
+
+def broken_calc() -> Agent:
+    """`calc_agent` on an empty script: its first model call fails, so the run ends FAILED."""
+    from fsm_agents import ScriptedModel
+
+    agent = calc_agent()
+    agent.model = ScriptedModel([])
+    return agent

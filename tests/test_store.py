@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -594,3 +595,57 @@ def run_sync_(machine: Any, value: Any, store: Store, conversation_id: str) -> A
     from fsm_agents import run_sync
 
     return run_sync(machine, value, store=store, conversation_id=conversation_id)
+
+
+def test_cli_run_runs_an_agent_persists_it_and_reports_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fsm-agents run MODULE:OBJECT INPUT` prints the output and exits 0 on DONE; `--store`
+    persists the run (the database is created) so `history` and `replay` read it back; `--json`
+    prints phase, output and usage; an agent without a model is a one-line error (exit 1), and
+    a run that ends FAILED exits 1 naming the failure."""
+    from fsm_agents.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    db = str(tmp_path / "new.db")
+    assert main(["run", "store_helpers:scripted_calc", "1+2?", "--store", db, "--conversation-id", "k"]) == 0
+    assert capsys.readouterr().out.strip() == "3"
+    assert main(["replay", "k", "--store", db, "--machine", "store_helpers:calc_agent"]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["run", "store_helpers:scripted_calc", "1+2?", "--json", "--trace"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["phase"], summary["output"], summary["failure"], summary["steps"]) == ("DONE", "3", None, 4)
+    assert "PLANNING  --model_replied--> DONE" in captured.err  # --trace went to stderr
+    monkeypatch.setattr("sys.stdin", io.StringIO("1+2?"))
+    assert main(["run", "store_helpers:scripted_calc"]) == 0  # the input read from stdin
+    assert capsys.readouterr().out.strip() == "3"
+    assert main(["run", "store_helpers:modelless", "x"]) == 1  # a configuration error: one line, no traceback
+    assert (
+        capsys.readouterr().err
+        == "error: no model for agent(s) nomodel: give the Agent a model= or pass run(..., models={'nomodel': model})\n"
+    )
+    assert main(["run", "store_helpers:broken_calc", "x"]) == 1  # the run ends FAILED
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("FAILED (model_error): calc:")
+
+
+def test_cli_demo_runs_the_checkouts_example_or_says_where_it_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fsm-agents demo QUESTION` calls examples/local_agent.py's main with the question (the
+    main job, as `make demo`); outside a checkout, where `examples` cannot be imported, it says
+    where the demo lives instead of a traceback."""
+    import sys
+    import types
+
+    from fsm_agents.cli import main
+
+    asked: list[list[str]] = []
+    fake = types.ModuleType("examples.local_agent")
+    fake.main = lambda argv: asked.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "examples.local_agent", fake)
+    assert main(["demo", "How", "big?"]) == 0 and asked == [["How", "big?"]]
+    monkeypatch.setitem(sys.modules, "examples.local_agent", None)  # import fails, as outside a checkout
+    assert main(["demo"]) == 1
+    assert "examples/local_agent.py of the fsm_agents repository" in capsys.readouterr().err
