@@ -17,7 +17,7 @@ from fsm_agents.testing import strategies as fst
 appends = st.lists(st.lists(st.integers(), max_size=40), max_size=60)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)  # a behaviour test: no per-example time limit (noisy CI hosts)
 @given(appends, st.integers(0, 59))
 def test_persistent_log_behaves_like_a_list_and_forks_do_not_interfere(batches: list[list[int]], fork_at: int) -> None:
     """Invariant: after any sequence of `append` batches, a PersistentLog has exactly the items of
@@ -93,7 +93,7 @@ def test_snapshot_round_trips_through_json_and_hashes() -> None:
     assert isinstance(again.conversation.messages[2], ToolMessage)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(fst.messages(), max_size=20))
 def test_every_message_survives_a_json_round_trip(msgs: list[object]) -> None:
     """Invariant: any conversation serializes to JSON and back to an equal, equally hashed one
