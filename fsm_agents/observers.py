@@ -27,7 +27,7 @@ from fsm_agents.events import (
 )
 from fsm_agents.state import Snapshot
 
-__all__ = ["LoggingObserver", "Observer", "PrintObserver", "RedactingFilter", "Redactor"]
+__all__ = ["LoggingObserver", "Observer", "OpenTelemetryObserver", "PrintObserver", "RedactingFilter", "Redactor"]
 
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "MISTRAL_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY")
 
@@ -152,3 +152,120 @@ class PrintObserver(Observer):
 
     def on_transition(self, taken: Taken, snapshot: Snapshot[Any]) -> None:
         self._write(f"  {snapshot.machine} step {taken.step:>3}: {taken.source:<9} --{taken.event}--> {taken.target}")
+
+
+class OpenTelemetryObserver(Observer):
+    """One OpenTelemetry span per effect, named and tagged after the GenAI semantic conventions
+    (development status: https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-agent-spans/).
+
+    - `CallModel` → span `chat <agent>` (`gen_ai.operation.name="chat"`); its event adds
+      `gen_ai.usage.input_tokens` / `gen_ai.usage.output_tokens` when the provider reported them
+      and `fsm_agents.tool_calls` (how many the reply asked for); a `ModelFailed` sets the span's
+      status to ERROR with `error.type` = the failure kind (`http`, `timeout`, `malformed`, ...).
+    - `RunTools` → span `execute_tool <names>` (`gen_ai.tool.name`: the names, comma-separated);
+      a failed call sets ERROR with `error.type="tool_error"` (the model still gets the error).
+    - `RunAgents` → span `invoke_agent <machines>`; a child that did not reach DONE sets ERROR
+      with `error.type="child_failed"`.
+
+    Every span carries `gen_ai.agent.name`, `gen_ai.conversation.id` (the run id) and
+    `fsm_agents.effect.key`. The transitions the effect's event led to are span events
+    `fsm_agents.transition` (`source`, `event`, `target`, `step`); the span ends when the run's
+    next effect starts or the run reaches DONE/FAILED. While an effect runs its span is the
+    current span, so child runs and a provider client's own instrumentation nest under it.
+    Only names, counts and kinds are recorded: no message content, arguments or tool output.
+
+    `tracer`: an `opentelemetry.trace.Tracer` (default: the global tracer provider's). Needs the
+    `opentelemetry-api` package (`pip install 'fsm-agents[otel]'`); raises `FsmAgentsError`
+    naming it when missing. Spans of a run that is cancelled mid-effect are not ended.
+    """
+
+    def __init__(self, tracer: Any = None) -> None:
+        try:
+            from opentelemetry import context, trace
+        except ImportError:
+            from fsm_agents.errors import FsmAgentsError
+
+            raise FsmAgentsError(
+                "OpenTelemetryObserver needs the opentelemetry-api package: pip install 'fsm-agents[otel]'"
+            ) from None
+        self._context, self._trace = context, trace
+        self.tracer = tracer or trace.get_tracer("fsm_agents")
+        self._open: dict[str, tuple[Any, Any]] = {}  # run id -> (span, context token or None)
+
+    def _end(self, run_id: str) -> None:
+        opened = self._open.pop(run_id, None)
+        if opened is not None:
+            span, token = opened
+            if token is not None:
+                self._context.detach(token)
+            span.end()
+
+    def on_effect(self, effect: Effect) -> None:
+        run_id = effect.key.rsplit("/", 2)[0]
+        self._end(run_id)
+        attributes: dict[str, Any] = {
+            "gen_ai.conversation.id": run_id,
+            "fsm_agents.effect.key": effect.key,
+        }
+        if isinstance(effect, CallModel):
+            operation, target = "chat", effect.agent
+            attributes["fsm_agents.messages"] = len(effect.request.messages)
+        elif isinstance(effect, RunTools):
+            operation, target = "execute_tool", ",".join(c.name for c in effect.calls)
+            attributes["gen_ai.tool.name"] = target
+        elif isinstance(effect, RunAgents):
+            operation, target = "invoke_agent", ",".join(t.machine for t in effect.tasks)
+        else:
+            operation, target = type(effect).__name__, ""
+        agent = getattr(effect, "agent", None)
+        if agent:
+            attributes["gen_ai.agent.name"] = agent
+        attributes["gen_ai.operation.name"] = operation
+        span = self.tracer.start_span(f"{operation} {target}".strip(), attributes=attributes)
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        self._open[run_id] = (span, token)
+
+    def on_event(self, effect: Effect, event: Event) -> None:
+        run_id = effect.key.rsplit("/", 2)[0]
+        opened = self._open.get(run_id)
+        if opened is None:
+            return
+        span, token = opened
+        if token is not None:  # the effect is over: its span is no longer the current one
+            self._context.detach(token)
+            self._open[run_id] = (span, None)
+        error: str | None = None
+        if isinstance(event, ModelReplied):
+            span.set_attribute("fsm_agents.tool_calls", len(event.message.tool_calls))
+            if event.usage.requests or event.usage.input_tokens or event.usage.output_tokens:
+                span.set_attribute("gen_ai.usage.input_tokens", event.usage.input_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", event.usage.output_tokens)
+        elif isinstance(event, ModelFailed):
+            error = event.kind or "error"
+        elif isinstance(event, ToolsFinished):
+            failed = sum(1 for r in event.results if not r.ok)
+            span.set_attribute("fsm_agents.tools.failed", failed)
+            error = "tool_error" if failed else None
+        else:
+            outcomes = getattr(event, "outcomes", None)
+            if outcomes is not None:
+                failed = sum(1 for o in outcomes if o.phase != "DONE")
+                span.set_attribute("fsm_agents.children.failed", failed)
+                error = "child_failed" if failed else None
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attribute("error.type", error)
+            span.set_status(Status(StatusCode.ERROR, error))
+
+    def on_transition(self, taken: Taken, snapshot: Snapshot[Any]) -> None:
+        run_id = snapshot.conversation.id
+        opened = self._open.get(run_id)
+        if opened is None:
+            return
+        opened[0].add_event(
+            "fsm_agents.transition",
+            {"source": str(taken.source), "event": taken.event, "target": str(taken.target), "step": taken.step},
+        )
+        if snapshot.is_final and taken.target == snapshot.phase:
+            self._end(run_id)
