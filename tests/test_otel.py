@@ -81,13 +81,14 @@ def test_failures_set_error_status_with_an_error_type() -> None:
     assert failed.status.status_code is StatusCode.ERROR and attrs(failed)["error.type"] == "error"
 
 
-def test_child_runs_nest_under_the_invoke_agent_span_of_their_parent() -> None:
-    """A fan-out is an invoke_agent span; each child's chat span is its child in the trace, and
-    a child that fails marks the fan-out span ERROR (`child_failed`)."""
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_child_runs_nest_under_the_invoke_agent_span_of_their_parent(backend: str) -> None:
+    """A fan-out is an invoke_agent span; each child's chat span is its child in the trace (on
+    asyncio and on trio), and a child that fails marks the fan-out span ERROR (`child_failed`)."""
     observer, exporter = traced()
     branches = [Agent("a", model=ScriptedModel(["A"])), Agent("b", model=ScriptedModel([]))]  # b fails
     team = Parallel("team", branches, on_failure="report")
-    run_sync(team, "q", observers=[observer])
+    run_sync(team, "q", observers=[observer], backend=backend)
     spans = {s.name: s for s in exporter.get_finished_spans()}
     fan_out = spans["invoke_agent a,b"]
     assert fan_out.status.status_code is StatusCode.ERROR and attrs(fan_out)["error.type"] == "child_failed"
