@@ -742,15 +742,19 @@ def run(
     run's own coroutine: one coroutine less per live run than an `async def` wrapper). A budget,
     a model failure or an invalid output end in FAILED, not in an exception. Raises, from the
     call itself, `NotAMachine` for something that is not a machine, `InvalidInput` for a
-    `context` that is not immutable, and `FsmAgentsError` for a configuration error (an agent
-    without a model); when awaited, `InvalidInput` for an input that is not messages, `MachineStalled` for a
-    machine whose non-final step emits no effect and, with a `store`, `ConcurrencyConflict`
-    when `conversation_id` already exists (use `resume`) and the store's errors
+    `context` that is not immutable or an empty `run_id` / `conversation_id`, and
+    `FsmAgentsError` for a configuration error (an agent without a model); when awaited,
+    `InvalidInput` for an input that is not messages, `MachineStalled` for a machine whose
+    non-final step emits no effect and, with a `store`, `ConcurrencyConflict` when
+    `conversation_id` already exists (use `resume`) and the store's errors
     (`fsm_agents.store.StoreError`).
     """
     m = as_machine(machine)
     if context is not None:
         _check_context(context)
+    for name, given in (("run_id", run_id), ("conversation_id", conversation_id)):
+        if given is not None and (not isinstance(given, str) or not given):
+            raise InvalidInput(f"{name} must be a non-empty string or None, got {given!r}")
     collected = _collect_models(m, models)
     if tools is None and limits is None and not observers and store is None:
         performer = _shared_performer(m, collected)

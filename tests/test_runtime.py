@@ -512,7 +512,8 @@ def test_sync_entry_points_inside_a_running_event_loop_raise_event_loop_running(
 def test_a_context_that_is_not_immutable_is_invalid_input_at_the_call() -> None:
     """The snapshot holds the context and must stay hashable, so `run` refuses a mutable
     context (a dict, a non-frozen model, a frozen model holding a list) with `InvalidInput`
-    from the call itself; a frozen model is accepted and reaches the snapshot."""
+    from the call itself, as it does an empty run or conversation id (it used to be replaced by
+    a generated one silently); a frozen model is accepted and reaches the snapshot."""
     from pydantic import BaseModel, ConfigDict
 
     from fsm_agents import InvalidInput
@@ -528,6 +529,9 @@ def test_a_context_that_is_not_immutable_is_invalid_input_at_the_call() -> None:
     for bad in ({"user": "ann"}, Loose(), Holds(tags=["a"])):
         with pytest.raises(InvalidInput, match=f"context must be immutable.*got {type(bad).__name__}"):
             run(agent, "x", context=bad)
+    for kwargs in ({"run_id": ""}, {"conversation_id": ""}, {"run_id": 7}):
+        with pytest.raises(InvalidInput, match="must be a non-empty string or None"):
+            run(agent, "x", **kwargs)  # type: ignore[arg-type]
     good = Holds(tags=("a",))
     result = run_sync(agent, "x", context=good)
     assert result.snapshot.context is good and hash(result.snapshot)
