@@ -533,6 +533,9 @@ def test_an_output_shape_names_a_loaded_class_or_the_error_says_what_to_import()
 
     with pytest.raises(CorruptStore, match="not_a_module:Gone, which is not loaded"):
         decode_event(with_shape({"score": 1}, {"model": "not_a_module:Gone"}))
+    # listing a history (e.g. `fsm-agents history` in a process that never imported the class) needs no class
+    listed = decode_event(with_shape({"score": 1}, {"model": "not_a_module:Gone"}), conversations=False)
+    assert listed.outcomes[0].output == {"score": 1}  # type: ignore[attr-defined]
     with pytest.raises(ReplayMismatch, match="no longer validates"):
         decode_event(with_shape({"points": 1}, {"model": f"{__name__}:Verdict"}))
     for output, shape in [([1], {"tuple": [None, None]}), ({"a": 1}, {"tuple": []}), (1, {"list": []}), (1, "model")]:

@@ -227,8 +227,9 @@ def decode_event(data: Mapping[str, Any], effect: Effect | None = None, *, conve
     """Rebuild an event encoded by `encode_event` (validated; the class is looked up among every
     loaded `Event` subclass). An `AgentsFinished` stored with `input_prefix`es needs the
     `RunAgents` `effect` it answered to restore its outcomes' conversations; with
-    `conversations=False` (e.g. for listing a history) they are dropped instead. Raises
-    `CorruptStore`."""
+    `conversations=False` (e.g. for listing a history) they are dropped instead, and outputs stay
+    plain JSON (no model class needs to be loaded). Raises `CorruptStore`, or `ReplayMismatch`
+    for an output whose class no longer validates it."""
     if not isinstance(data.get("type"), str):
         raise CorruptStore(f"an event record has no type: {str(data)[:200]}")
     outcomes = data.get("outcomes")
@@ -236,12 +237,21 @@ def decode_event(data: Mapping[str, Any], effect: Effect | None = None, *, conve
         isinstance(o, dict) and "input_prefix" in (o.get("conversation") or {}) for o in outcomes
     ):
         data = {**data, "outcomes": [_restore(o, effect, conversations) for o in outcomes]}
+    if not conversations and isinstance(outcomes, list):
+        # a listing shows outputs as JSON: it needs no model class (its module may not be loaded)
+        data = {**data, "outcomes": [_unshaped(o) for o in data["outcomes"]]}
     try:
         return codec.load_event(dict(data))
     except codec.ShapeMismatch as exc:
         raise ReplayMismatch(f"the log holds an event that no longer loads: {exc}") from None
     except codec.CodecError as exc:
         raise CorruptStore(f"the log holds an event that cannot be loaded: {exc}") from None
+
+
+def _unshaped(outcome: Any) -> Any:
+    if isinstance(outcome, dict) and "output_shape" in outcome:
+        return {k: v for k, v in outcome.items() if k != "output_shape"}
+    return outcome
 
 
 def _restore(outcome: Any, effect: Effect | None, conversations: bool) -> Any:
