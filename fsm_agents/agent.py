@@ -58,6 +58,7 @@ from fsm_agents.state import (
     UserMessage,
     _made,
     fields_set,
+    is_valid_name,
     messages_from,
 )
 from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, as_tools, truncate
@@ -170,7 +171,7 @@ class Agent:
         settings: ModelSettings | None = None,
         tool_choice: str | ToolChoicePolicy = "auto",
     ) -> None:
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        if not is_valid_name(name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
         for field, value, least in (
             ("max_steps", max_steps, 1),

@@ -9,10 +9,11 @@ provider clients translate them to each wire format.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, Generic, Literal, Self, TypeAlias, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeAlias, TypeGuard, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -405,6 +406,16 @@ class Snapshot(Frozen, Generic[D]):
     @property
     def is_final(self) -> bool:
         return self.phase in _FINAL
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_valid_name(name: object) -> TypeGuard[str]:
+    """Whether `name` may name an agent, a pattern or a tool: 1-64 ASCII letters, digits, '_' or
+    '-' (the providers' rule for function names, e.g. OpenAI's `^[a-zA-Z0-9_-]{1,64}$`; names
+    also become parts of conversation ids and diagram file names)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 def messages_from(value: str | Message | Iterable[Message] | Mapping[str, Any]) -> tuple[Message, ...]:

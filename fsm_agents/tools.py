@@ -16,7 +16,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from fsm_agents.errors import CassetteDivergence, ToolDefinitionError
-from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set
+from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set, is_valid_name
 
 __all__ = ["Tool", "ToolExecutor", "tool"]
 
@@ -99,8 +98,7 @@ def _build_tool(
     if not callable(fn) or isinstance(fn, type):
         raise ToolDefinitionError(f"a tool is made from a function, not {type(fn).__name__}: {fn!r:.80}")
     tool_name = name or getattr(fn, "__name__", "")
-    # the providers' rule for function names (OpenAI: ^[a-zA-Z0-9_-]{1,64}$; Anthropic: the same)
-    if not isinstance(tool_name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tool_name):
+    if not is_valid_name(tool_name):  # the providers' rule for function names
         hint = "; name it with @tool(name=...)" if name is None else ""
         raise ToolDefinitionError(f"tool name {tool_name!r} must be 1-64 ASCII letters, digits, '_' or '-'{hint}")
     if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):

@@ -9,7 +9,6 @@ task input, so a parent that sent `n` messages folds `outcome.conversation.messa
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -20,7 +19,16 @@ from statemachine import StateChart
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, Event, Observed, RunAgents, Step, effect_key
 from fsm_agents.machine import Machine
-from fsm_agents.state import AssistantMessage, Conversation, EmptyContext, Failure, Message, Phase, Snapshot
+from fsm_agents.state import (
+    AssistantMessage,
+    Conversation,
+    EmptyContext,
+    Failure,
+    Message,
+    Phase,
+    Snapshot,
+    is_valid_name,
+)
 
 ChartClass = type[StateChart[Any]]  # a chart class (python-statemachine `StateChart` subclass)
 
@@ -37,7 +45,7 @@ def pattern_name(kind: str, name: str) -> str:
     """`"<kind>:<name>"`, the machine name of a pattern. `name` follows the rule for agent names
     (1-64 letters, digits, '_' or '-': it becomes part of child conversation ids and diagram
     file names). Raises `InvalidDefinition`."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+    if not is_valid_name(name):
         raise InvalidDefinition(f"{kind} name {name!r} must be 1-64 letters, digits, '_' or '-'")
     return f"{kind}:{name}"
 
