@@ -14,7 +14,7 @@ rebuilt from it (`rebuilt`): an `AgentsFinished` outcome carries `"output_shape"
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=Frozen)
+M = TypeVar("M", bound=BaseModel)
 
 
 class CodecError(FsmAgentsError):
@@ -60,15 +61,24 @@ def dump(value: Event | Effect, *, exclude: Any = None) -> dict[str, Any]:
     return data
 
 
-def _classes(base: type[T]) -> dict[str, type[T]]:
-    found: dict[str, type[T]] = {}
-    pending: list[type[T]] = [base]
+def _subclasses(base: type[M]) -> Iterator[type[M]]:
+    """Every loaded subclass of `base`, once each, siblings in creation order."""
+    seen: set[type[M]] = set()
+    pending: list[type[M]] = [base]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():
-            if "[" not in sub.__name__:  # skip parametrized generics
-                found.setdefault(sub.__name__, sub)
-            pending.append(sub)
+            if sub not in seen:
+                seen.add(sub)
+                pending.append(sub)
+                yield sub
+
+
+def _classes(base: type[T]) -> dict[str, type[T]]:
+    found: dict[str, type[T]] = {}
+    for sub in _subclasses(base):
+        if "[" not in sub.__name__:  # skip parametrized generics
+            found.setdefault(sub.__name__, sub)
     return found
 
 
@@ -132,17 +142,9 @@ def _model_class(name: str) -> type[BaseModel]:
     is loaded; nothing is imported from a name in stored data). When one class statement ran
     more than once (e.g. in a function called twice), the newest class wins."""
     found: type[BaseModel] | None = None
-    pending: list[type[BaseModel]] = [BaseModel]
-    seen: set[type[BaseModel]] = set()
-    while pending:
-        cls = pending.pop()
-        for sub in cls.__subclasses__():  # in creation order
-            if sub in seen:
-                continue
-            seen.add(sub)
-            pending.append(sub)
-            if f"{sub.__module__}:{sub.__qualname__}" == name:
-                found = sub  # the same statement's later class comes later in its base's list
+    for sub in _subclasses(BaseModel):
+        if f"{sub.__module__}:{sub.__qualname__}" == name:
+            found = sub  # the same statement's later class comes later in its base's list
     if found is None:
         raise CodecError(f"a stored value is of type {name}, which is not loaded: import its module first")
     return found
