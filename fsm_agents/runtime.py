@@ -56,7 +56,7 @@ from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model, ModelError, ModelResponse
 from fsm_agents.observers import Observer
 from fsm_agents.state import AssistantMessage, Failure, Phase, Snapshot, ToolResult, Usage, _made, fields_set
-from fsm_agents.tools import Tool, ToolExecutor
+from fsm_agents.tools import _RUN_ID, Tool, ToolExecutor
 
 if TYPE_CHECKING:
     from fsm_agents.store._records import Record
@@ -417,6 +417,7 @@ class _Performer:
         observers = self.observers
         models = self.models
         model_timeout = self.limits.model_timeout
+        _RUN_ID.set(run_id)
         # only the snapshot, its effects and the events live across the awaits below (not the
         # Step with its Taken records): every object a live run holds costs in full GC collections
         snapshot, effects, taken = machine.start(input, context, run_id=run_id)
@@ -528,6 +529,7 @@ class _Performer:
         finals = machine.table.finals
         children: dict[str, RunResult] = {}
         step: Step = seg.step
+        _RUN_ID.set(log.conversation_id)
         if step.snapshot.phase in finals and seg.end is None:
             await log.append([_fold.end_record(step)])  # a fork cut between the last event and its end record
         while step.snapshot.phase not in finals:

@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from types import SimpleNamespace
@@ -33,7 +34,7 @@ from pydantic.fields import FieldInfo
 from fsm_agents.errors import CassetteDivergence, ToolDefinitionError
 from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set, is_valid_name
 
-__all__ = ["Tool", "ToolExecutor", "tool"]
+__all__ = ["Tool", "ToolExecutor", "current_run_id", "tool"]
 
 log = logging.getLogger("fsm_agents.tools")
 
@@ -381,3 +382,15 @@ async def _call(tool_: Tool, kwargs: dict[str, Any]) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+_RUN_ID: ContextVar[str | None] = ContextVar("fsm_agents_run_id", default=None)
+
+
+def current_run_id() -> str | None:
+    """The id of the run whose tool call is executing (its conversation id when the run is
+    persisted; a child of a pattern has its own, `<parent id>/<task id>`), or `None` outside a
+    run. Set by the runtime for the duration of each run; it reaches sync tools in their worker
+    thread too (anyio copies the context into it). Tools that keep per-conversation resources
+    (a sandbox work folder, say) key them by it."""
+    return _RUN_ID.get()
