@@ -28,10 +28,15 @@ from statemachine import State, StateChart
 
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import (
+    Answer,
+    Approved,
+    AwaitInput,
     CallModel,
     EffectUncertain,
     Event,
     HandedOff,
+    InputReceived,
+    InputRequest,
     ModelFailed,
     ModelReplied,
     Observed,
@@ -52,6 +57,7 @@ from fsm_agents.state import (
     ModelSettings,
     Phase,
     Snapshot,
+    ToolCall,
     ToolMessage,
     ToolResult,
     ToolSpec,
@@ -66,7 +72,7 @@ from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, as_tools, truncate
 if TYPE_CHECKING:
     from fsm_agents.models.base import Model
 
-__all__ = ["TRANSFER_PREFIX", "Agent", "AgentChart", "AgentData", "AgentMachine"]
+__all__ = ["TRANSFER_PREFIX", "Agent", "AgentChart", "AgentData", "AgentMachine", "AwaitingAgentChart"]
 
 TRANSFER_PREFIX = "transfer_to_"
 
@@ -90,29 +96,45 @@ def guided_tool_choice(tool: str) -> ToolChoicePolicy:
     return choose
 
 
-class AgentChart(StateChart):  # type: ignore[type-arg]
-    """Topology of the agent loop (guards and actions are named; see `AgentMachine`)."""
+def _agent_chart(awaits_input: bool) -> type[StateChart]:  # type: ignore[type-arg]
+    """The agent loop's topology; with `awaits_input`, EXECUTING also waits for a human's
+    decisions (`input_received`). A factory, not a subclass: python-statemachine shares `State`
+    objects between a chart and its subclasses."""
 
-    planning = State("PLANNING", initial=True)
-    executing = State("EXECUTING")
-    observing = State("OBSERVING")
-    handoff = State("HANDOFF")
-    done = State("DONE", final=True)
-    failed = State("FAILED", final=True)
+    class Chart(StateChart):  # type: ignore[type-arg]
+        planning = State("PLANNING", initial=True)
+        executing = State("EXECUTING")
+        observing = State("OBSERVING")
+        handoff = State("HANDOFF")
+        done = State("DONE", final=True)
+        failed = State("FAILED", final=True)
 
-    model_replied = (
-        planning.to(failed, cond="over_budget", on="fail_budget")
-        | planning.to(handoff, cond="asks_handoff", on="hand_off")
-        | planning.to(executing, cond="asks_tools", on="request_tools")
-        | planning.to(planning, cond="output_retry", on="retry_output")
-        | planning.to(failed, cond="output_invalid", on="fail_output")
-        | planning.to(done, on="finish")
+        model_replied = (
+            planning.to(failed, cond="over_budget", on="fail_budget")
+            | planning.to(handoff, cond="asks_handoff", on="hand_off")
+            | planning.to(executing, cond="asks_tools", on="request_tools")
+            | planning.to(planning, cond="output_retry", on="retry_output")
+            | planning.to(failed, cond="output_invalid", on="fail_output")
+            | planning.to(done, on="finish")
+        )
+        model_failed = planning.to(failed, on="fail_model")
+        if awaits_input:
+            input_received = executing.to(executing, on="apply_decisions")  # a human decided the awaited calls
+        tools_finished = executing.to(observing, on="observe")
+        effect_uncertain = executing.to(failed, on="fail_uncertain")  # resume: a non-idempotent tool may have run
+        observed = observing.to(planning, on="call_model")  # internal: raised by step
+        handed_off = handoff.to(planning, on="call_model")  # internal: raised by step
+
+    Chart.__name__ = Chart.__qualname__ = "AwaitingAgentChart" if awaits_input else "AgentChart"
+    Chart.__doc__ = (
+        "Topology of the agent loop (guards and actions are named; see `AgentMachine`)"
+        + ("; EXECUTING waits for a human's decisions on `input_received`." if awaits_input else ".")
     )
-    model_failed = planning.to(failed, on="fail_model")
-    tools_finished = executing.to(observing, on="observe")
-    effect_uncertain = executing.to(failed, on="fail_uncertain")  # resume: a non-idempotent tool may have run
-    observed = observing.to(planning, on="call_model")  # internal: raised by step
-    handed_off = handoff.to(planning, on="call_model")  # internal: raised by step
+    return Chart
+
+
+AgentChart = _agent_chart(False)
+AwaitingAgentChart = _agent_chart(True)
 
 
 class AgentData(Frozen):
@@ -147,7 +169,9 @@ class Agent:
     - `max_tool_output_chars`: each tool result is cut to this many characters in the history;
     - `settings`: sampling settings; `tool_choice`: `"auto"`, `"required"`, `"none"`, a tool
       name, or a pure function `(messages) -> str` choosing it per model call (e.g.
-      `guided_tool_choice("lookup")`, which small local models need).
+      `guided_tool_choice("lookup")`, which small local models need);
+    - `approval`: a pure function `(tool_call) -> bool`: calls it returns True for wait for a
+      human's decision, like the calls of tools made with `@tool(requires_approval=True)`.
 
     Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, a count that is not an
     int in range (`max_steps` ≥ 1, `output_retries` ≥ 0, `max_tool_output_chars` ≥ 1), an argument
@@ -170,6 +194,7 @@ class Agent:
         max_tool_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         settings: ModelSettings | None = None,
         tool_choice: str | ToolChoicePolicy = "auto",
+        approval: Callable[[ToolCall], bool] | None = None,
     ) -> None:
         if not is_valid_name(name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -194,6 +219,10 @@ class Agent:
             raise InvalidDefinition(
                 f"agent {name!r}: tool_choice must be a str or a function of the messages, got {type(tool_choice).__name__}"
             )
+        if approval is not None and not callable(approval):
+            raise InvalidDefinition(
+                f"agent {name!r}: approval must be a function of the tool call, got {type(approval).__name__}"
+            )
         if output_type is not None:
             if not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
                 raise InvalidDefinition(f"agent {name!r}: output_type must be a pydantic model class")
@@ -217,6 +246,7 @@ class Agent:
         self.max_tool_output_chars = max_tool_output_chars
         self.settings = settings or ModelSettings()
         self.tool_choice = tool_choice
+        self.approval = approval
         self._machine: AgentMachine | None = None
 
     @property
@@ -228,6 +258,13 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, tools={[t.name for t in self.tools]}, max_steps={self.max_steps})"
+
+
+def _is_object(call: ToolCall) -> bool:
+    try:
+        return isinstance(json.loads(call.arguments or "{}"), dict)
+    except ValueError:
+        return False
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -254,13 +291,14 @@ def _validate_output(output_type: type[BaseModel] | None, content: str | None) -
 class _Resolved:
     """Per-agent static parts of the machine, computed once at definition time."""
 
-    __slots__ = ("agent", "template", "tools", "transfers")
+    __slots__ = ("agent", "awaits", "template", "tools", "transfers")
 
     def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
         self.agent = agent
         self.transfers = transfers  # transfer tool name -> target agent name
         self.template = template
         self.tools: Mapping[str, Tool] = MappingProxyType({t.name: t for t in agent.tools})
+        self.awaits = any(t.requires_approval or t.asks_user for t in agent.tools)  # some call may wait for a human
 
 
 def _collect(entry: Agent) -> dict[str, Agent]:
@@ -332,10 +370,12 @@ class AgentMachine(Machine):
         self._interned: dict[tuple[int, int, int], AgentData] = {}
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
+        awaits = any(r.awaits or r.agent.approval is not None for r in resolved.values())
+        chart = AwaitingAgentChart if awaits else AgentChart
         self.table = compile_chart(
-            AgentChart,
+            chart,
             guards={g: getattr(self, g) for g in _GUARDS},
-            actions={a: getattr(self, a) for a in _ACTIONS},
+            actions={a: getattr(self, a) for a in _ACTIONS if awaits or a != "apply_decisions"},
             internal=frozenset({"observed", "handed_off"}),
         )
 
@@ -483,14 +523,67 @@ class AgentMachine(Machine):
         data = self._agent_data(s.data.turns, s.data.output_retries, s.data.handoffs + 1)
         return Step(s.moved(to, conversation=s.conversation.append(message, *answers), agent=target, data=data))
 
+    def _awaited(self, agent: str, calls: Sequence[ToolCall]) -> tuple[InputRequest, ...]:
+        """The calls of a reply that wait for a human (approval or a question), in call order."""
+        resolved = self._resolved[agent]
+        policy = resolved.agent.approval
+        if policy is None and not resolved.awaits:
+            return ()
+        requests: list[InputRequest] = []
+        for c in calls:
+            t = resolved.tools.get(c.name)
+            if t is not None and t.asks_user:
+                question = c.parsed().get("question") if _is_object(c) else None
+                requests.append(
+                    InputRequest(
+                        call_id=c.id, tool=c.name, arguments=c.arguments, kind="question",
+                        question=question if isinstance(question, str) else c.arguments,
+                    )
+                )
+            elif (t is not None and t.requires_approval) or (policy is not None and policy(c)):
+                requests.append(InputRequest(call_id=c.id, tool=c.name, arguments=c.arguments, kind="approval"))
+        return tuple(requests)
+
     @fused
     def request_tools(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         moved = s.moved(to, conversation=s.conversation.append(message), pending=message.tool_calls, results=())
+        awaited = self._awaited(cast(str, s.agent), message.tool_calls)
+        if awaited:
+            return Step(moved, (AwaitInput(key=effect_key(moved), agent=cast(str, s.agent), requests=awaited),))
         return Step(
             moved,
             (_made(RunTools, {"key": effect_key(moved), "agent": s.agent, "calls": message.tool_calls}, _RUN_TOOLS_FIELDS),),
         )
+
+    @fused
+    def apply_decisions(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """The human's decisions: approved calls (and calls that awaited nothing) run; a denial or
+        a missing decision is the call's error result; an answer is its result."""
+        ev = cast(InputReceived, e)
+        awaited = {r.call_id: r for r in self._awaited(cast(str, s.agent), s.pending)}
+        to_run: list[ToolCall] = []
+        decided: list[ToolResult] = []
+        for c in s.pending:
+            request = awaited.get(c.id)
+            if request is None:
+                to_run.append(c)
+                continue
+            d = ev.decision_for(c.id)
+            if isinstance(d, Approved) and request.kind == "approval":
+                to_run.append(c)
+            elif isinstance(d, Answer) and request.kind == "question":
+                decided.append(ToolResult(call_id=c.id, name=c.name, ok=True, content=d.text))
+            elif d is None:
+                decided.append(ToolResult(call_id=c.id, name=c.name, ok=False, error="not run: no decision was given"))
+            elif request.kind == "question":
+                decided.append(ToolResult(call_id=c.id, name=c.name, ok=False, error="the user did not answer"))
+            else:
+                reason = getattr(d, "reason", "") or "no reason given"
+                decided.append(ToolResult(call_id=c.id, name=c.name, ok=False, error=f"denied by the user: {reason}"))
+        moved = s.moved(to, results=tuple(decided))
+        run = _made(RunTools, {"key": effect_key(moved), "agent": s.agent, "calls": tuple(to_run)}, _RUN_TOOLS_FIELDS)
+        return Step(moved, (run,))
 
     @fused
     def retry_output(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
@@ -534,6 +627,8 @@ class AgentMachine(Machine):
     @fused
     def observe(self, s: Snapshot[Any], e: ToolsFinished, to: Phase) -> Step:
         reported = e.results
+        if s.results:  # results decided by a human (apply_decisions) join the ones the tools reported
+            reported = (*reported, *s.results)
         pending = s.pending
         limit = self._resolved[cast(str, s.agent)].agent.max_tool_output_chars
         # usually the results come in call order, one per call: then the event's tuple is kept
@@ -573,6 +668,7 @@ _ACTIONS: Sequence[str] = (
     "finish",
     "fail_model",
     "fail_uncertain",
+    "apply_decisions",
     "observe",
     "call_model",
 )

@@ -12,12 +12,15 @@ __all__ = [
     "DefinitionError",
     "EventLoopRunning",
     "FsmAgentsError",
+    "InvalidDecision",
     "InvalidDefinition",
     "InvalidInput",
     "InvalidTransition",
     "MachineStalled",
     "NotAMachine",
+    "NotSuspended",
     "ToolDefinitionError",
+    "UncertainEffect",
 ]
 
 
@@ -109,3 +112,32 @@ class ConcurrencyConflict(FsmAgentsError):
                 "appended first — reload the conversation and retry"
             )
         )
+
+
+class UncertainEffect(FsmAgentsError):
+    """`resume` found an effect that was started but never finished, is not safe to perform again,
+    and the machine has no `effect_uncertain` transition to fail with. Nothing was written;
+    inspect the side effects of `detail` (the tool names) by hand."""
+
+    def __init__(self, conversation_id: str, key: str, detail: str) -> None:
+        self.conversation_id, self.key, self.detail = conversation_id, key, detail
+        super().__init__(
+            f"conversation {conversation_id!r}: effect {key} ({detail}) was started but never finished and may have run; "
+            "it is not idempotent, so it is not run again, and the machine does not accept effect_uncertain"
+        )
+
+
+class InvalidDecision(InvalidInput):
+    """`resume(..., decisions=...)` got decisions that do not match what the run awaits: an
+    unknown call id, an awaited call left undecided, a decision of the wrong kind (`Answer` for an
+    approval, `Approved` for a question), or a second decision for a call already decided.
+    Nothing was written to the store. `call_ids` names the offending calls."""
+
+    def __init__(self, message: str, call_ids: Sequence[str] = ()) -> None:
+        self.call_ids = tuple(call_ids)
+        super().__init__(message)
+
+
+class NotSuspended(InvalidDecision):
+    """Decisions were given for a run that is not suspended (it is running, finished, or never
+    awaited a human). Nothing was written to the store."""

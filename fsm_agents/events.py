@@ -8,9 +8,9 @@ triggers in `Event.name`. Each effect carries a deterministic idempotency key
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
-from pydantic import SerializerFunctionWrapHandler, field_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, field_serializer
 
 from fsm_agents.log import PersistentLog
 from fsm_agents.state import (
@@ -29,11 +29,18 @@ __all__ = [
     "AgentOutcome",
     "AgentTask",
     "AgentsFinished",
+    "Answer",
+    "Approved",
+    "AwaitInput",
     "CallModel",
+    "Decision",
+    "Denied",
     "Effect",
     "EffectUncertain",
     "Event",
     "HandedOff",
+    "InputReceived",
+    "InputRequest",
     "ModelFailed",
     "ModelReplied",
     "Observed",
@@ -124,6 +131,54 @@ class AgentsFinished(Event):
     outcomes: tuple[AgentOutcome, ...]
 
 
+class Approved(Frozen):
+    """A human's decision: run the awaited tool call as the model asked."""
+
+    kind: Literal["approved"] = "approved"
+
+
+class Denied(Frozen):
+    """A human's decision: do not run the awaited tool call; `reason` is fed back to the model as
+    the call's error result."""
+
+    kind: Literal["denied"] = "denied"
+    reason: str = ""
+
+    def __init__(self, reason: str | None = None, /, **data: Any) -> None:
+        if reason is not None:
+            data["reason"] = reason
+        super().__init__(**data)
+
+
+class Answer(Frozen):
+    """A human's answer to a question a tool call asked (`ask_user`): `text` is the call's result."""
+
+    kind: Literal["answer"] = "answer"
+    text: str
+
+    def __init__(self, text: str | None = None, /, **data: Any) -> None:
+        if text is not None:
+            data["text"] = text
+        super().__init__(**data)
+
+
+Decision = Annotated[Approved | Denied | Answer, Field(discriminator="kind")]
+
+
+class InputReceived(Event):
+    """The decisions for every awaited call of an `AwaitInput` effect, as `(call id, decision)`
+    pairs in the order of the effect's requests (one event, however many calls)."""
+
+    name: ClassVar[str] = "input_received"
+    decisions: tuple[tuple[str, Decision], ...]
+
+    def decision_for(self, call_id: str) -> Approved | Denied | Answer | None:
+        for cid, decision in self.decisions:
+            if cid == call_id:
+                return decision
+        return None
+
+
 class Effect(Frozen):
     """Base of all effects; `key` is the idempotency key `<run id>/<step>/<index>`."""
 
@@ -142,6 +197,26 @@ class RunTools(Effect):
 
     agent: str
     calls: tuple[ToolCall, ...]
+
+
+class InputRequest(Frozen):
+    """One tool call that waits for a human: `kind` is `"approval"` (decide `Approved()` or
+    `Denied(reason)`) or `"question"` (decide `Answer(text)`; `question` is what the model asked)."""
+
+    call_id: str
+    tool: str
+    arguments: str
+    kind: Literal["approval", "question"]
+    question: str | None = None
+
+
+class AwaitInput(Effect):
+    """Wait for a human to decide `requests` (tool calls of `agent`'s reply): the runtime does not
+    perform it, it suspends the run (`RunResult.status == "suspended"`); `resume(...,
+    decisions=...)` answers it with one `InputReceived`."""
+
+    agent: str
+    requests: tuple[InputRequest, ...]
 
 
 class AgentTask(Frozen):

@@ -20,15 +20,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from statemachine import StateChart
 
-from fsm_agents.errors import InvalidDefinition, InvalidTransition
+from fsm_agents.errors import InvalidDefinition, InvalidTransition, NotAMachine
 from fsm_agents.events import Event, Step, Taken
 from fsm_agents.state import Phase, Snapshot, ToolSpec
 
-__all__ = ["Action", "FusedAction", "Guard", "GuardRef", "Machine", "Table", "Transition", "compile_chart", "fused"]
+__all__ = [
+    "Action",
+    "FusedAction",
+    "Guard",
+    "GuardRef",
+    "HasMachine",
+    "Machine",
+    "Table",
+    "Transition",
+    "as_machine",
+    "compile_chart",
+    "fused",
+]
 
 Guard = Callable[[Snapshot[Any], Event], bool]
 Action = Callable[[Snapshot[Any], Event], Step]
@@ -313,3 +325,23 @@ class Machine:
         raise InvalidTransition(
             snapshot.machine, snapshot.phase, event.name, self.table.accepts(snapshot.phase), no_guard=True
         )
+
+
+@runtime_checkable
+class HasMachine(Protocol):
+    """What every entry point accepts besides a `Machine`: an object with a `.machine` (an
+    `Agent`, a pattern)."""
+
+    @property
+    def machine(self) -> Machine: ...
+
+
+def as_machine(obj: Machine | HasMachine | Any) -> Machine:
+    """`obj` if it is a `Machine`, else its `.machine` (an `Agent`, a pattern). Raises
+    `NotAMachine` (an `FsmAgentsError` and a `TypeError`) for anything else."""
+    if isinstance(obj, Machine):
+        return obj
+    machine = getattr(obj, "machine", None)
+    if isinstance(machine, Machine):
+        return machine
+    raise NotAMachine(f"expected a machine, an Agent or a pattern, got {type(obj).__name__}")

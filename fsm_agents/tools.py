@@ -13,6 +13,7 @@ JSON, arguments that fail validation, an exception in the tool, or a timeout all
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -34,7 +35,7 @@ from pydantic.fields import FieldInfo
 from fsm_agents.errors import CassetteDivergence, ToolDefinitionError
 from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set, is_valid_name
 
-__all__ = ["Tool", "ToolExecutor", "current_run_id", "tool"]
+__all__ = ["Tool", "ToolExecutor", "ask_user", "current_run_id", "tool"]
 
 log = logging.getLogger("fsm_agents.tools")
 
@@ -55,7 +56,11 @@ class Tool:
     - `idempotent`: safe to re-run after a crash (used by persistence);
     - `max_output_chars`: longer output is truncated with a marker;
     - `thread`: run a sync function in a worker thread (default); `False` runs it inline on the
-      event loop — only for fast, non-blocking functions (a timeout cannot interrupt it).
+      event loop — only for fast, non-blocking functions (a timeout cannot interrupt it);
+    - `requires_approval`: a call waits for a human's `Approved()` / `Denied(reason)` (the run
+      suspends; see `fsm_agents.resume`);
+    - `asks_user`: the call is a question to the human (its `question` argument); the human's
+      `Answer(text)` is its result and `fn` is never called (see `ask_user`).
     """
 
     name: str
@@ -70,6 +75,8 @@ class Tool:
     idempotent: bool = False
     max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
     thread: bool = True
+    requires_approval: bool = False
+    asks_user: bool = False
 
     @cached_property
     def spec(self) -> ToolSpec:
@@ -95,6 +102,7 @@ def _build_tool(
     idempotent: bool,
     max_output_chars: int,
     thread: bool,
+    requires_approval: bool = False,
 ) -> Tool:
     if not callable(fn) or isinstance(fn, type):
         raise ToolDefinitionError(f"a tool is made from a function, not {type(fn).__name__}: {fn!r:.80}")
@@ -151,6 +159,7 @@ def _build_tool(
         idempotent=idempotent,
         max_output_chars=max_output_chars,
         thread=thread,
+        requires_approval=bool(requires_approval),
     )
 
 
@@ -170,6 +179,7 @@ def tool(
     idempotent: bool = False,
     max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     thread: bool = True,
+    requires_approval: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -186,6 +196,7 @@ def tool(
     idempotent: bool = False,
     max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     thread: bool = True,
+    requires_approval: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a `Tool` from a typed function: `@tool` or `@tool(timeout=5, retries=2, ...)`.
 
@@ -203,10 +214,35 @@ def tool(
         idempotent=idempotent,
         max_output_chars=max_output_chars,
         thread=thread,
+        requires_approval=requires_approval,
     )
     if fn is not None:
         return _build_tool(fn, **options)  # type: ignore[arg-type]
     return lambda f: _build_tool(f, **options)  # type: ignore[arg-type]
+
+
+def ask_user(name: str = "ask_user", description: str | None = None) -> Tool:
+    """A tool the model calls to ask the human a question: `ask_user(question: str)`. The run
+    suspends with the question in `RunResult.pending`; `resume(..., decisions={call_id:
+    Answer(text)})` makes `text` the call's result. The function is never called."""
+
+    def ask(question: str) -> str:  # pragma: no cover - never called: the answer comes from the human
+        raise RuntimeError("ask_user is answered by a human decision, not called")
+
+    ask.__doc__ = description or "Ask the user a question and wait for the answer.\n\nArgs:\n    question: what to ask."
+    built = _build_tool(
+        ask,
+        name=name,
+        description=description,
+        timeout=None,
+        retries=0,
+        retry_on=(),
+        retry_wait=0.1,
+        idempotent=True,
+        max_output_chars=DEFAULT_MAX_OUTPUT_CHARS,
+        thread=False,
+    )
+    return dataclasses.replace(built, asks_user=True)
 
 
 def as_tools(tools: Iterable[Tool | Callable[..., Any]]) -> tuple[Tool, ...]:

@@ -54,7 +54,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, rule
 
 from fsm_agents.errors import FsmAgentsError, InvalidTransition
-from fsm_agents.events import CallModel, Effect, Event, RunAgents, RunTools, Step
+from fsm_agents.events import Approved, AwaitInput, CallModel, Effect, Event, InputReceived, RunAgents, RunTools, Step
 from fsm_agents.machine import Machine, Transition
 from fsm_agents.runtime import as_machine
 from fsm_agents.state import AssistantMessage, Conversation, Phase, Snapshot, ToolMessage
@@ -118,6 +118,7 @@ class _Ctx:
     event: Event
     after: Step
     again: Step
+    before_effects: tuple[Effect, ...] = ()
 
 
 @lru_cache(maxsize=64)
@@ -185,12 +186,45 @@ def _effects_match(phase: Phase, effects: tuple[Effect, ...]) -> None:
     for e in effects:
         if isinstance(e, CallModel):
             assert phase is Phase.PLANNING, f"CallModel emitted in {phase}"
-        elif isinstance(e, (RunTools, RunAgents)):
+        elif isinstance(e, (RunTools, RunAgents, AwaitInput)):
             assert phase is Phase.EXECUTING, f"{type(e).__name__} emitted in {phase}"
 
 
 def _inv_effects(ctx: _Ctx) -> None:
     _effects_match(ctx.after.snapshot.phase, ctx.after.effects)
+
+
+def _inv_decisions(ctx: _Ctx) -> None:
+    """Every awaited call is decided exactly once before the next model call: an `AwaitInput`
+    asks once for each of its calls, all pending; after `InputReceived`, each awaited call either
+    runs (approved) or has its decided result, never both, and a denied call never runs."""
+    after = ctx.after.snapshot
+    for e in ctx.after.effects:
+        if isinstance(e, AwaitInput):
+            pending = {c.id for c in after.pending}
+            asked = [r.call_id for r in e.requests]
+            assert len(asked) == len(set(asked)), f"AwaitInput asks twice for a call: {asked}"
+            for cid in asked:
+                assert cid in pending, f"AwaitInput asks for {cid}, which is not a pending call"
+    awaited = [e for e in ctx.before_effects if isinstance(e, AwaitInput)]
+    if not awaited or not isinstance(ctx.event, InputReceived):
+        return
+    runs = [e for e in ctx.after.effects if isinstance(e, RunTools)]
+    ran = {c.id for e in runs for c in e.calls}
+    decided = [r.call_id for r in after.results]
+    assert len(decided) == len(set(decided)), f"a call was decided twice: {decided}"
+    for request in awaited[0].requests:
+        d = ctx.event.decision_for(request.call_id)
+        in_run, in_results = request.call_id in ran, request.call_id in decided
+        assert in_run != in_results, (
+            f"awaited call {request.call_id} must either run or have its decided result (runs: {in_run}, "
+            f"decided: {in_results})"
+        )
+        if in_run:
+            assert isinstance(d, Approved) and request.kind == "approval", (
+                f"call {request.call_id} runs without an approval (decision: {d!r})"
+            )
+    assert not any(isinstance(e, CallModel) for e in ctx.after.effects), "a model call came before the awaited calls ran"
 
 
 INVARIANTS: dict[str, Callable[[_Ctx], None]] = {
@@ -200,6 +234,7 @@ INVARIANTS: dict[str, Callable[[_Ctx], None]] = {
     "tool_results": _inv_tool_results,
     "progress": _inv_progress,
     "effects": _inv_effects,
+    "decisions": _inv_decisions,
 }
 # `replay` and `oracle` run at teardown / alongside each step rather than as per-step checks
 DEFAULT: tuple[str, ...] = (*INVARIANTS, "replay", "oracle")
@@ -413,7 +448,8 @@ def check_machine(
     def probes(snapshot: Snapshot[Any], effects: tuple[Effect, ...]) -> st.SearchStrategy[Event]:
         """Accepted events, or (one draw in six) an event the phase must reject."""
         tasks = tuple((t.task_id, t.machine) for e in effects if isinstance(e, RunAgents) for t in e.tasks)
-        key = (snapshot.phase, snapshot.agent, snapshot.pending, tasks)
+        waits = any(isinstance(e, AwaitInput) for e in effects)  # decisions, or the tools' results
+        key = (snapshot.phase, snapshot.agent, snapshot.pending, tasks, waits)
         found = mixed.get(key)
         if found is None:
             accepted = fst.events(m, snapshot, effects)
@@ -495,7 +531,7 @@ def check_machine(
                 raise
             self.events.append(event)
             again = m.step(before, event)
-            ctx = _Ctx(m, before, dump, digest, event, after, again)
+            ctx = _Ctx(m, before, dump, digest, event, after, again, self.step_.effects)
             for name, check in checks:
                 try:
                     check(ctx)

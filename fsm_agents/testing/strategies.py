@@ -30,8 +30,13 @@ from fsm_agents.errors import InvalidTransition
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
+    Answer,
+    Approved,
+    AwaitInput,
+    Denied,
     EffectUncertain,
     Event,
+    InputReceived,
     ModelFailed,
     ModelReplied,
     RunAgents,
@@ -370,12 +375,34 @@ def _effect_uncertain(machine: Machine, snapshot: Snapshot[Any], effects: tuple[
     return st.builds(EffectUncertain, effect_key=st.just(key), detail=st.just(names) | _notes)
 
 
+def _input_received(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
+    """Decisions for every request of the pending `AwaitInput`: approve or deny an approval,
+    answer a question (and, rarely, a wrong kind or a missing decision: the machine must cope)."""
+    awaiting = [e for e in effects if isinstance(e, AwaitInput)]
+    if not awaiting:
+        return st.just(InputReceived(decisions=()))
+    requests = awaiting[0].requests
+
+    def decision(kind: str) -> st.SearchStrategy[Any]:
+        if kind == "question":
+            return _weighted((st.builds(Answer, text=st.text(max_size=20)), 6), (st.builds(Denied), 1))
+        return _weighted(
+            (st.just(Approved()), 3),
+            (st.builds(Denied, reason=st.text(max_size=20)), 3),
+            (st.just(Answer(text="?")), 1),
+        )
+
+    pairs = st.tuples(*(st.tuples(st.just(r.call_id), decision(r.kind)) for r in requests))
+    return pairs.map(lambda ds: InputReceived(decisions=ds))
+
+
 EVENT_STRATEGIES: dict[str, EventStrategy] = {
     "model_replied": _model_replied,
     "model_failed": _model_failed,
     "tools_finished": _tools_finished,
     "agents_finished": _agents_finished,
     "effect_uncertain": _effect_uncertain,
+    "input_received": _input_received,
 }
 
 
@@ -397,7 +424,8 @@ def events(
     # strategies depend on the phase, the active agent, the pending calls and the tasks being run:
     # building and validating them costs more than drawing from them, so reuse them
     tasks = tuple((t.task_id, t.machine) for e in effects if isinstance(e, RunAgents) for t in e.tasks)
-    key = (_ByIdentity(m), snapshot.phase, snapshot.agent, snapshot.pending, tasks, rejected)
+    awaited = tuple(r for e in effects if isinstance(e, AwaitInput) for r in e.requests)
+    key = (_ByIdentity(m), snapshot.phase, snapshot.agent, snapshot.pending, tasks, awaited, rejected)
     cached = _EVENTS_CACHE.get(key)
     if cached is None:
         if len(_EVENTS_CACHE) > 4096:
@@ -413,6 +441,10 @@ def _build_events(m: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...],
     accepted = m.table.accepts(snapshot.phase)
     names = [e for e in m.table.events if e not in m.table.internal]
     chosen = [n for n in names if (n in accepted) is not rejected and n in EVENT_STRATEGIES]
+    if not rejected:  # a waiting run gets decisions, a running one its tools' results
+        waiting = any(isinstance(e, AwaitInput) for e in effects)
+        unlikely = "tools_finished" if waiting else "input_received"
+        chosen = [n for n in chosen if n != unlikely] or chosen
     if not chosen:
         return st.nothing()
     # failures end a run at once: draw them a sixth as often as the other events
