@@ -2,7 +2,7 @@
 
 Pure core (`state`, `events`, `machine`, `agent`): frozen snapshots, `step(snapshot, event) ->
 Step(snapshot, effects)`. Effect shell (`runtime`, `tools`, `models`): anyio performs effects.
-See DESIGN.md for the architecture.
+See docs/architecture.md for the architecture.
 """
 
 from fsm_agents.agent import Agent, AgentMachine
@@ -11,20 +11,29 @@ from fsm_agents.errors import (
     ConcurrencyConflict,
     EventLoopRunning,
     FsmAgentsError,
+    InvalidDecision,
     InvalidDefinition,
     InvalidInput,
     InvalidTransition,
     MachineStalled,
     NotAMachine,
+    NotSuspended,
     ToolDefinitionError,
+    UncertainEffect,
 )
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
     AgentTask,
+    Answer,
+    Approved,
+    AwaitInput,
     CallModel,
+    Denied,
     Effect,
     Event,
+    InputReceived,
+    InputRequest,
     ModelFailed,
     ModelReplied,
     RunAgents,
@@ -33,10 +42,29 @@ from fsm_agents.events import (
     Taken,
     ToolsFinished,
 )
-from fsm_agents.machine import Machine, compile_chart, fused
+from fsm_agents.machine import Machine, as_machine, compile_chart, fused
 from fsm_agents.models import FunctionModel, ScriptedModel
 from fsm_agents.observers import LoggingObserver, Observer
-from fsm_agents.runtime import Limits, RunResult, resume, resume_sync, run, run_sync
+from fsm_agents.runtime import (
+    EffectFinished,
+    EffectStarted,
+    Finished,
+    Limits,
+    Pending,
+    RunResult,
+    StepItem,
+    StreamEvent,
+    Suspended,
+    TextDelta,
+    ToolCallDelta,
+    TransitionTaken,
+    iterate,
+    resume,
+    resume_sync,
+    run,
+    run_sync,
+    stream,
+)
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -51,7 +79,7 @@ from fsm_agents.state import (
     Usage,
     UserMessage,
 )
-from fsm_agents.tools import Tool, tool
+from fsm_agents.tools import Tool, ask_user, tool
 
 __version__ = "0.1.0"
 
@@ -61,17 +89,27 @@ __all__ = [
     "AgentOutcome",
     "AgentTask",
     "AgentsFinished",
+    "Answer",
+    "Approved",
     "AssistantMessage",
+    "AwaitInput",
     "CallModel",
     "CassetteDivergence",
     "ConcurrencyConflict",
     "Conversation",
+    "Denied",
     "Effect",
+    "EffectFinished",
+    "EffectStarted",
     "Event",
     "EventLoopRunning",
     "Failure",
+    "Finished",
     "FsmAgentsError",
     "FunctionModel",
+    "InputReceived",
+    "InputRequest",
+    "InvalidDecision",
     "InvalidDefinition",
     "InvalidInput",
     "InvalidTransition",
@@ -83,7 +121,9 @@ __all__ = [
     "ModelFailed",
     "ModelReplied",
     "NotAMachine",
+    "NotSuspended",
     "Observer",
+    "Pending",
     "Phase",
     "RunAgents",
     "RunResult",
@@ -91,21 +131,32 @@ __all__ = [
     "ScriptedModel",
     "Snapshot",
     "Step",
+    "StepItem",
+    "StreamEvent",
+    "Suspended",
     "SystemMessage",
     "Taken",
+    "TextDelta",
     "Tool",
     "ToolCall",
+    "ToolCallDelta",
     "ToolDefinitionError",
     "ToolMessage",
     "ToolResult",
     "ToolsFinished",
+    "TransitionTaken",
+    "UncertainEffect",
     "Usage",
     "UserMessage",
+    "as_machine",
+    "ask_user",
     "compile_chart",
     "fused",
+    "iterate",
     "resume",
     "resume_sync",
     "run",
     "run_sync",
+    "stream",
     "tool",
 ]

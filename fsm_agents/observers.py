@@ -12,8 +12,9 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from fsm_agents.errors import FsmAgentsError
 from fsm_agents.events import (
     CallModel,
     Effect,
@@ -26,6 +27,9 @@ from fsm_agents.events import (
     ToolsFinished,
 )
 from fsm_agents.state import Snapshot
+
+if TYPE_CHECKING:
+    from fsm_agents.runtime.result import RunResult
 
 __all__ = ["LoggingObserver", "Observer", "OpenTelemetryObserver", "PrintObserver", "RedactingFilter", "Redactor"]
 
@@ -70,7 +74,16 @@ class RedactingFilter(logging.Filter):
 
 
 class Observer:
-    """Base observer: every hook does nothing; override the ones you need."""
+    """Base observer: every hook does nothing; override the ones you need. The runtime calls
+    them in this order for each run (a pattern's children too, with their own run ids):
+    `on_run_start`, then per step `on_effect`, `on_event`, `on_transition`..., and `on_run_end`
+    when the run's call ends (DONE, FAILED or suspended; not when it is cancelled or raises)."""
+
+    def on_run_start(self, run_id: str, machine: str) -> None:
+        """The run `run_id` of the machine named `machine` starts (or resumes)."""
+
+    def on_run_end(self, result: RunResult) -> None:
+        """The run's call ended: `result.status` is "done", "failed" or "suspended"."""
 
     def on_effect(self, effect: Effect) -> None:
         """An effect is about to be performed."""
@@ -124,6 +137,13 @@ class LoggingObserver(Observer):
         if self.logger.isEnabledFor(self.level):
             self.logger.log(self.level, "%s", self.redact(text))
 
+    def on_run_start(self, run_id: str, machine: str) -> None:
+        self._log(f"run {run_id} of {machine} starts")
+
+    def on_run_end(self, result: RunResult) -> None:
+        failure = f" ({result.failure.kind}: {result.failure.message})" if result.failure is not None else ""
+        self._log(f"run {result.run_id} ends {result.status} at step {result.snapshot.step}{failure}")
+
     def on_effect(self, effect: Effect) -> None:
         self._log(f"[{effect.key}] effect: {describe_effect(effect)}")
 
@@ -155,7 +175,8 @@ class PrintObserver(Observer):
 
 
 class OpenTelemetryObserver(Observer):
-    """One OpenTelemetry span per effect, named and tagged after the GenAI semantic conventions
+    """One OpenTelemetry span per run (`invoke_agent <machine>`, with the run's status, token
+    usage and failure kind) and one per effect nested in it, named and tagged after the GenAI semantic conventions
     (development status: https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-agent-spans/).
 
     - `CallModel` → span `chat <agent>` (`gen_ai.operation.name="chat"`); its event adds
@@ -183,14 +204,40 @@ class OpenTelemetryObserver(Observer):
         try:
             from opentelemetry import context, trace
         except ImportError:
-            from fsm_agents.errors import FsmAgentsError
-
             raise FsmAgentsError(
                 "OpenTelemetryObserver needs the opentelemetry-api package: pip install 'fsm-agents[otel]'"
             ) from None
         self._context, self._trace = context, trace
         self.tracer = tracer or trace.get_tracer("fsm_agents")
         self._open: dict[str, tuple[Any, Any]] = {}  # run id -> (span, context token or None)
+        self._runs: dict[str, tuple[Any, Any]] = {}  # run id -> (run span, context token)
+
+    def on_run_start(self, run_id: str, machine: str) -> None:
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.conversation.id": run_id,
+            "fsm_agents.machine": machine,
+        }
+        span = self.tracer.start_span(f"invoke_agent {machine}", attributes=attributes)
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        self._runs[run_id] = (span, token)
+
+    def on_run_end(self, result: RunResult) -> None:
+        self._end(result.run_id)
+        opened = self._runs.pop(result.run_id, None)
+        if opened is None:
+            return
+        span, token = opened
+        span.set_attribute("fsm_agents.status", result.status)
+        span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
+        if result.failure is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_attribute("error.type", result.failure.kind)
+            span.set_status(Status(StatusCode.ERROR, result.failure.kind))
+        self._context.detach(token)
+        span.end()
 
     def _end(self, run_id: str) -> None:
         opened = self._open.pop(run_id, None)

@@ -18,7 +18,7 @@ from statemachine import StateChart
 
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, Event, Observed, RunAgents, Step, effect_key
-from fsm_agents.machine import Machine
+from fsm_agents.machine import Machine, as_machine
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -52,8 +52,6 @@ def pattern_name(kind: str, name: str) -> str:
 
 def resolve_child(obj: Any) -> Machine:
     """The machine of `obj` (a `Machine`, an `Agent` or a pattern). Raises `InvalidDefinition`."""
-    from fsm_agents.runtime import as_machine  # the runtime imports the core, not the reverse
-
     try:
         return as_machine(obj)
     except TypeError as exc:

@@ -1,0 +1,231 @@
+"""Performers: how the runtime carries out each kind of effect, as a table keyed by effect type.
+
+A performer is `async (session, run, effect) -> Event | None`: it performs `effect` for the run
+`run` and returns the event that answers it, or `None` when the run must suspend (an
+`AwaitInput` without decisions, or a child that suspended). It never decides control flow:
+that is the machine's `step`. Every exception of a model or a tool becomes an event here (a
+`ModelFailed`, an error `ToolResult`), so a run ends DONE or FAILED, never in a traceback.
+See docs/architecture.md, "One run".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from fsm_agents.errors import CassetteDivergence, InvalidDecision
+from fsm_agents.events import (
+    AgentOutcome,
+    AgentsFinished,
+    AgentTask,
+    Answer,
+    Approved,
+    AwaitInput,
+    CallModel,
+    Denied,
+    Effect,
+    Event,
+    InputReceived,
+    ModelFailed,
+    ModelReplied,
+    RunAgents,
+    RunTools,
+    ToolsFinished,
+)
+from fsm_agents.models.base import ModelError, ModelResponse, StreamDelta
+from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
+from fsm_agents.state import Failure, Phase, ToolResult, Usage, _made, fields_set
+
+if TYPE_CHECKING:
+    from fsm_agents.runtime.driver import RunState, Session
+
+__all__ = ["PERFORMERS", "Performer", "check_decision_kinds", "model_failed", "model_replied", "usage_of"]
+
+log = logging.getLogger("fsm_agents.runtime")
+
+Performer = Callable[["Session", "RunState", Any], Awaitable[Event | None]]
+
+_TOOLS_FINISHED_FIELDS = fields_set(ToolsFinished)
+_MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
+
+
+async def call_model(session: Session, run: RunState, effect: CallModel) -> Event:
+    """`CallModel` → `ModelReplied` / `ModelFailed`, through the agent's model (streamed, with
+    `stream_complete`, when someone watches the run's deltas), under `Limits.model_timeout`."""
+    model = session.models[effect.agent]
+    timeout = session.limits.model_timeout
+    sink = session.sink
+    try:
+        with anyio.fail_after(timeout):
+            if sink is not None and hasattr(model, "stream_complete"):
+                response = await model.stream_complete(effect.request, _delta_sender(sink, run.run_id, effect.agent))
+            else:
+                response = await model.complete(effect.request)
+    except CassetteDivergence:
+        raise
+    except Exception as exc:
+        return model_failed(effect.agent, exc, timeout)
+    return model_replied(response, effect.agent)
+
+
+def _delta_sender(sink: Any, run_id: str, agent: str) -> Callable[[StreamDelta], None]:
+    def send(delta: StreamDelta) -> None:
+        if delta.text:
+            sink.send_nowait(TextDelta(run_id, agent, delta.text))
+        if delta.tool_index is not None:
+            sink.send_nowait(
+                ToolCallDelta(run_id, agent, delta.tool_index, delta.tool_call_id, delta.tool_name, delta.arguments)
+            )
+
+    return send
+
+
+async def run_tools(session: Session, run: RunState, effect: RunTools) -> Event:
+    """`RunTools` → `ToolsFinished`, through the agent's `ToolExecutor` (which never raises for a
+    bad call: its errors are results fed back to the model)."""
+    executor = session.executor(run.machine, effect.agent)
+    calls = effect.calls
+    results: tuple[ToolResult, ...]
+    if len(calls) == 1:
+        results = (await executor.run_one(calls[0]),)
+    else:
+        results = await executor.run(calls)
+    return _made(ToolsFinished, {"results": results}, _TOOLS_FINISHED_FIELDS)
+
+
+async def await_input(session: Session, run: RunState, effect: AwaitInput) -> Event | None:
+    """`AwaitInput` → `InputReceived` with the human's decisions when `resume` brought them, else
+    `None`: the run suspends (the driver records what it awaits)."""
+    decisions = session.decisions
+    if decisions is None or not any(r.call_id in decisions for r in effect.requests):
+        return None
+    chosen = []
+    for r in effect.requests:
+        d = decisions.pop(r.call_id, None)
+        if d is None:
+            raise InvalidDecision(f"call {r.call_id} ({r.tool}) awaits a decision and got none", [r.call_id])
+        chosen.append((r.call_id, d))
+    return InputReceived(decisions=tuple(chosen))
+
+
+async def run_agents(session: Session, run: RunState, effect: RunAgents) -> Event | None:
+    """`RunAgents` → `AgentsFinished`: each task's child machine runs (resumes, with a store) in a
+    task group, at most `effect.max_concurrency` (else `Limits.max_concurrency`) at once. When a
+    child suspends, the parent suspends too (`None`), after every child has stopped."""
+    known = run.machine.children()
+    outcomes: list[AgentOutcome | None] = [None] * len(effect.tasks)
+    limit = effect.max_concurrency or session.limits.max_concurrency
+    limiter = anyio.CapacityLimiter(limit) if limit else None
+    suspended = False
+
+    async def one(i: int, task: AgentTask) -> None:
+        nonlocal suspended
+        child = known.get(task.machine)
+        if child is None:
+            outcomes[i] = AgentOutcome(
+                task_id=task.task_id,
+                machine=task.machine,
+                phase=Phase.FAILED,
+                failure=Failure(kind="child_failed", message=f"{run.machine.name} has no child machine {task.machine!r}"),
+            )
+            return
+        if limiter is None:
+            result = await session.run_child(run, child, task)
+        else:
+            async with limiter:
+                result = await session.run_child(run, child, task)
+        run.children[task.task_id] = result
+        if result.pending:
+            suspended = True
+            return
+        outcomes[i] = AgentOutcome.model_construct(
+            task_id=task.task_id,
+            machine=task.machine,
+            phase=result.phase,
+            output=result.output,
+            failure=result.failure,
+            usage=result.usage,
+            conversation=result.snapshot.conversation,
+        )
+
+    async with anyio.create_task_group() as tg:
+        for i, task in enumerate(effect.tasks):
+            tg.start_soon(one, i, task)
+    if suspended:
+        return None
+    return AgentsFinished(outcomes=tuple(o for o in outcomes if o is not None))
+
+
+PERFORMERS: dict[type[Effect], Performer] = {
+    CallModel: call_model,
+    RunTools: run_tools,
+    RunAgents: run_agents,
+    AwaitInput: await_input,
+}
+"""The performer of each effect type. The driver looks effects up here by exact type."""
+
+
+def model_failed(agent: str, exc: Exception, timeout: float | None) -> ModelFailed:
+    """The event for a model call that raised `exc` (a provider bug must not kill the run: any
+    exception is a model failure)."""
+    if isinstance(exc, ModelError):
+        return ModelFailed(error=str(exc), kind=exc.kind)
+    if isinstance(exc, TimeoutError):
+        if timeout is None:
+            return ModelFailed(error=f"TimeoutError: {exc}", kind="timeout")
+        return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
+    log.warning("model for %s raised %s", agent, type(exc).__name__, exc_info=exc)
+    return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
+
+
+def model_replied(response: Any, agent: str) -> Event:
+    """The event for a model's `response` to `agent`'s call; the message is attributed to `agent`
+    here, once (the machine would otherwise copy it, and the event would keep the original)."""
+    if type(response) is not ModelResponse and not isinstance(response, ModelResponse):
+        return ModelFailed(error=f"the model returned {type(response).__name__}, not a ModelResponse", kind="malformed")
+    message = response.message
+    if message.agent is None:
+        message = message.model_copy(update={"agent": agent})
+    return _made(ModelReplied, {"message": message, "usage": response.usage}, _MODEL_REPLIED_FIELDS)
+
+
+def usage_of(event: Event) -> Usage:
+    """Tokens an event reports: a model reply's, or the sum over a fan-in's children."""
+    if isinstance(event, ModelReplied):
+        return event.usage
+    if isinstance(event, AgentsFinished):
+        total = Usage()
+        for outcome in event.outcomes:
+            total = total + outcome.usage
+        return total
+    return Usage()
+
+
+def check_decision_kinds(pending: Any, decisions: dict[str, Any]) -> None:
+    """Raise `InvalidDecision` unless `decisions` decides exactly the calls of `pending` (a
+    sequence of `Pending`), each with a decision of its kind."""
+    awaited = {p.call_id: p for p in pending}
+    unknown = sorted(set(decisions) - set(awaited))
+    if unknown:
+        raise InvalidDecision(
+            f"no awaited call has the id(s) {', '.join(unknown)}; the run awaits {', '.join(sorted(awaited)) or 'nothing'}",
+            unknown,
+        )
+    missing = sorted(set(awaited) - set(decisions))
+    if missing:
+        raise InvalidDecision(
+            f"every awaited call needs a decision; missing: {', '.join(missing)} (decide them all in one resume)", missing
+        )
+    for cid, d in decisions.items():
+        if not isinstance(d, (Approved, Denied, Answer)):
+            raise InvalidDecision(
+                f"call {cid}: a decision is Approved(), Denied(reason) or Answer(text), got {type(d).__name__}", [cid]
+            )
+        kind = awaited[cid].request.kind
+        if kind == "question" and isinstance(d, Approved):
+            raise InvalidDecision(f"call {cid} asks a question: decide it with Answer(text) (or Denied)", [cid])
+        if kind == "approval" and isinstance(d, Answer):
+            raise InvalidDecision(f"call {cid} awaits approval: decide it with Approved() or Denied(reason)", [cid])

@@ -1,0 +1,77 @@
+"""Synchronous twins of the entry points, for scripts: `run_sync`, `resume_sync`.
+
+Each call runs the async entry point to completion on an event loop of its own; calling one from
+inside a running event loop raises `EventLoopRunning` (it would block that loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import anyio
+
+from fsm_agents.errors import EventLoopRunning, InvalidInput
+from fsm_agents.runtime.api import resume, run
+from fsm_agents.runtime.result import RunResult
+
+__all__ = ["resume_sync", "run_boxed", "run_sync"]
+
+BACKENDS = ("asyncio", "trio")
+
+
+def running_event_loop() -> str | None:
+    """ "asyncio" or "trio" when this thread is inside a running event loop of that library."""
+    try:
+        asyncio.get_running_loop()
+        return "asyncio"
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")  # only a program that imported trio can be running it
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return "trio"
+        except RuntimeError:
+            pass
+    return None
+
+
+def run_boxed(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
+    """Run `fn()` to completion on a new event loop of `backend`. Raises `InvalidInput` for an
+    unknown backend and `EventLoopRunning` inside a running loop."""
+    if backend not in BACKENDS:
+        raise InvalidInput(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    library = running_event_loop()
+    if library is not None:
+        raise EventLoopRunning(
+            f"a synchronous entry point was called from inside a running {library} event loop, which it would "
+            "block: await the async one instead (run, resume, EventDriven.emit)"
+        )
+    # The result travels in a box, not as the main task's result: CPython 3.11's asyncio.Runner
+    # calls signal.getsignal(SIGINT), whose enum lookup formats repr() of the handler, i.e. of the
+    # main task and its result.
+    box: list[Any] = []
+
+    async def main() -> None:
+        box.append(await fn())
+
+    anyio.run(main, backend=backend)
+    return box[0]
+
+
+def run_sync(machine: Any, input: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
+    """`run` from synchronous code, on a new event loop (`backend`: `"asyncio"` or `"trio"`).
+    Raises what `run` raises, `InvalidInput` for an unknown backend, and `EventLoopRunning` when
+    called from inside a running event loop."""
+    result: RunResult = run_boxed(partial(run, machine, input, **kwargs), backend)
+    return result
+
+
+def resume_sync(target: Any, machine: Any, *, backend: str = "asyncio", **kwargs: Any) -> RunResult:
+    """`resume` from synchronous code, on a new event loop (raises `EventLoopRunning` inside one)."""
+    result: RunResult = run_boxed(partial(resume, target, machine, **kwargs), backend)
+    return result
