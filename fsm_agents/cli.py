@@ -6,6 +6,8 @@
     fsm-agents diagrams [--check] [--out diagrams]
     fsm-agents history ID --store PATH [--json]
     fsm-agents replay ID --store PATH --machine MODULE:OBJECT [--machine ...]
+    fsm-agents pending --store PATH [--json]
+    fsm-agents decide ID CALL_ID approve|deny|answer [TEXT] --store PATH
     fsm-agents demo [QUESTION ...]
 
 Each subcommand is one `_cmd_<name>(args) -> int` function registered in `build_parser`.
@@ -208,6 +210,55 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pending(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from fsm_agents.store.journal import pending_calls
+
+    store = _open_store(args.store)
+    try:
+        calls = pending_calls(store)
+    finally:
+        store.close()
+    for c in calls:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(c), ensure_ascii=False))
+            continue
+        what = f"asks: {c.question}" if c.kind == "question" else f"{c.tool}({c.arguments})"
+        decided = f"  [decided: {c.decision.get('kind')}]" if c.decision else ""
+        print(f"{c.conversation_id}  {c.call_id}  {c.kind:<8}  {what}{decided}")
+    if not calls and not args.json:
+        print("no run awaits a decision")
+    return 0
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from fsm_agents.events import Answer, Approved, Denied
+    from fsm_agents.store.journal import record_decision
+
+    text = " ".join(args.text)
+    decision: Approved | Denied | Answer
+    if args.decision == "approve":
+        decision = Approved()
+    elif args.decision == "deny":
+        decision = Denied(text)
+    else:
+        if not text:
+            raise FsmAgentsError("answer needs the answer's text: fsm-agents decide ID CALL_ID answer TEXT ...")
+        decision = Answer(text)
+    store = _open_store(args.store)
+    try:
+        left = record_decision(store, args.id, args.call_id, decision)
+    finally:
+        store.close()
+    if left:
+        print(f"recorded; {len(left)} call(s) still await a decision: {', '.join(c.call_id for c in left)}")
+    else:
+        print(f"recorded; every call is decided: resume({args.id!r}, machine, store=...) continues the run")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsm-agents", description="LLM agents as explicit state machines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--machine", required=True, action="append", help="MODULE:OBJECT of the machine that wrote it (repeat for several)"
     )
     replay.set_defaults(func=_cmd_replay)
+
+    pending = sub.add_parser("pending", help="list the tool calls suspended runs wait on (approvals, questions)")
+    pending.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    pending.add_argument("--json", action="store_true", help="one JSON object per call")
+    pending.set_defaults(func=_cmd_pending)
+
+    decide = sub.add_parser("decide", help="record a human's decision on a call a suspended run waits on")
+    decide.add_argument("id", help="the conversation that awaits it (as `pending` lists it)")
+    decide.add_argument("call_id", help="the tool call's id")
+    decide.add_argument("decision", choices=("approve", "deny", "answer"), help="approve or deny a call; answer a question")
+    decide.add_argument("text", nargs="*", help="the reason of a denial, or the answer")
+    decide.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    decide.set_defaults(func=_cmd_decide)
 
     demo = sub.add_parser("demo", help="the main job: a two-agent team on the embedded local model (from a checkout)")
     demo.add_argument("question", nargs="*", help="what to ask (default: the population density of Japan)")

@@ -33,6 +33,7 @@ from fsm_agents.store._records import (
 )
 from fsm_agents.store.base import ConversationInfo, Store
 from fsm_agents.store.conversations import Conversations, HistoryEntry, Replayed, history, replay
+from fsm_agents.store.journal import LedgerJournal
 from fsm_agents.store.memory import MemoryStore
 from fsm_agents.store.postgres import PostgresStore
 from fsm_agents.store.sqlite import SQLiteStore
@@ -44,6 +45,7 @@ __all__ = [
     "Conversations",
     "CorruptStore",
     "HistoryEntry",
+    "LedgerJournal",
     "MemoryStore",
     "PostgresStore",
     "Record",

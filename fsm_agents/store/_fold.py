@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fsm_agents.events import Effect, Event, ModelReplied, RunAgents, RunTools, Step, Taken
+from fsm_agents.events import AwaitInput, Effect, Event, ModelReplied, RunAgents, RunTools, Step, Taken
 from fsm_agents.machine import Machine
 from fsm_agents.state import Usage, messages_from
 from fsm_agents.store._records import (
@@ -27,7 +27,17 @@ from fsm_agents.store._records import (
 )
 from fsm_agents.store.base import Store
 
-__all__ = ["Segment", "effect_meta", "end_record", "event_records", "fold", "resolve", "start_record", "started_record"]
+__all__ = [
+    "Segment",
+    "decision_record",
+    "effect_meta",
+    "end_record",
+    "event_records",
+    "fold",
+    "resolve",
+    "start_record",
+    "started_record",
+]
 
 MAX_FORK_DEPTH = 100
 
@@ -73,6 +83,7 @@ class Segment:
     trace: list[Taken] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     open: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # key -> "started" data, not finished
+    decisions: dict[str, Any] = field(default_factory=dict)  # call id -> decision JSON, recorded while suspended
     end: Record | None = None
 
     @property
@@ -124,6 +135,9 @@ def fold(
             seg.open[str(data.get("key"))] = data
         elif kind == "finished":
             seg.open.pop(str(data.get("key")), None)
+            seg.decisions.clear()  # decisions answer the effect that just finished
+        elif kind == "decision":
+            seg.decisions[str(data.get("call_id"))] = data.get("decision")
         elif kind == "event":
             snapshot = seg.step.snapshot
             effect = seg.step.effects[0] if seg.step.effects else None
@@ -186,6 +200,8 @@ def effect_meta(effect: Effect, tools: Mapping[str, Any] | None = None) -> dict[
             meta["not_idempotent"] = risky
     elif isinstance(effect, RunAgents):
         meta["tasks"] = [t.task_id for t in effect.tasks]
+    elif isinstance(effect, AwaitInput):  # what a suspended run waits for, readable without its machine
+        meta["requests"] = [r.model_dump(mode="json") for r in effect.requests]
     return meta
 
 
@@ -209,3 +225,9 @@ def event_records(key: str | None, event: Event, step: Step, machine: Machine, e
 def end_record(step: Step) -> Record:
     snap = step.snapshot
     return Record("end", {"phase": snap.phase.value, "step": snap.step, "digest": snapshot_digest(snap)})
+
+
+def decision_record(call_id: str, decision: Any) -> Record:
+    """A human's decision on an awaited call, recorded while the run is suspended (applied by the
+    next `resume`)."""
+    return Record("decision", {"call_id": call_id, "decision": decision.model_dump(mode="json")})

@@ -9,8 +9,9 @@ and 2 logs, without `input_prefix` or shapes, load unchanged):
               the previous segment's final conversation followed by `input` (`Conversations.append`);
 - `"fork"`    `{"parent": conversation id, "at_seq": int}` — only at seq 0: this conversation
               shares the first `at_seq` records of `parent`;
-- `"started"` `{"key": idempotency key, "effect": "CallModel" | "RunTools" | "RunAgents",
-              "idempotent": bool, "tools": [names]}` — the runtime is about to perform an effect;
+- `"started"` `{"key": idempotency key, "effect": "CallModel" | "RunTools" | "RunAgents" | "AwaitInput",
+              "idempotent": bool, "tools": [names], "requests": [InputRequest JSON]}` — the runtime
+              is about to perform an effect (an `AwaitInput`: the run suspends for a human);
 - `"event"`   `{"event": {"type": Event class name, ...fields}, "phase": Phase, "step": int}` — one
               external event fed to `step`, with the phase and step it reached (since format
               version 2, an `AgentsFinished` outcome's conversation may leave out the messages of
@@ -18,6 +19,9 @@ and 2 logs, without `input_prefix` or shapes, load unchanged):
               version 3, an outcome whose output JSON would not load back as the same value carries
               `"output_shape"`, see `fsm_agents.codec.json_shape`);
 - `"finished"` `{"key": idempotency key}` — the effect's event is in the log (same append);
+- `"decision"` `{"call_id": str, "decision": {"kind": "approved" | "denied" | "answer", ...}}` — a
+              human decided an awaited call while the run was suspended (`fsm-agents decide`);
+              the next `resume` applies the decisions as one `InputReceived` event;
 - `"end"`     `{"phase": Phase, "step": int, "digest": sha256 hex of the final snapshot's JSON}`.
 
 `Input` is `{"text": str}`, `{"messages": [message JSON]}` or `{"json": value}` (since format
@@ -70,7 +74,7 @@ FORMAT_VERSION = 3
 """The record format this code writes; loading a record with a higher version raises
 `UnsupportedFormatVersion`."""
 
-KINDS = frozenset({"start", "fork", "started", "event", "finished", "end"})
+KINDS = frozenset({"start", "fork", "started", "event", "finished", "end", "decision"})
 GENESIS = ""
 
 

@@ -22,11 +22,13 @@ from pydantic_core import to_jsonable_python
 
 from fsm_agents.agent import TRANSFER_PREFIX
 from fsm_agents.events import AgentsFinished, ModelReplied, ToolsFinished
-from fsm_agents.machine import Machine
+from fsm_agents.machine import Machine, as_machine
+from fsm_agents.runtime import resume, run
 from fsm_agents.state import Snapshot, ToolCall, messages_from
 from fsm_agents.store import _fold
 from fsm_agents.store._records import ConversationNotFound, Record, StoreError, decode_event, decode_input
 from fsm_agents.store.base import ConversationInfo, Store
+from fsm_agents.store.journal import machine_lookup
 
 __all__ = ["Conversations", "HistoryEntry", "Replayed", "history", "replay"]
 
@@ -158,10 +160,8 @@ def replay(store: Store, conversation_id: str, *machines: Any, context: Any = No
     and patterns accepted), calling no model and no tool, and check each event's stored phase
     and step and each ended run's stored snapshot digest. Raises `ReplayMismatch` when they
     differ, `ConversationNotFound`, `CorruptStore`, `UnsupportedFormatVersion`."""
-    from fsm_agents.runtime import _machine_lookup, as_machine
-
     records, _ = _fold.resolve(store, conversation_id)
-    segments = _fold.fold(records, _machine_lookup(*(as_machine(m) for m in machines)), context=context, check=True)
+    segments = _fold.fold(records, machine_lookup(*(as_machine(m) for m in machines)), context=context, check=True)
     if not segments:
         raise StoreError(f"conversation {conversation_id!r} holds no run")
     last = segments[-1]
@@ -195,8 +195,6 @@ class Conversations:
             self._register(m)
 
     def _register(self, obj: Any) -> Machine:
-        from fsm_agents.runtime import as_machine
-
         m = as_machine(obj)
         self._machines[m.name] = m
         return m
@@ -216,8 +214,6 @@ class Conversations:
     async def start(self, agent: Any, inputs: Any, *, conversation_id: str | None = None, context: Any = None) -> Any:
         """Run `agent` on `inputs` as a new conversation (id: `conversation_id` or a random hex
         UUID, the returned `RunResult.run_id`). Raises `ConcurrencyConflict` if the id exists."""
-        from fsm_agents.runtime import run
-
         m = self._register(agent)
         cid = conversation_id or uuid.uuid4().hex
         return await run(m, inputs, store=self.store, conversation_id=cid, context=context, **self._options)
@@ -227,8 +223,6 @@ class Conversations:
         log. Returns its `RunResult` (`input` is the full history given to it). Raises
         `StoreError` while the last run has not ended (resume it first), `ConcurrencyConflict`
         when another writer appended meanwhile, `ConversationNotFound`."""
-        from fsm_agents.runtime import resume
-
         m = self._register(agent)
         segments, next_seq = self._segments(conversation_id, context)
         if not segments[-1].final:
@@ -242,8 +236,6 @@ class Conversations:
 
     async def resume(self, conversation_id: str, *, context: Any = None) -> Any:
         """Continue the last run of `conversation_id` after a crash (see `fsm_agents.runtime.resume`)."""
-        from fsm_agents.runtime import resume
-
         segments, _ = self._segments(conversation_id, context)
         last = segments[-1].machine
         return await resume(
