@@ -53,8 +53,12 @@ def test_an_agent_run_is_a_chat_span_per_model_call_and_an_execute_tool_span_per
     )
     result = run_sync(Agent("calc", "add", model, tools=[add]), SECRET, observers=[observer], run_id="r1")
     assert result.ok
-    spans = exporter.get_finished_spans()
+    *spans, whole = exporter.get_finished_spans()
     assert [s.name for s in spans] == ["chat calc", "execute_tool add", "chat calc"]
+    # the run is a span of its own, parent of its effects' spans, with its status and usage
+    assert whole.name == "invoke_agent agent:calc" and attrs(whole)["fsm_agents.status"] == "done"
+    assert attrs(whole)["gen_ai.usage.input_tokens"] == 12
+    assert all(s.parent is not None and s.parent.span_id == whole.context.span_id for s in spans)
     for s, op in zip(spans, ["chat", "execute_tool", "chat"], strict=True):
         a = attrs(s)
         assert a["gen_ai.operation.name"] == op and a["gen_ai.agent.name"] == "calc"
@@ -75,7 +79,8 @@ def test_failures_set_error_status_with_an_error_type() -> None:
     model = ScriptedModel([reply(None, call("boom", "c1")), RuntimeError("provider down")])
     result = run_sync(Agent("a", "x", model, tools=[boom]), "go", observers=[observer])
     assert result.failure is not None and result.failure.kind == "model_error"
-    chat, tools, failed = exporter.get_finished_spans()
+    chat, tools, failed, whole = exporter.get_finished_spans()
+    assert whole.status.status_code is StatusCode.ERROR and attrs(whole)["error.type"] == "model_error"
     assert chat.status.status_code is StatusCode.UNSET
     assert tools.status.status_code is StatusCode.ERROR and attrs(tools)["error.type"] == "tool_error"
     assert failed.status.status_code is StatusCode.ERROR and attrs(failed)["error.type"] == "error"
@@ -83,8 +88,9 @@ def test_failures_set_error_status_with_an_error_type() -> None:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_child_runs_nest_under_the_invoke_agent_span_of_their_parent(backend: str) -> None:
-    """A fan-out is an invoke_agent span; each child's chat span is its child in the trace (on
-    asyncio and on trio), and a child that fails marks the fan-out span ERROR (`child_failed`)."""
+    """A fan-out is an invoke_agent span; each child run's span (and under it its chat span) is
+    its child in the trace (on asyncio and on trio), and a child that fails marks the fan-out span
+    ERROR (`child_failed`)."""
     observer, exporter = traced()
     branches = [Agent("a", model=ScriptedModel(["A"])), Agent("b", model=ScriptedModel([]))]  # b fails
     team = Parallel("team", branches, on_failure="report")
@@ -92,9 +98,11 @@ def test_child_runs_nest_under_the_invoke_agent_span_of_their_parent(backend: st
     spans = {s.name: s for s in exporter.get_finished_spans()}
     fan_out = spans["invoke_agent a,b"]
     assert fan_out.status.status_code is StatusCode.ERROR and attrs(fan_out)["error.type"] == "child_failed"
-    for child in ("chat a", "chat b"):
-        assert spans[child].parent is not None and spans[child].parent.span_id == fan_out.context.span_id
-        assert spans[child].context.trace_id == fan_out.context.trace_id
+    for name in ("a", "b"):
+        child_run, chat = spans[f"invoke_agent agent:{name}"], spans[f"chat {name}"]
+        assert child_run.parent is not None and child_run.parent.span_id == fan_out.context.span_id
+        assert chat.parent is not None and chat.parent.span_id == child_run.context.span_id
+        assert chat.context.trace_id == fan_out.context.trace_id
 
 
 def test_without_opentelemetry_installed_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,3 +33,27 @@ def test_readme_names_exactly_the_two_setup_commands_and_ci_calls_the_test_one()
     assert commands == ["make demo", "make test"]
     ci = (README.parent / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_open_run_snippets_run_and_show_what_they_say() -> None:
+    """The stream, iterate and approval snippets of the README run as they are."""
+    text = README.read_text()
+    section = text.split("## Open runs", 1)[1].split("\n## ", 1)[0]
+    codes = _blocks(section, "python")
+    assert len(codes) == 3
+    outputs = []
+    for i, code in enumerate(codes):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, f"README.md open runs {i}", "exec"), {"__name__": "__readme__"})
+        outputs.append(out.getvalue())
+    assert "Hello!" in outputs[0] and "PLANNING -> DONE" in outputs[0] and "done Hello!" in outputs[0]
+    assert outputs[1].splitlines() == [
+        "model_replied -> EXECUTING",
+        "tools_finished -> PLANNING",
+        "model_replied -> DONE",
+        "5",
+    ]
+    first, last = outputs[2].splitlines()
+    assert first.startswith("suspended [('refund', ") and "900" in first
+    assert last == "done A1 refunded; B2 needs a manager."

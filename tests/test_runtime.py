@@ -168,10 +168,8 @@ def test_run_sync_on_both_backends() -> None:
 async def test_models_argument_overrides_and_missing_model_is_a_clear_error() -> None:
     agent = calculator(None)
     with pytest.raises(FsmAgentsError, match=r"no model for agent\(s\) calc"):
-        run(agent, "x")  # raised by the call itself, before any coroutine exists
-    pending = run(agent, "x", models={"calc": ScriptedModel(["fine"])})
-    assert inspect.iscoroutine(pending)
-    result = await pending
+        await run(agent, "x")  # run is a coroutine function: every error is raised when it is awaited
+    result = await run(agent, "x", models={"calc": ScriptedModel(["fine"])})
     assert result.output == "fine"
 
 
@@ -382,7 +380,7 @@ def test_default_run_ids_are_distinct_hex_and_a_forked_child_draws_its_own_prefi
     import os
     import re
 
-    from fsm_agents.runtime import _new_run_id
+    from fsm_agents.runtime import new_run_id as _new_run_id
 
     ids = [run_sync(calculator(ScriptedModel(["ok"])), "x").run_id for _ in range(3)] + [_new_run_id()]
     assert len(set(ids)) == 4 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
@@ -509,7 +507,7 @@ def test_sync_entry_points_inside_a_running_event_loop_raise_event_loop_running(
     assert run_sync(agent, "x", backend=backend).ok  # outside a loop it runs
 
 
-def test_a_context_that_is_not_immutable_is_invalid_input_at_the_call() -> None:
+def test_a_context_that_is_not_immutable_is_invalid_input() -> None:
     """The snapshot holds the context and must stay hashable, so `run` refuses a mutable
     context (a dict, a non-frozen model, a frozen model holding a list) with `InvalidInput`
     from the call itself, as it does an empty run or conversation id (it used to be replaced by
@@ -528,10 +526,10 @@ def test_a_context_that_is_not_immutable_is_invalid_input_at_the_call() -> None:
     agent = Agent("a", model=ScriptedModel(["x", "y"]))
     for bad in ({"user": "ann"}, Loose(), Holds(tags=["a"])):
         with pytest.raises(InvalidInput, match=f"context must be immutable.*got {type(bad).__name__}"):
-            run(agent, "x", context=bad)
+            run_sync(agent, "x", context=bad)
     for kwargs in ({"run_id": ""}, {"conversation_id": ""}, {"run_id": 7}):
         with pytest.raises(InvalidInput, match="must be a non-empty string or None"):
-            run(agent, "x", **kwargs)  # type: ignore[arg-type]
+            run_sync(agent, "x", **kwargs)  # type: ignore[arg-type]
     good = Holds(tags=("a",))
     result = run_sync(agent, "x", context=good)
     assert result.snapshot.context is good and hash(result.snapshot)
