@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
-from store_helpers import fresh_database
+from store_helpers import cut_log, fresh_database
 
 from fsm_agents import Agent, ConcurrencyConflict, FunctionModel, ScriptedModel, tool
 from fsm_agents.events import EffectUncertain, ModelReplied, ToolsFinished
@@ -427,7 +427,7 @@ async def test_a_pattern_resumes_its_children_from_their_own_logs(anyio_backend:
     children = [i.id for i in store.conversations() if i.id != "p"]
     assert len(children) == 2 and all(c.startswith("p/") for c in children)
     # a crash after the first child finished but before the parent logged it: keep start + "started"
-    store._logs["p"] = store._logs["p"][:2]
+    cut_log(store, "p", 2)
     empty = {"a": ScriptedModel([]), "b": ScriptedModel([])}  # any model call would fail the run
     resumed = await resume("p", pipe, store=store, models=empty)
     assert resumed.snapshot == done.snapshot
@@ -567,7 +567,7 @@ async def test_pattern_inputs_that_are_models_load_back_so_persisted_runs_resume
     assert done.ok and "done:b2" in done.output
     subtasks = [i.id for i in store.conversations() if i.id.endswith("subtask")]
     assert len(subtasks) == 4 and all(replay(store, c, rec).verified for c in subtasks)
-    store._logs["g"] = store._logs["g"][:2]  # a crash before the parent logged its decomposition
+    cut_log(store, "g", 2)  # a crash before the parent logged its decomposition
     resumed = await resume("g", rec, store=store)
     assert resumed.snapshot == done.snapshot
 
