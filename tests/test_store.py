@@ -343,7 +343,7 @@ async def test_conversations_start_append_history_fork_list(store: Store, anyio_
     assert second.ok and second.output == "billing answers: and the refund?"
     # the second agent saw the whole history
     assert [m.role for m in second.snapshot.conversation.messages][:4] == ["user", "assistant", "tool", "assistant"]
-    entries = convs.history("support")
+    entries = await convs.history("support")
     assert [(e.type, e.role, e.agent) for e in entries] == [
         ("message.input", "user", None),
         ("agent.handoff", "assistant", "triage"),
@@ -354,23 +354,23 @@ async def test_conversations_start_append_history_fork_list(store: Store, anyio_
     assert entries[1].to_agent == "billing" and entries[3].content == "and the refund?"
     assert history(store, "support") == entries
 
-    replayed = convs.replay("support")
+    replayed = await convs.replay("support")
     assert replayed.verified and replayed.segments == 2 and replayed.snapshot == second.snapshot
 
     # fork right after the first run: the fork shares its prefix and continues differently
     cut = entries[3].seq  # the second run's start record
-    fork = convs.fork("support", cut, new_id="support-fork")
-    assert convs.history(fork) == entries[:3]
+    fork = await convs.fork("support", cut, new_id="support-fork")
+    assert await convs.history(fork) == entries[:3]
     third = await convs.append(fork, billing, "cancel instead")
     assert third.output == "billing answers: cancel instead"
-    assert [e.content for e in convs.history(fork)][-2:] == ["cancel instead", "billing answers: cancel instead"]
-    assert [e.content for e in convs.history("support")] == [e.content for e in entries]  # parent untouched
-    assert convs.replay(fork).verified
-    assert {i.id for i in convs.list()} == {"support", "support-fork"}
+    assert [e.content for e in await convs.history(fork)][-2:] == ["cancel instead", "billing answers: cancel instead"]
+    assert [e.content for e in await convs.history("support")] == [e.content for e in entries]  # parent untouched
+    assert (await convs.replay(fork)).verified
+    assert {i.id for i in await convs.list()} == {"support", "support-fork"}
     with pytest.raises(StoreError):
-        convs.fork("support", 0)
+        await convs.fork("support", 0)
     with pytest.raises(ConversationNotFound):
-        convs.history("missing")
+        await convs.history("missing")
 
 
 @pytest.mark.anyio
@@ -379,12 +379,12 @@ async def test_a_fork_cut_mid_run_is_resumed_with_another_model(anyio_backend: s
     agent, model = _calc()
     convs = Conversations(store, agent, models={"calc": model})
     await convs.start(agent, "1+2?", conversation_id="c")
-    cut = next(e.seq for e in convs.history("c") if e.type == "tool.execution") + 1  # after the tool result
-    fork = convs.fork("c", cut)
-    assert convs.snapshot(fork).phase is Phase.PLANNING
+    cut = next(e.seq for e in await convs.history("c") if e.type == "tool.execution") + 1  # after the tool result
+    fork = await convs.fork("c", cut)
+    assert (await convs.snapshot(fork)).phase is Phase.PLANNING
     resumed = await Conversations(store, agent, models={"calc": ScriptedModel(["three"])}).resume(fork)
     assert resumed.output == "three"
-    assert convs.snapshot("c").output == "3"
+    assert (await convs.snapshot("c")).output == "3"
 
 
 # -- CLI --------------------------------------------------------------------------------------
