@@ -45,6 +45,9 @@ edited, deleted, moved or reordered record is detected on load (`CorruptStore`):
   append and compared with the last record on load: removing records from the end of a log (which
   a chain alone cannot see) is detected. A conversation written only by versions 1 to 3 has no
   head and loads as before; one holding a version-4 record must have a head that matches.
+
+The chain and the head detect damage and edits made with database tools; they are not a
+signature: whoever also recomputes the hashes and the head goes undetected.
 """
 
 from __future__ import annotations
