@@ -227,3 +227,36 @@ def broken_calc() -> Agent:
     agent = calc_agent()
     agent.model = ScriptedModel([])
     return agent
+
+
+# -- editing a store behind its back (tampering, and crashes simulated by cutting a log) --------
+
+
+def raw_sql(store: Any, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run `sql` (`?` placeholders) on a `SQLiteStore`'s or `PostgresStore`'s own connection,
+    outside the store's API: how the tests tamper with a database."""
+    from fsm_agents.store import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        with store._db.transaction():
+            store._db.execute(sql.replace("?", "%s"), params)
+    else:
+        store._db.execute(sql, params)
+
+
+def remove_tail(store: Any, cid: str, n: int) -> None:
+    """Delete the last `n` records of `cid`, leaving the store's head as it was (tampering)."""
+    from fsm_agents.store import MemoryStore
+
+    if isinstance(store, MemoryStore):
+        store._logs[cid] = store._logs[cid][:-n]
+        return
+    last = store.load(cid)[-1].seq
+    raw_sql(store, "DELETE FROM fsm_records WHERE conversation_id = ? AND seq > ?", (cid, last - n))
+
+
+def cut_log(store: Any, cid: str, keep: int) -> None:
+    """Leave `cid` as a crash after its first `keep` records were appended would have: the later
+    records and the head they moved are gone (MemoryStore only)."""
+    log = store._logs[cid] = store._logs[cid][:keep]
+    store._heads[cid] = (log[-1][0], log[-1][5])

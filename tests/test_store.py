@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
-from store_helpers import fresh_database
+from store_helpers import cut_log, fresh_database
 
 from fsm_agents import Agent, ConcurrencyConflict, FunctionModel, ScriptedModel, tool
 from fsm_agents.events import EffectUncertain, ModelReplied, ToolsFinished
@@ -343,7 +343,7 @@ async def test_conversations_start_append_history_fork_list(store: Store, anyio_
     assert second.ok and second.output == "billing answers: and the refund?"
     # the second agent saw the whole history
     assert [m.role for m in second.snapshot.conversation.messages][:4] == ["user", "assistant", "tool", "assistant"]
-    entries = convs.history("support")
+    entries = await convs.history("support")
     assert [(e.type, e.role, e.agent) for e in entries] == [
         ("message.input", "user", None),
         ("agent.handoff", "assistant", "triage"),
@@ -354,23 +354,23 @@ async def test_conversations_start_append_history_fork_list(store: Store, anyio_
     assert entries[1].to_agent == "billing" and entries[3].content == "and the refund?"
     assert history(store, "support") == entries
 
-    replayed = convs.replay("support")
+    replayed = await convs.replay("support")
     assert replayed.verified and replayed.segments == 2 and replayed.snapshot == second.snapshot
 
     # fork right after the first run: the fork shares its prefix and continues differently
     cut = entries[3].seq  # the second run's start record
-    fork = convs.fork("support", cut, new_id="support-fork")
-    assert convs.history(fork) == entries[:3]
+    fork = await convs.fork("support", cut, new_id="support-fork")
+    assert await convs.history(fork) == entries[:3]
     third = await convs.append(fork, billing, "cancel instead")
     assert third.output == "billing answers: cancel instead"
-    assert [e.content for e in convs.history(fork)][-2:] == ["cancel instead", "billing answers: cancel instead"]
-    assert [e.content for e in convs.history("support")] == [e.content for e in entries]  # parent untouched
-    assert convs.replay(fork).verified
-    assert {i.id for i in convs.list()} == {"support", "support-fork"}
+    assert [e.content for e in await convs.history(fork)][-2:] == ["cancel instead", "billing answers: cancel instead"]
+    assert [e.content for e in await convs.history("support")] == [e.content for e in entries]  # parent untouched
+    assert (await convs.replay(fork)).verified
+    assert {i.id for i in await convs.list()} == {"support", "support-fork"}
     with pytest.raises(StoreError):
-        convs.fork("support", 0)
+        await convs.fork("support", 0)
     with pytest.raises(ConversationNotFound):
-        convs.history("missing")
+        await convs.history("missing")
 
 
 @pytest.mark.anyio
@@ -379,12 +379,12 @@ async def test_a_fork_cut_mid_run_is_resumed_with_another_model(anyio_backend: s
     agent, model = _calc()
     convs = Conversations(store, agent, models={"calc": model})
     await convs.start(agent, "1+2?", conversation_id="c")
-    cut = next(e.seq for e in convs.history("c") if e.type == "tool.execution") + 1  # after the tool result
-    fork = convs.fork("c", cut)
-    assert convs.snapshot(fork).phase is Phase.PLANNING
+    cut = next(e.seq for e in await convs.history("c") if e.type == "tool.execution") + 1  # after the tool result
+    fork = await convs.fork("c", cut)
+    assert (await convs.snapshot(fork)).phase is Phase.PLANNING
     resumed = await Conversations(store, agent, models={"calc": ScriptedModel(["three"])}).resume(fork)
     assert resumed.output == "three"
-    assert convs.snapshot("c").output == "3"
+    assert (await convs.snapshot("c")).output == "3"
 
 
 # -- CLI --------------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ async def test_a_pattern_resumes_its_children_from_their_own_logs(anyio_backend:
     children = [i.id for i in store.conversations() if i.id != "p"]
     assert len(children) == 2 and all(c.startswith("p/") for c in children)
     # a crash after the first child finished but before the parent logged it: keep start + "started"
-    store._logs["p"] = store._logs["p"][:2]
+    cut_log(store, "p", 2)
     empty = {"a": ScriptedModel([]), "b": ScriptedModel([])}  # any model call would fail the run
     resumed = await resume("p", pipe, store=store, models=empty)
     assert resumed.snapshot == done.snapshot
@@ -567,7 +567,7 @@ async def test_pattern_inputs_that_are_models_load_back_so_persisted_runs_resume
     assert done.ok and "done:b2" in done.output
     subtasks = [i.id for i in store.conversations() if i.id.endswith("subtask")]
     assert len(subtasks) == 4 and all(replay(store, c, rec).verified for c in subtasks)
-    store._logs["g"] = store._logs["g"][:2]  # a crash before the parent logged its decomposition
+    cut_log(store, "g", 2)  # a crash before the parent logged its decomposition
     resumed = await resume("g", rec, store=store)
     assert resumed.snapshot == done.snapshot
 

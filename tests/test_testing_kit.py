@@ -46,7 +46,7 @@ def test_record_captures_effects_and_events_and_scrubs_secrets(cassette: Cassett
     cassette.save(path)
     assert Cassette.load(path) == cassette
     path.write_text(json.dumps({"format": "other/9"}))
-    with pytest.raises(FsmAgentsError, match=r"is not a fsm_agents\.cassette/2 cassette"):
+    with pytest.raises(FsmAgentsError, match=r"is not a fsm_agents\.cassette/3 cassette"):
         Cassette.load(path)
 
 
@@ -87,6 +87,80 @@ def test_a_cassette_replays_message_inputs_and_typed_child_outputs_as_they_were(
     old.update(format="fsm_agents.cassette/1", input="rate this")  # version 1: the raw input
     path.write_text(json.dumps(old))
     assert replay(judges, Cassette.load(path)).snapshot == live.snapshot
+
+
+def test_save_creates_missing_folders(cassette: Cassette, tmp_path: Path) -> None:
+    path = tmp_path / "some" / "missing" / "dir" / "x.json"
+    cassette.save(path)
+    assert Cassette.load(path) == cassette
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FsmAgentsError, match="cannot write cassette"):
+        cassette.save(tmp_path / "file" / "x.json")  # a file where a folder should be
+
+
+def _pipeline(first: str = "Summarize.", tools: tuple[object, ...] = ()) -> object:
+    from fsm_agents.patterns import Sequential
+
+    return Sequential("pipe", [Agent("a", first, tools=list(tools)), Agent("b", "Review.")])  # type: ignore[arg-type]
+
+
+def test_a_pattern_cassette_records_and_replays_its_children(tmp_path: Path) -> None:
+    """`record` of a pattern run keeps each child's model and tool calls, so `replay` fails when a
+    child's prompt, tools or answers changed (it passed: only the parent's steps were checked).
+    A version 2 cassette (no children) still replays; ReplayModel and replay_tools serve the
+    children's calls."""
+    from fsm_agents import run_sync
+
+    models = {"a": ScriptedModel([reply(None, call("add", a=1, b=2)), "A: 3"]), "b": ScriptedModel(["B: ok"])}
+    live = run_sync(_pipeline(tools=(add,)), "numbers", models=models)
+    assert live.ok and live.output == "B: ok"
+    path = tmp_path / "pipe.json"
+    record(live).save(path)
+    cassette = Cassette.load(path)
+    assert set(cassette.children) == set(live.children)
+    first = cassette.children[next(iter(live.children))]
+    assert [i.effect["type"] for i in first.interactions] == ["CallModel", "RunTools", "CallModel"]
+    assert replay(_pipeline(tools=(add,)), cassette).snapshot == live.snapshot
+    with pytest.raises(CassetteDivergence) as info:
+        replay(_pipeline("Summarize in French.", tools=(add,)), cassette)  # a child's prompt changed
+    assert "French" in json.dumps(info.value.actual)
+    with pytest.raises(CassetteDivergence):
+        replay(_pipeline(), cassette)  # the child lost its tool
+    old = json.loads(path.read_text())
+    old["format"] = "fsm_agents.cassette/2"
+    del old["children"]
+    path.write_text(json.dumps(old))
+    assert replay(_pipeline("Summarize in French.", tools=(add,)), Cassette.load(path)).snapshot.output == "B: ok"
+    again = run_sync(
+        _pipeline(tools=(add,)),
+        "numbers",
+        models={"a": ReplayModel(cassette), "b": ReplayModel(cassette)},
+        tools=replay_tools(cassette),
+    )
+    assert again.output == "B: ok" and again.children[next(iter(again.children))].output == "A: 3"
+
+
+def test_a_child_that_ends_otherwise_than_recorded_diverges(tmp_path: Path) -> None:
+    from fsm_agents import run_sync
+
+    live = run_sync(_pipeline(), "x", models={"a": ScriptedModel(["A"]), "b": ScriptedModel(["B"])})
+    data = json.loads(record(live).to_json())
+    task = next(iter(data["children"]))
+    data["children"][task]["interactions"][-1]["event"]["message"]["content"] = "not A"
+    with pytest.raises(CassetteDivergence, match="not A"):
+        replay(_pipeline(), Cassette.model_validate(data))
+
+
+def test_a_cassette_with_lone_surrogates_saves_and_loads(tmp_path: Path) -> None:
+    import os
+
+    from fsm_agents import run_sync
+
+    name = os.fsdecode(b"r\xff.txt")
+    live = run_sync(Agent("a", model=ScriptedModel([f"see {name}"])), f"open {name}")
+    path = tmp_path / "s.json"
+    record(live).save(path)
+    assert replay(Agent("a"), Cassette.load(path)).snapshot == live.snapshot
 
 
 def test_replay_reports_a_divergence_with_the_step_and_both_effects(cassette: Cassette) -> None:

@@ -14,11 +14,12 @@ the history. Loading folds `step` over the events again.
     conversations = Conversations(store, triage, billing)
     first = await conversations.start(triage, "my invoice is wrong")
     await conversations.append(first.run_id, billing, "and the refund?")
-    conversations.history(first.run_id)
+    await conversations.history(first.run_id)                 # or .history_sync(...) from sync code
 
 Backends: `MemoryStore`, `SQLiteStore(path)` (stdlib sqlite3, WAL; the embedded default) and
-`PostgresStore(dsn)` (psycopg 3; the `postgres` extra). The record format is documented in
-`fsm_agents.store._records`.
+`PostgresStore(dsn)` (psycopg 3; the `postgres` extra). The record format, and what the hash
+chain and each log's head protect (edited, moved, reordered or removed records, `created_at`
+included), are documented in `fsm_agents.store._records`.
 """
 
 from fsm_agents.store._records import (

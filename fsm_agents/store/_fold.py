@@ -71,7 +71,9 @@ def resolve(store: Store, conversation_id: str, *, must_exist: bool = True) -> t
 @dataclass
 class Segment:
     """One run inside a conversation: the machine, its start input (the full input given to
-    `machine.start`), and what folding its events gave."""
+    `machine.start`), and what folding its events gave. `run_id` is the id the run continues
+    under (the start record's, or a later fork record's) and the prefix of its children's
+    conversation ids (`run_id/task_id`)."""
 
     start_seq: int
     machine: Machine
@@ -128,6 +130,11 @@ def fold(
         if kind == "fork":
             if seg is not None:
                 seg.open.clear()  # effects the parent started but did not finish never ran for this fork
+                fork_run = data.get("run_id")
+                if isinstance(fork_run, str) and fork_run:
+                    # the run continues as the fork's own: children it runs from here get the fork's
+                    # conversations (run_id/task), not the parent's finished ones
+                    seg.run_id = fork_run
             continue
         if seg is None:
             raise CorruptStore(f"record {r.seq} ({kind}) comes before any start record")

@@ -1,14 +1,17 @@
 """Records of the event log, their JSON encoding, the event registry, and integrity checks.
 
 A conversation's log is a sequence of `Record`s numbered `seq = 0, 1, 2, ...` with no gaps. Kinds
-(`Record.kind`) and the JSON object each carries in `Record.data` (format version 3; version 1
-and 2 logs, without `input_prefix` or shapes, load unchanged):
+(`Record.kind`) and the JSON object each carries in `Record.data` (format version 4; version 1
+to 3 logs load unchanged, see "Integrity" below for what version 4 changed):
 
 - `"start"`   `{"machine": name, "run_id": str, "input": Input, "continues": bool, "context": JSON | null}`
               — a run (a *segment* of the conversation) begins; `continues=True` means its input is
               the previous segment's final conversation followed by `input` (`Conversations.append`);
-- `"fork"`    `{"parent": conversation id, "at_seq": int}` — only at seq 0: this conversation
-              shares the first `at_seq` records of `parent`;
+- `"fork"`    `{"parent": conversation id, "at_seq": int, "run_id": str}` — only at seq 0: this
+              conversation shares the first `at_seq` records of `parent`; from here on the run
+              cut by the fork is called `run_id` (the fork's id), so the children it runs get
+              conversations of their own (`run_id/task`) instead of the parent's (since format
+              version 4; an older fork record keeps the parent's run id);
 - `"started"` `{"key": idempotency key, "effect": "CallModel" | "RunTools" | "RunAgents" | "AwaitInput",
               "idempotent": bool, "tools": [names], "requests": [InputRequest JSON]}` — the runtime
               is about to perform an effect (an `AwaitInput`: the run suspends for a human);
@@ -28,20 +31,40 @@ and 2 logs, without `input_prefix` or shapes, load unchanged):
 version 3 with `"shape"` when the value's JSON loses its type; `fsm_agents.codec.dump_input`). Events are
 encoded as `{"type": class name, **event.model_dump(mode="json")}` and rebuilt through a registry
 of every `Event` subclass (walked recursively at load time, so events defined later — by
-patterns or users — are found). Stores add `seq`, `created_at` (Unix seconds, UTC) and a hash
-chain (`hash = sha256(previous hash + kind + body)[:32 hex]`) so an edited, deleted or reordered
-record is detected on load (`CorruptStore`).
+patterns or users — are found).
+
+Integrity. Stores add `seq`, `created_at` (Unix seconds, UTC, a float) and a hash chain, so an
+edited, deleted, moved or reordered record is detected on load (`CorruptStore`):
+
+- the stored body is `data` as compact JSON text (`Record.body`); since version 4 a lone
+  surrogate (e.g. `'\\udcff'` from `os.fsdecode`) is written as its JSON escape `\\udcff`, so
+  the text is valid UTF-8 and loads back as the same string (a high surrogate followed by a low
+  one, two separate code points, is the one string JSON cannot carry: it loads back as the
+  character the pair encodes);
+- version 4 hash: `sha256(previous hash \\0 conversation_id \\0 seq \\0 kind \\0 version \\0
+  repr(created_at) \\0 body)` as UTF-8 bytes, first 32 hex digits — a record moved to another
+  conversation or seq, or whose `created_at` was changed, breaks the chain; versions 1 to 3:
+  `sha256(previous \\0 kind \\0 version \\0 body)` (their `created_at`, id and seq are not covered);
+- a *head* per conversation (`(last seq, last hash)`) is written in the same transaction as every
+  append and compared with the last record on load: removing records from the end of a log (which
+  a chain alone cannot see) is detected. A conversation written only by versions 1 to 3 has no
+  head and loads as before; one holding a version-4 record must have a head that matches.
+
+The chain and the head detect damage and edits made with database tools; they are not a
+signature: whoever also recomputes the hashes and the head goes undetected.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from fsm_agents import codec
 from fsm_agents.errors import FsmAgentsError
@@ -66,11 +89,13 @@ __all__ = [
     "decode_input",
     "encode_event",
     "encode_input",
+    "escape_surrogates",
+    "json_text",
     "snapshot_digest",
     "verify",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """The record format this code writes; loading a record with a higher version raises
 `UnsupportedFormatVersion`."""
 
@@ -129,14 +154,42 @@ class Record:
     hash: str = ""
 
     def body(self) -> str:
-        """`data` as compact JSON text (the stored form)."""
-        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+        """`data` as compact JSON text (the stored form; see `json_text`)."""
+        return json_text(self.data)
 
 
-def chain_hash(previous: str, kind: str, version: int, body: str) -> str:
-    """The record's link in the hash chain: 32 hex digits of sha256."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(data: Any) -> str:
+    """`data` as compact JSON text that is valid UTF-8: non-ASCII characters as themselves, a
+    lone surrogate (which UTF-8 cannot encode) as its `\\uXXXX` escape, which `json.loads`
+    turns back into the same character (see `escape_surrogates`)."""
+    return escape_surrogates(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+
+def escape_surrogates(text: str) -> str:
+    """JSON text written by `json.dumps(..., ensure_ascii=False)` with every surrogate character
+    replaced by its `\\uXXXX` escape (the same JSON value, now encodable as UTF-8). `json.dumps`
+    writes such a character raw and only inside a string, never after a backslash, so the
+    escape is always well placed."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def chain_hash(
+    previous: str, kind: str, version: int, body: str, *, conversation_id: str = "", seq: int = 0, created_at: float = 0.0
+) -> str:
+    """The record's link in the hash chain: 32 hex digits of sha256 over the UTF-8 bytes of
+    `previous \\0 conversation_id \\0 seq \\0 kind \\0 version \\0 repr(created_at) \\0 body` (format
+    version 4 and later) or `previous \\0 kind \\0 version \\0 body` (versions 1 to 3, which did
+    not cover the id, the seq and the time)."""
     h = hashlib.sha256()
-    h.update(f"{previous}\0{kind}\0{version}\0".encode())
+    if version >= 4:
+        h.update(f"{previous}\0{conversation_id}\0{seq}\0{kind}\0{version}\0{created_at!r}\0".encode())
+    else:
+        h.update(f"{previous}\0{kind}\0{version}\0".encode())
     h.update(body.encode())
     return h.hexdigest()[:32]
 
@@ -156,25 +209,47 @@ def decode_row(conversation_id: str, seq: int, kind: str, version: int, created_
     return Record(kind=kind, data=data, seq=seq, created_at=created_at, version=version, hash=hash)
 
 
-def verify(conversation_id: str, rows: Sequence[tuple[int, str, int, float, str, str]]) -> list[Record]:
+def verify(
+    conversation_id: str,
+    rows: Sequence[tuple[int, str, int, float, str, str]],
+    head: tuple[int, str] | None = None,
+) -> list[Record]:
     """Check and decode rows `(seq, kind, version, created_at, body, hash)` of one conversation,
-    in seq order: seqs must be 0..n-1 and every hash must chain. Raises `CorruptStore` or
-    `UnsupportedFormatVersion`."""
+    in seq order, against its `head` (`(last seq, last hash)` as the store recorded it with the
+    last append, `None` when it has none): seqs must be 0..n-1, every hash must chain, and the
+    last record must be the head (a conversation holding a version-4 record must have one).
+    Raises `CorruptStore` or `UnsupportedFormatVersion`."""
     out: list[Record] = []
     previous = GENESIS
+    headed = False  # a version-4 record was seen: the log must have a head
     for i, (seq, kind, version, created_at, body, h) in enumerate(rows):
         if seq != i:
             raise CorruptStore(
                 f"conversation {conversation_id!r}: record {i} is missing (found seq {seq}); the log has a gap"
             )
         record = decode_row(conversation_id, seq, kind, version, created_at, body, h)
-        if chain_hash(previous, kind, version, body) != h:
+        if chain_hash(previous, kind, version, body, conversation_id=conversation_id, seq=seq, created_at=created_at) != h:
             raise CorruptStore(
                 f"conversation {conversation_id!r}, record {seq}: hash chain broken — the record was edited, "
-                "removed or reordered after it was written"
+                "removed, reordered or moved from another conversation after it was written"
             )
+        headed = headed or version >= 4
         previous = h
         out.append(record)
+    if head is not None:
+        last = (len(out) - 1, previous)
+        if (int(head[0]), str(head[1])) != last:
+            raise CorruptStore(
+                f"conversation {conversation_id!r}: the store's head says the log ends at record {head[0]}, but it "
+                f"{'holds no record' if not out else f'ends at record {last[0]}'}"
+                f"{' with another hash' if head[0] == last[0] else ''} — records were removed from (or added to) "
+                "its end after they were written; restore a backup"
+            )
+    elif headed:
+        raise CorruptStore(
+            f"conversation {conversation_id!r}: the store has no head for this log (its last seq and hash), "
+            "which every append writes: the head or the records after it were removed; restore a backup"
+        )
     return out
 
 
@@ -298,6 +373,14 @@ def decode_input(data: Mapping[str, Any]) -> Any:
 
 
 def snapshot_digest(snapshot: Snapshot[Any]) -> str:
-    """sha256 (hex) of the snapshot's JSON (`model_dump_json`): equal snapshots, equal digests."""
-    text = snapshot.model_dump_json() if isinstance(snapshot, BaseModel) else json.dumps(snapshot)
+    """sha256 (hex) of the snapshot's JSON (`model_dump_json`): equal snapshots, equal digests.
+    A snapshot holding text that JSON cannot carry as UTF-8 (a lone surrogate, which
+    `model_dump_json` refuses) is hashed as `json_text(snapshot.model_dump(mode="json"))` instead
+    (both are deterministic, so the digest is stable)."""
+    if not isinstance(snapshot, BaseModel):
+        return hashlib.sha256(json_text(snapshot).encode()).hexdigest()
+    try:
+        text = snapshot.model_dump_json()
+    except PydanticSerializationError:
+        text = json_text(snapshot.model_dump(mode="json"))
     return hashlib.sha256(text.encode()).hexdigest()

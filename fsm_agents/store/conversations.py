@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
+import anyio
 from pydantic_core import to_jsonable_python
 
 from fsm_agents.agent import TRANSFER_PREFIX
 from fsm_agents.events import AgentsFinished, ModelReplied, ToolsFinished
 from fsm_agents.machine import Machine, as_machine
 from fsm_agents.runtime import resume, run
+from fsm_agents.runtime.sync import run_boxed
 from fsm_agents.state import Snapshot, ToolCall, messages_from
 from fsm_agents.store import _fold
 from fsm_agents.store._records import ConversationNotFound, Record, StoreError, decode_event, decode_input
@@ -31,6 +34,8 @@ from fsm_agents.store.base import ConversationInfo, Store
 from fsm_agents.store.journal import machine_lookup
 
 __all__ = ["Conversations", "HistoryEntry", "Replayed", "history", "replay"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,13 @@ def replay(store: Store, conversation_id: str, *machines: Any, context: Any = No
 class Conversations:
     """Persistent conversations in `store`, continued by any of `machines` (`Agent`s, patterns,
     machines; every one passed to `start`/`append` is added). `models`, `tools`, `limits`,
-    `observers` are passed to every run (see `fsm_agents.runtime.run`)."""
+    `observers` are passed to every run (see `fsm_agents.runtime.run`).
+
+    Every method is async (`await convs.start(...)`, `await convs.history(id)`; store reads and
+    writes go to a worker thread for a networked store such as `PostgresStore`), and each has a
+    blocking `_sync` twin for synchronous code (`convs.start_sync(...)`, `convs.history_sync(id)`),
+    as `run` has `run_sync`: the twins of `start`, `append` and `resume` run a new event loop
+    and raise `EventLoopRunning` when called inside one."""
 
     def __init__(
         self,
@@ -211,6 +222,14 @@ class Conversations:
         records, next_seq = _fold.resolve(self.store, conversation_id)
         return _fold.fold(records, self._lookup, context=context), next_seq
 
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)`, in a worker thread when the store blocks on the network."""
+        if self.store.threaded:
+            return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        return fn(*args, **kwargs)
+
+    # -- running agents ------------------------------------------------------------------------
+
     async def start(self, agent: Any, inputs: Any, *, conversation_id: str | None = None, context: Any = None) -> Any:
         """Run `agent` on `inputs` as a new conversation (id: `conversation_id` or a random hex
         UUID, the returned `RunResult.run_id`). Raises `ConcurrencyConflict` if the id exists."""
@@ -218,11 +237,13 @@ class Conversations:
         cid = conversation_id or uuid.uuid4().hex
         return await run(m, inputs, store=self.store, conversation_id=cid, context=context, **self._options)
 
-    async def append(self, conversation_id: str, agent: Any, inputs: Any, *, context: Any = None) -> Any:
-        """Run `agent` on the whole history of `conversation_id` followed by `inputs`, in the same
-        log. Returns its `RunResult` (`input` is the full history given to it). Raises
-        `StoreError` while the last run has not ended (resume it first), `ConcurrencyConflict`
-        when another writer appended meanwhile, `ConversationNotFound`."""
+    def start_sync(
+        self, agent: Any, inputs: Any, *, conversation_id: str | None = None, context: Any = None, backend: str = "asyncio"
+    ) -> Any:
+        """`start` from synchronous code, on a new event loop (raises `EventLoopRunning` inside one)."""
+        return _blocking(partial(self.start, agent, inputs, conversation_id=conversation_id, context=context), backend)
+
+    def _append_start(self, conversation_id: str, agent: Any, inputs: Any, context: Any) -> Machine:
         m = self._register(agent)
         segments, next_seq = self._segments(conversation_id, context)
         if not segments[-1].final:
@@ -230,53 +251,106 @@ class Conversations:
         run_id = f"{conversation_id}#{len(segments)}"
         start = _fold.start_record(m, run_id, inputs, continues=True, context=context)
         self.store.append(conversation_id, next_seq, [start])
+        return m
+
+    async def append(self, conversation_id: str, agent: Any, inputs: Any, *, context: Any = None) -> Any:
+        """Run `agent` on the whole history of `conversation_id` followed by `inputs`, in the same
+        log. Returns its `RunResult` (`input` is the full history given to it). Raises
+        `StoreError` while the last run has not ended (resume it first), `ConcurrencyConflict`
+        when another writer appended meanwhile, `ConversationNotFound`."""
+        m = await self._call(self._append_start, conversation_id, agent, inputs, context)
         return await resume(
             conversation_id, m, store=self.store, context=context, machines=list(self._machines.values()), **self._options
         )
 
+    def append_sync(
+        self, conversation_id: str, agent: Any, inputs: Any, *, context: Any = None, backend: str = "asyncio"
+    ) -> Any:
+        """`append` from synchronous code, on a new event loop (raises `EventLoopRunning` inside
+        one, before writing anything)."""
+        return _blocking(partial(self.append, conversation_id, agent, inputs, context=context), backend)
+
     async def resume(self, conversation_id: str, *, context: Any = None) -> Any:
         """Continue the last run of `conversation_id` after a crash (see `fsm_agents.runtime.resume`)."""
-        segments, _ = self._segments(conversation_id, context)
+        segments, _ = await self._call(self._segments, conversation_id, context)
         last = segments[-1].machine
         return await resume(
             conversation_id, last, store=self.store, context=context, machines=list(self._machines.values()), **self._options
         )
 
-    def snapshot(self, conversation_id: str, *, context: Any = None) -> Snapshot[Any]:
+    def resume_sync(self, conversation_id: str, *, context: Any = None, backend: str = "asyncio") -> Any:
+        """`resume` from synchronous code, on a new event loop (raises `EventLoopRunning` inside one)."""
+        return _blocking(partial(self.resume, conversation_id, context=context), backend)
+
+    # -- reading and forking (async, in a worker thread for a networked store; `_sync` twins) ------
+
+    async def snapshot(self, conversation_id: str, *, context: Any = None) -> Snapshot[Any]:
         """The current snapshot of the conversation's last run, rebuilt from the log."""
+        return await self._call(self.snapshot_sync, conversation_id, context=context)
+
+    def snapshot_sync(self, conversation_id: str, *, context: Any = None) -> Snapshot[Any]:
+        """`snapshot`, blocking."""
         return self._segments(conversation_id, context)[0][-1].step.snapshot
 
-    def history(self, conversation_id: str) -> list[HistoryEntry]:
+    async def history(self, conversation_id: str) -> list[HistoryEntry]:
         """See `history`."""
+        return await self._call(history, self.store, conversation_id)
+
+    def history_sync(self, conversation_id: str) -> list[HistoryEntry]:
+        """`history`, blocking."""
         return history(self.store, conversation_id)
 
-    def replay(self, conversation_id: str, *, context: Any = None) -> Replayed:
+    async def replay(self, conversation_id: str, *, context: Any = None) -> Replayed:
         """See `replay` (with the machines this object knows)."""
+        return await self._call(self.replay_sync, conversation_id, context=context)
+
+    def replay_sync(self, conversation_id: str, *, context: Any = None) -> Replayed:
+        """`replay`, blocking."""
         return replay(self.store, conversation_id, *self._machines.values(), context=context)
 
-    def fork(self, conversation_id: str, at_seq: int, *, new_id: str | None = None) -> str:
+    async def fork(self, conversation_id: str, at_seq: int, *, new_id: str | None = None) -> str:
         """A new conversation sharing the first `at_seq` records of `conversation_id` (history
         entries carry their `seq`: fork at `entry.seq + 1` to keep that entry). Effects started
         but not finished within the prefix are forgotten (the fork performs them afresh when
-        resumed). Returns the new id (default `<id>~<8 hex>`). Raises `StoreError` for an
+        resumed), and the run the fork cuts continues under the fork's id: a pattern's children
+        run from then on get conversations of their own (`<new id>/<task>`), never the
+        parent's. Returns the new id (default `<id>~<8 hex>`). Raises `StoreError` for an
         `at_seq` outside `1..len(log)`, `ConversationNotFound`, `ConcurrencyConflict` if
         `new_id` exists."""
+        return await self._call(self.fork_sync, conversation_id, at_seq, new_id=new_id)
+
+    def fork_sync(self, conversation_id: str, at_seq: int, *, new_id: str | None = None) -> str:
+        """`fork`, blocking."""
         records, _ = _fold.resolve(self.store, conversation_id)
         if not 1 <= at_seq <= len(records):
             raise StoreError(
                 f"at_seq must be between 1 and {len(records)} for conversation {conversation_id!r}, got {at_seq}"
             )
         fid = new_id or f"{conversation_id}~{uuid.uuid4().hex[:8]}"
-        self.store.append(fid, 0, [Record("fork", {"parent": conversation_id, "at_seq": at_seq})])
+        self.store.append(fid, 0, [Record("fork", {"parent": conversation_id, "at_seq": at_seq, "run_id": fid})])
         return fid
 
-    def list(self) -> list[ConversationInfo]:
-        """Every conversation in the store (children of patterns included), oldest first."""
+    def list_sync(self) -> list[ConversationInfo]:
+        """`list`, blocking."""
         return self.store.conversations()
 
-    def exists(self, conversation_id: str) -> bool:
+    async def list(self) -> list[ConversationInfo]:
+        """Every conversation in the store (children of patterns included), oldest first."""
+        return await self._call(self.store.conversations)
+
+    async def exists(self, conversation_id: str) -> bool:
+        """Whether the store holds `conversation_id` (raises `CorruptStore` for a damaged log)."""
+        return await self._call(self.exists_sync, conversation_id)
+
+    def exists_sync(self, conversation_id: str) -> bool:
+        """`exists`, blocking."""
         try:
             _fold.resolve(self.store, conversation_id)
         except ConversationNotFound:
             return False
         return True
+
+
+def _blocking(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
+    """Await `fn()` on a new event loop, as `run_sync` does (raises `EventLoopRunning` inside one)."""
+    return run_boxed(fn, backend)

@@ -1,9 +1,12 @@
 """`PostgresStore`: the log in PostgreSQL (psycopg 3), for many processes or machines.
 
-Same schema as `SQLiteStore` (table `fsm_records`, primary key `(conversation_id, seq)`). An
-append is one transaction: it reads the last seq and hash, checks `expected_seq`, and inserts;
-the primary key makes a concurrent writer that read the same last seq fail with a unique
-violation, reported as `ConcurrencyConflict`. Needs the `postgres` extra (`psycopg[binary]`).
+Same schema as `SQLiteStore` (tables `fsm_records`, primary key `(conversation_id, seq)`, and
+`fsm_heads`, each conversation's last seq and hash). An append is one transaction: it reads the
+last seq and hash, checks `expected_seq`, inserts the records and writes the head; the primary
+key makes a concurrent writer that read the same last seq fail with a unique violation, reported
+as `ConcurrencyConflict`. A load reads the records and the head in one `REPEATABLE READ`
+transaction (one snapshot). What the hash chain and the head cover: `fsm_agents.store._records`.
+Needs the `postgres` extra (`psycopg[binary]`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from fsm_agents.errors import ConcurrencyConflict
 from fsm_agents.store._records import Record, StoreError, verify
-from fsm_agents.store._sql import SqlStore, Statements, conversation_infos
+from fsm_agents.store._sql import HEADS_SCHEMA, SqlStore, Statements, conversation_infos
 from fsm_agents.store.base import ConversationInfo, check_append, prepare_rows
 
 __all__ = ["PostgresStore"]
@@ -61,6 +64,7 @@ class PostgresStore(SqlStore):
         with self._errors("creating the schema"), self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self._db.execute(_SCHEMA)
+            self._db.execute(HEADS_SCHEMA)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -83,6 +87,7 @@ class PostgresStore(SqlStore):
                     rows = prepare_rows(conversation_id, expected_seq, row[1] if row else "", records)
                     with self._db.cursor() as cur:
                         cur.executemany(_SQL.insert, [(conversation_id, *r) for r in rows])
+                    self._db.execute(_SQL.set_head, (conversation_id, rows[-1][0], rows[-1][5]))
             except StoreError as exc:
                 if isinstance(exc.__cause__, unique):  # a concurrent writer inserted the same seq first
                     raise ConcurrencyConflict(conversation_id, expected_seq, self._next_seq(conversation_id)) from None
@@ -99,8 +104,10 @@ class PostgresStore(SqlStore):
     def load(self, conversation_id: str) -> list[Record]:
         """See `Store.load`. Raises `CorruptStore` or `UnsupportedFormatVersion`."""
         with self._lock, self._errors("loading"), self._db.transaction():
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for both reads
             rows = self._db.execute(_SQL.load, (conversation_id,)).fetchall()
-        return verify(conversation_id, [tuple(r) for r in rows])
+            head = self._db.execute(_SQL.head, (conversation_id,)).fetchone()
+        return verify(conversation_id, [tuple(r) for r in rows], tuple(head) if head else None)
 
     def conversations(self) -> list[ConversationInfo]:
         """Every conversation, oldest first."""

@@ -1,10 +1,19 @@
 """`SQLiteStore`: the embedded default, one SQLite file (stdlib `sqlite3`) in WAL mode.
 
-Schema (format version 1): `fsm_records(conversation_id, seq, kind, version, created_at, body,
-hash)`, primary key `(conversation_id, seq)`, `WITHOUT ROWID`. Each `append` is one
-`BEGIN IMMEDIATE` transaction (the write lock is taken before the seq check, so two processes
-can never both pass it); readers never block the writer (WAL). Several processes on one machine
-may share the file; `busy_timeout` bounds how long one waits for another's write lock.
+Schema: `fsm_records(conversation_id, seq, kind, version, created_at, body, hash)`, primary key
+`(conversation_id, seq)`, `WITHOUT ROWID`, and (since record format version 4)
+`fsm_heads(conversation_id, seq, hash)`, each conversation's last record, created on open in an
+older file. Each `append` is one `BEGIN IMMEDIATE` transaction writing the records and the head
+(the write lock is taken before the seq check, so two processes can never both pass it); a `load`
+reads the records and the head in one read transaction; readers never block the writer (WAL).
+Several processes on one machine may share the file; `busy_timeout` bounds how long one waits
+for another's write lock. What the hash chain and the head cover (and that `created_at` is
+covered since format version 4): `fsm_agents.store._records`.
+
+A file of 0 bytes is an empty SQLite database (SQLite's own rule, and what `touch runs.db` or
+`tempfile.mkstemp()` leave): it opens as a new, empty store, with a warning in the log, since a
+0-byte file can also be a database that was truncated; resuming a conversation it held then
+raises `ConversationNotFound`. A file that is not a SQLite database raises `CorruptStore`.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from contextlib import contextmanager
 
 from fsm_agents.errors import ConcurrencyConflict
 from fsm_agents.store._records import CorruptStore, Record, StoreError, verify
-from fsm_agents.store._sql import SqlStore, Statements, conversation_infos
+from fsm_agents.store._sql import HEADS_SCHEMA, SqlStore, Statements, conversation_infos
 from fsm_agents.store.base import ConversationInfo, check_append, prepare_rows
 
 __all__ = ["SQLiteStore"]
@@ -61,6 +70,8 @@ class SQLiteStore(SqlStore):
             raise StoreError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.path = os.fspath(path)
         self._lock = threading.RLock()
+        if self.path != ":memory:" and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
+            log.warning("%s is empty (0 bytes): opening it as a new, empty store", self.path)
         with self._errors("opening"):
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -70,6 +81,7 @@ class SQLiteStore(SqlStore):
                     log.warning("%s: SQLite refused WAL mode (%s); concurrent readers will block", self.path, mode)
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._db.execute(_SCHEMA)
+            self._db.execute(HEADS_SCHEMA)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -98,6 +110,7 @@ class SQLiteStore(SqlStore):
                     raise ConcurrencyConflict(conversation_id, expected_seq, actual)
                 rows = prepare_rows(conversation_id, expected_seq, row[1] if row else "", records)
                 db.executemany(_SQL.insert, [(conversation_id, *r) for r in rows])
+                db.execute(_SQL.set_head, (conversation_id, rows[-1][0], rows[-1][5]))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -108,8 +121,15 @@ class SQLiteStore(SqlStore):
     def load(self, conversation_id: str) -> list[Record]:
         """See `Store.load`. Raises `CorruptStore` or `UnsupportedFormatVersion`."""
         with self._lock, self._errors("loading"):
-            rows = self._db.execute(_SQL.load, (conversation_id,)).fetchall()
-        return verify(conversation_id, rows)
+            db = self._db
+            db.execute("BEGIN")  # one read snapshot for the records and the head
+            try:
+                rows = db.execute(_SQL.load, (conversation_id,)).fetchall()
+                head = db.execute(_SQL.head, (conversation_id,)).fetchone()
+            finally:
+                if db.in_transaction:
+                    db.execute("COMMIT")
+        return verify(conversation_id, rows, tuple(head) if head else None)
 
     def conversations(self) -> list[ConversationInfo]:
         """Every conversation, oldest first."""

@@ -10,40 +10,49 @@
 `replay` restarts the machine on the recorded input and, at every step, compares the effect the
 machine asks for with the recorded one before feeding the recorded event: a change in prompts,
 tools or control flow raises `CassetteDivergence` naming the step and both effects.
+A pattern's cassette also holds the cassette of every child run (by task id), and `replay`
+replays each child against the pattern's child machine when it meets the `RunAgents` that ran it:
+a change in a child's prompts, tools or control flow diverges too, as does a child that no
+longer ends with the recorded outcome.
 `ReplayModel(cassette)` serves the recorded model replies to a normal `run` (tools run for real),
 checking each request against the recorded one; `replay_tools(cassette)` serves recorded tool
-results by tool name and arguments.
+results by tool name and arguments (both include the children's calls).
 
-Format (JSON): `{"format": "fsm_agents.cassette/2", "machine", "run_id", "input",
-"interactions": [{"step", "effect": {"type", ...}, "event": {"type", ...}}]}`, where `input` is
-encoded by `fsm_agents.codec.dump_input` (`{"text"}`, `{"messages"}` or `{"json", "shape"}`, so
-messages and a pattern's model input replay as themselves). Version 1 cassettes, whose `input`
-is the raw value, still load.
+Format (JSON): `{"format": "fsm_agents.cassette/3", "machine", "run_id", "input",
+"interactions": [{"step", "effect": {"type", ...}, "event": {"type", ...}}], "children": {task id:
+{"machine", "run_id", "input", "interactions", "children"}}}`, where `input` is encoded by
+`fsm_agents.codec.dump_input` (`{"text"}`, `{"messages"}` or `{"json", "shape"}`, so messages and
+a pattern's model input replay as themselves). Version 2 cassettes (no `children`) load and
+replay without checking the children; version 1 cassettes, whose `input` is the raw value, too.
+Text is stored as UTF-8 JSON (a lone surrogate as its `\\uXXXX` escape).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic_core import to_jsonable_python
 
 from fsm_agents.codec import CodecError, dump, dump_input, load_effect, load_event, load_input
 from fsm_agents.errors import CassetteDivergence, FsmAgentsError
-from fsm_agents.events import CallModel, ModelReplied, RunTools, Step, ToolsFinished
+from fsm_agents.events import AgentsFinished, CallModel, ModelReplied, RunAgents, RunTools, Step, ToolsFinished
+from fsm_agents.machine import Machine
 from fsm_agents.models.base import ModelError, ModelResponse
 from fsm_agents.observers import Redactor
 from fsm_agents.runtime import RunResult, as_machine
 from fsm_agents.state import Frozen, ModelRequest
+from fsm_agents.store._records import escape_surrogates
 from fsm_agents.tools import Tool
 
 __all__ = ["Cassette", "CassetteDivergence", "Interaction", "ReplayModel", "record", "replay", "replay_tools"]
 
-FORMAT: Literal["fsm_agents.cassette/2"] = "fsm_agents.cassette/2"
-_FORMATS = (FORMAT, "fsm_agents.cassette/1")
+FORMAT: Literal["fsm_agents.cassette/3"] = "fsm_agents.cassette/3"
+_FORMATS = (FORMAT, "fsm_agents.cassette/2", "fsm_agents.cassette/1")
 
 
 class Interaction(Frozen):
@@ -55,19 +64,30 @@ class Interaction(Frozen):
 
 
 class Cassette(Frozen):
-    """A recorded run: enough to replay it without a model or tools."""
+    """A recorded run: enough to replay it without a model or tools. `children` holds the
+    cassettes of the child runs of a pattern, by task id (empty for an agent, and in cassettes
+    of format 2 and older)."""
 
-    format: Literal["fsm_agents.cassette/2", "fsm_agents.cassette/1"] = FORMAT
+    format: Literal["fsm_agents.cassette/3", "fsm_agents.cassette/2", "fsm_agents.cassette/1"] = FORMAT
     machine: str
     run_id: str
     input: Any
     interactions: tuple[Interaction, ...]
+    children: dict[str, Cassette] = Field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=False)
+        """The cassette as indented JSON text (valid UTF-8: see `fsm_agents.store._records.escape_surrogates`)."""
+        return escape_surrogates(json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=False))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write the cassette to `path` (UTF-8), creating its missing parent folders. Raises
+        `FsmAgentsError` when the file cannot be written."""
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.to_json() + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise FsmAgentsError(f"cannot write cassette {target}: {exc}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> Cassette:
@@ -84,29 +104,36 @@ class Cassette(Frozen):
 
 
 def record(result: RunResult, *, secrets: Iterable[str] = ()) -> Cassette:
-    """The cassette of `result`: every effect with the event that answered it. Text that looks
-    like a secret (API keys, bearer tokens, the provider key environment variables, `secrets`)
-    is replaced by `[REDACTED]`."""
-    interactions = [
-        {"step": i, "effect": dump(effect), "event": dump(event)}
-        for i, (effect, event) in enumerate(zip(result.effects, result.events, strict=True))
-    ]
-    raw = {
-        "format": FORMAT,
-        "machine": result.snapshot.machine,
-        "run_id": result.run_id,
-        "input": dump_input(result.input),
-        "interactions": interactions,
-    }
+    """The cassette of `result`: every effect with the event that answered it, and the same for
+    each of its child runs (`result.children`, recursively). Text that looks like a secret (API
+    keys, bearer tokens, the provider key environment variables, `secrets`) is replaced by
+    `[REDACTED]`."""
+    raw = {"format": FORMAT, **_recorded(result)}
     scrubbed = Redactor(secrets)(json.dumps(raw, ensure_ascii=False))
     return Cassette.model_validate(json.loads(scrubbed))
 
 
-def replay(machine: Any, cassette: Cassette) -> Step:
-    """Fold the recorded events over `machine`, checking every effect against the recording.
+def _recorded(result: RunResult) -> dict[str, Any]:
+    return {
+        "machine": result.snapshot.machine,
+        "run_id": result.run_id,
+        "input": dump_input(result.input),
+        "interactions": [
+            {"step": i, "effect": dump(effect), "event": dump(event)}
+            for i, (effect, event) in enumerate(zip(result.effects, result.events, strict=True))
+        ],
+        "children": {task_id: _recorded(child) for task_id, child in result.children.items()},
+    }
 
-    Returns the final `Step`. Raises `CassetteDivergence` when the machine asks for an effect
-    other than the recorded one (or for more or fewer effects than were recorded).
+
+def replay(machine: Any, cassette: Cassette) -> Step:
+    """Fold the recorded events over `machine`, checking every effect against the recording,
+    and replay each recorded child run against `machine`'s child machine (recursively) when the
+    `RunAgents` effect that ran it is met.
+
+    Returns the final `Step`. Raises `CassetteDivergence` when the machine (or a child) asks for
+    an effect other than the recorded one (or for more or fewer effects than were recorded), or
+    when a replayed child ends in another phase or with another output than the recorded outcome.
     """
     m = as_machine(machine)
     if cassette.machine != m.name:
@@ -115,13 +142,45 @@ def replay(machine: Any, cassette: Cassette) -> Step:
     for interaction in cassette.interactions:
         if len(step.effects) != 1:
             raise CassetteDivergence(interaction.step, interaction.effect, [dump(e) for e in step.effects])
-        actual = dump(step.effects[0])
+        effect = step.effects[0]
+        actual = dump(effect)
         if actual != interaction.effect:
             raise CassetteDivergence(interaction.step, interaction.effect, actual)
-        step = m.step(step.snapshot, load_event(interaction.event))
+        event = load_event(interaction.event)
+        if isinstance(effect, RunAgents) and isinstance(event, AgentsFinished) and cassette.children:
+            _replay_children(m, interaction.step, effect, event, cassette.children)
+        step = m.step(step.snapshot, event)
     if step.effects:
         raise CassetteDivergence(len(cassette.interactions), "the end of the recording", dump(step.effects[0]))
     return step
+
+
+def _replay_children(
+    machine: Machine, at: int, effect: RunAgents, event: AgentsFinished, children: Mapping[str, Cassette]
+) -> None:
+    known = machine.children()
+    outcomes = {o.task_id: o for o in event.outcomes}
+    for task in effect.tasks:
+        recorded = children.get(task.task_id)
+        if recorded is None:
+            continue  # the child never ran (e.g. an unknown machine: its outcome says so)
+        child = known.get(task.machine)
+        if child is None:
+            raise CassetteDivergence(at, f"child {task.machine} of {machine.name}", f"{machine.name} has no such child")
+        final = replay(child, recorded).snapshot
+        outcome = outcomes.get(task.task_id)
+        if outcome is not None:
+            expected = {"task": task.task_id, "phase": outcome.phase.value, "output": to_jsonable_python(outcome.output)}
+            got = {"task": task.task_id, "phase": final.phase.value, "output": to_jsonable_python(final.output)}
+            if expected != got:
+                raise CassetteDivergence(at, expected, got)
+
+
+def _all_interactions(cassette: Cassette) -> Iterator[Interaction]:
+    """The interactions of `cassette` and of its children (depth first, each child after its parent's)."""
+    yield from cassette.interactions
+    for child in cassette.children.values():
+        yield from _all_interactions(child)
 
 
 def _run_input(cassette: Cassette) -> Any:
@@ -142,7 +201,8 @@ def _request_shape(request: ModelRequest) -> dict[str, Any]:
 
 
 class ReplayModel:
-    """A `Model` that answers with the recorded replies of `cassette`, in order.
+    """A `Model` that answers with the recorded replies of `cassette` (its children's included),
+    in order for each agent (so the children of a parallel fan-out may ask in any order).
 
     Each request is compared with the recorded one (agent, message roles, tools offered); a
     mismatch raises `CassetteDivergence` (the runtime lets it through instead of turning it into
@@ -150,16 +210,18 @@ class ReplayModel:
     """
 
     def __init__(self, cassette: Cassette) -> None:
-        self._calls = deque(
-            (i.step, load_effect(i.effect), load_event(i.event))
-            for i in cassette.interactions
-            if i.effect["type"] == "CallModel"
-        )
+        self._calls: dict[str | None, deque[tuple[int, Any, Any]]] = defaultdict(deque)
+        for i in _all_interactions(cassette):
+            if i.effect["type"] == "CallModel":
+                effect = load_effect(i.effect)
+                assert isinstance(effect, CallModel)
+                self._calls[effect.agent].append((i.step, effect, load_event(i.event)))
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        if not self._calls:
-            raise CassetteDivergence(-1, "no more recorded model calls", _request_shape(request))
-        step, effect, event = self._calls.popleft()
+        calls = self._calls.get(request.agent)
+        if not calls:
+            raise CassetteDivergence(-1, f"no more recorded model calls of {request.agent}", _request_shape(request))
+        step, effect, event = calls.popleft()
         assert isinstance(effect, CallModel)
         expected, actual = _request_shape(effect.request), _request_shape(request)
         if expected != actual:
@@ -176,7 +238,7 @@ def replay_tools(cassette: Cassette) -> dict[str, Tool]:
     `CassetteDivergence`.
     """
     queues: dict[str, deque[tuple[str, str, bool, str]]] = defaultdict(deque)
-    for i in cassette.interactions:
+    for i in _all_interactions(cassette):
         effect, event = load_effect(i.effect), load_event(i.event)
         if isinstance(effect, RunTools) and isinstance(event, ToolsFinished):
             by_id = {r.call_id: r for r in event.results}
