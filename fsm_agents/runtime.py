@@ -26,6 +26,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
+from fsm_agents._arguments import (
+    check_backend,
+    check_conversation_id,
+    check_limits,
+    check_machines,
+    check_models,
+    check_observers,
+    check_store,
+    check_tools,
+)
 from fsm_agents.errors import (
     CassetteDivergence,
     ConcurrencyConflict,
@@ -56,7 +66,7 @@ from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model, ModelError, ModelResponse
 from fsm_agents.observers import Observer
 from fsm_agents.state import AssistantMessage, Failure, Phase, Snapshot, ToolResult, Usage, _made, fields_set
-from fsm_agents.tools import _RUN_ID, Tool, ToolExecutor
+from fsm_agents.tools import _RUN_ID, Tool, ToolExecutor, as_tools
 
 if TYPE_CHECKING:
     from fsm_agents.store._records import Record
@@ -752,6 +762,11 @@ def run(
     (`fsm_agents.store.StoreError`).
     """
     m = as_machine(machine)
+    check_models(models)
+    check_tools(tools)
+    check_limits(limits, Limits)
+    check_observers(observers)
+    check_store(store)
     if context is not None:
         _check_context(context)
     for name, given in (("run_id", run_id), ("conversation_id", conversation_id)):
@@ -806,7 +821,7 @@ def _tool_map(tools: Mapping[str, Tool] | Sequence[Tool] | None) -> Mapping[str,
         return {}
     if isinstance(tools, Mapping):
         return tools
-    return {t.name: t for t in tools}
+    return {t.name: t for t in as_tools(tools)}
 
 
 async def resume(
@@ -842,6 +857,13 @@ async def resume(
     from fsm_agents.store import _fold
 
     m = as_machine(machine)
+    check_conversation_id(conversation_id)
+    check_store(store, required=True)
+    check_models(models)
+    check_tools(tools)
+    check_limits(limits, Limits)
+    check_observers(observers)
+    check_machines(machines)
     if context is not None:
         _check_context(context)
     log = _Log(store, conversation_id)
@@ -893,6 +915,7 @@ def _run_boxed(fn: Any, backend: str) -> RunResult:
     # calls signal.getsignal(SIGINT), whose enum lookup formats repr() of the handler, i.e. of the
     # main task and its result — for a RunResult that is O(history²) (every CallModel effect
     # holds the whole conversation): 2.8 s for a 1,000-step run.
+    check_backend(backend)
     library = _running_event_loop()
     if library is not None:
         raise EventLoopRunning(
