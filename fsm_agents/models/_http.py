@@ -39,6 +39,7 @@ import sniffio
 import stamina
 from httpx_sse import EventSource, ServerSentEvent, SSEError
 
+from fsm_agents._secrets import register_secret
 from fsm_agents.models.base import (
     MalformedResponse,
     ModelError,
@@ -161,6 +162,7 @@ class HTTPModel:
         self.timeout = timeout
         self.max_retries = max_retries
         self._api_key = api_key
+        register_secret(api_key)  # every Redactor (logs, cassettes) removes it from now on
         self._extra_headers = dict(headers or {})
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
