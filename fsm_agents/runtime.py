@@ -66,7 +66,7 @@ from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model, ModelError, ModelResponse
 from fsm_agents.observers import Observer
 from fsm_agents.state import AssistantMessage, Failure, Phase, Snapshot, ToolResult, Usage, _made, fields_set
-from fsm_agents.tools import _RUN_ID, Tool, ToolExecutor, as_tools
+from fsm_agents.tools import _RUN_ID, Tool, ToolExecutor, _text_of, as_tools
 
 if TYPE_CHECKING:
     from fsm_agents.store._records import Record
@@ -659,13 +659,13 @@ def _model_failed(agent: str, exc: Exception, timeout: float | None) -> ModelFai
     """The event for a model call that raised `exc` (a provider bug must not kill the run: any
     exception is a model failure)."""
     if isinstance(exc, ModelError):
-        return ModelFailed(error=str(exc), kind=exc.kind)
+        return ModelFailed(error=_text_of(exc), kind=exc.kind)
     if isinstance(exc, TimeoutError):
         if timeout is None:
-            return ModelFailed(error=f"TimeoutError: {exc}", kind="timeout")
+            return ModelFailed(error=f"TimeoutError: {_text_of(exc)}", kind="timeout")
         return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
     log.warning("model for %s raised %s", agent, type(exc).__name__, exc_info=exc)
-    return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
+    return ModelFailed(error=f"{type(exc).__name__}: {_text_of(exc)}", kind="error")
 
 
 def _model_replied(response: Any, agent: str) -> Event:
