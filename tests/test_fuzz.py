@@ -8,8 +8,8 @@ Each run is drawn from a seeded `random.Random(seed)` (so a failing seed replays
   one reply; provider errors; values that are not replies at all;
 - hostile tools: raising (also with an unprintable message), returning objects that neither JSON
   nor `str()` can turn into text, circular lists, bytes, NaN, huge or surrogate text, raising
-  `asyncio.CancelledError` of their own accord, hanging past their timeout (async and in a
-  worker thread);
+  `asyncio.CancelledError` or an odd `BaseException` of their own accord, hanging past their
+  timeout (async and in a worker thread); observers failing in every hook (one run in ten);
 - hostile inputs (surrogates, empty strings, message lists) and machines (structured output,
   handoffs, tiny step budgets, a `Sequential` of two hostile agents); a fifth of the runs persist to a `SQLiteStore` or a
   `MemoryStore` and are then resumed from the log.
@@ -46,6 +46,7 @@ from fsm_agents import (
     AssistantMessage,
     FunctionModel,
     Limits,
+    Observer,
     Phase,
     RunResult,
     ToolCall,
@@ -84,6 +85,23 @@ class UnprintableError(Exception):
         raise RuntimeError("cannot print this error")
 
 
+class OddBaseException(BaseException):
+    """Neither an Exception nor a cancellation nor a request to stop the program."""
+
+
+class HostileObserver(Observer):
+    """An observer that fails in every hook, with an exception that cannot even be printed."""
+
+    def on_effect(self, effect: Any) -> None:
+        raise UnprintableError()
+
+    def on_event(self, effect: Any, event: Any) -> None:
+        raise ValueError("observer bug")
+
+    def on_transition(self, taken: Any, snapshot: Any) -> None:
+        raise KeyError("observer bug")
+
+
 def circular() -> list[Any]:
     a: list[Any] = [1]
     a.append(a)
@@ -114,6 +132,8 @@ def fails(kind: str = "value") -> str:
         raise UnprintableError()
     if kind == "recursion":
         raise RecursionError("too deep")
+    if kind == "base":
+        raise OddBaseException("odd")
     raise ValueError(f"bad {kind}")
 
 
@@ -168,7 +188,7 @@ TOOL_NAMES = [t.name for t in TOOLS]
 ARGUMENTS: dict[str, Callable[[random.Random], str]] = {
     "add": lambda r: json.dumps({"a": r.randint(-9, 9), "b": r.randint(-9, 9)}),
     "echo": lambda r: json.dumps({"text": r.choice(["hi", "", "x" * 5000, "\udcff"])}),
-    "fails": lambda r: json.dumps({"kind": r.choice(["value", "key", "unprintable", "recursion"])}),
+    "fails": lambda r: json.dumps({"kind": r.choice(["value", "key", "unprintable", "recursion", "base"])}),
     "weird": lambda r: json.dumps({"kind": r.choice(["badstr", "nonstring", "circular", "bytes", "nan", "huge",
                                                      "surrogate", "none", "object", "list_of_bad", "set"])}),
     "cancels": lambda r: "{}",
@@ -365,12 +385,15 @@ async def one_run(seed: int, figures: Figures, stores: dict[str, Any]) -> None:
     if r.random() < 0.2:
         store = stores["sqlite"] if r.random() < 0.6 else stores["memory"]
     limits = Limits(tool_timeout=0.05, max_concurrency=r.choice([None, 1, 3]))
+    observers = [HostileObserver()] if r.random() < 0.1 else []
     figures.runs += 1
     cid = f"fuzz-{seed}"
     stage = "run"
     try:
         with anyio.fail_after(RUN_BOUND_S):
-            result = await run(machine, hostile_input(r), limits=limits, store=store, conversation_id=cid if store else None)
+            result = await run(
+                machine, hostile_input(r), limits=limits, observers=observers, store=store, conversation_id=cid if store else None
+            )
             problem = _ended_well(result)
             if problem is None and store is not None:
                 figures.stored += 1
