@@ -391,9 +391,8 @@ async def one_run(seed: int, figures: Figures, stores: dict[str, Any]) -> None:
     stage = "run"
     try:
         with anyio.fail_after(RUN_BOUND_S):
-            result = await run(
-                machine, hostile_input(r), limits=limits, observers=observers, store=store, conversation_id=cid if store else None
-            )
+            options: dict[str, Any] = {"limits": limits, "observers": observers, "store": store}
+            result = await run(machine, hostile_input(r), conversation_id=cid if store else None, **options)
             problem = _ended_well(result)
             if problem is None and store is not None:
                 figures.stored += 1
