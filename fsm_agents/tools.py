@@ -21,7 +21,8 @@ What a tool raises, and what becomes of it:
   propagates, as cancellation must;
 - `KeyboardInterrupt` and `SystemExit`: propagate unwrapped (never inside a
   `BaseExceptionGroup`), on asyncio and on trio, once the reply's other calls are cancelled: they
-  ask the program to stop, which no tool result can stand for.
+  ask the program to stop, which no tool result can stand for. So does a `CassetteDivergence`
+  (a replayed test asked for a tool call the recording does not have).
 """
 
 from __future__ import annotations
@@ -337,7 +338,7 @@ class ToolExecutor:
         async def guarded(i: int, call: ToolCall) -> None:
             try:
                 await one(i, call)
-            except _STOP_THE_PROGRAM as exc:  # re-raised below, outside the task group's exception group
+            except (*_STOP_THE_PROGRAM, CassetteDivergence) as exc:  # re-raised below, not in an exception group
                 stop.append(exc)
                 tg.cancel_scope.cancel()
 

@@ -404,3 +404,19 @@ def test_keyboard_interrupt_from_a_tool_leaves_run_sync_as_itself(stop: type[Bas
     with pytest.raises(stop) as info:
         run_sync(agent, "go", backend=anyio_backend)
     assert type(info.value) is stop
+
+
+async def test_a_cassette_divergence_in_a_reply_of_two_calls_propagates_as_itself() -> None:
+    """A replayed tool that diverges fails the test with `CassetteDivergence` itself, not an
+    ExceptionGroup around it (the executor lets it through, one call or several)."""
+    from fsm_agents.errors import CassetteDivergence
+
+    @tool
+    async def diverges() -> str:
+        """A replayed tool asked for a call the recording lacks."""
+        raise CassetteDivergence(3, "recorded", "actual")
+
+    batch = [ToolCall(id="a", name="diverges"), ToolCall(id="b", name="diverges")]
+    with pytest.raises(CassetteDivergence) as info:
+        await ToolExecutor([diverges]).run(batch)
+    assert info.value.step == 3
