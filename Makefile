@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps test lint demo
+.PHONY: setup sysdeps test lint demo fuzz
 
 setup: sysdeps $(STAMP)
 
@@ -32,3 +32,8 @@ test: lint
 
 demo: setup
 	$(PY) -m examples.local_agent
+
+# 10,000 hostile runs (tests/test_fuzz.py; `make test` runs 300 of them); prints the figures.
+# FSM_AGENTS_FUZZ_SEED=N starts at another seed.
+fuzz: setup
+	FSM_AGENTS_FUZZ_RUNS=$${FSM_AGENTS_FUZZ_RUNS:-10000} $(PY) -m pytest tests/test_fuzz.py -q -s -p no:cacheprovider

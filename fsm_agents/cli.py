@@ -4,35 +4,47 @@
     fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
     fsm-agents diagram MODULE:OBJECT -o PATH
     fsm-agents diagrams [--check] [--out diagrams]
+    fsm-agents list --store PATH [--json]
     fsm-agents history ID --store PATH [--json]
+    fsm-agents fork ID --store PATH --at SEQ [--new-id NEW]
     fsm-agents replay ID --store PATH --machine MODULE:OBJECT [--machine ...]
     fsm-agents pending --store PATH [--json]
     fsm-agents decide ID CALL_ID approve|deny|answer [TEXT] --store PATH
     fsm-agents demo [QUESTION ...]
+    fsm-agents --version
 
 Each subcommand is one `_cmd_<name>(args) -> int` function registered in `build_parser`.
-Exit codes: 0 success, 1 a check/invariant failed or a run ended FAILED, 2 bad usage (argparse).
+Exit codes: 0 success, 1 a check/invariant failed, a run ended FAILED or an error (printed as
+one `error: ...` line on stderr, never a traceback), 2 bad usage (argparse).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from fsm_agents import __version__
 from fsm_agents.errors import FsmAgentsError
+from fsm_agents.tools import Tool
 
 __all__ = ["load_object", "main"]
 
 
+#: A target that exists in a checkout: a factory building the pipeline example on its scripted models.
+EXAMPLE_TARGET = "examples.patterns.pipeline:build"
+
+
 def load_object(spec: str) -> Any:
-    """Import `MODULE:OBJECT` (OBJECT may be dotted). Raises `FsmAgentsError` with a clear
-    message when the module or attribute is missing."""
+    """Import `MODULE:OBJECT` (OBJECT may be dotted); a factory (a function that is not a tool)
+    is called without arguments. Raises `FsmAgentsError` with a clear message when the module or
+    attribute is missing, when OBJECT is a `Tool`, when the factory needs arguments or raises."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise FsmAgentsError(f"expected MODULE:OBJECT (e.g. examples.local_agent:agent), got {spec!r}")
+        raise FsmAgentsError(f"expected MODULE:OBJECT (e.g. {EXAMPLE_TARGET}), got {spec!r}")
     if "" not in sys.path:
         sys.path.insert(0, "")  # like `python -m`: the current directory is importable
     try:
@@ -44,9 +56,38 @@ def load_object(spec: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise FsmAgentsError(f"{module_name!r} has no attribute {attr!r}") from None
-    if callable(obj) and not hasattr(obj, "machine") and not hasattr(obj, "step"):
-        obj = obj()  # a factory function
+    if isinstance(obj, Tool):
+        raise FsmAgentsError(
+            f"{spec} is a tool, not an agent: name an Agent that uses it (Agent(..., tools=[{obj.name}])), "
+            "a pattern or a machine"
+        )
+    if callable(obj) and not isinstance(obj, type) and not hasattr(obj, "machine") and not hasattr(obj, "step"):
+        obj = _call_factory(spec, obj)
     return obj
+
+
+def _call_factory(spec: str, factory: Any) -> Any:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        required = [
+            name
+            for name, p in signature.parameters.items()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        if required:
+            raise FsmAgentsError(
+                f"{spec} is a function that needs argument(s) {', '.join(required)}: name an Agent, a pattern, a "
+                "machine, or a factory that takes no argument"
+            )
+    try:
+        return factory()
+    except FsmAgentsError:
+        raise
+    except Exception as exc:
+        raise FsmAgentsError(f"{spec}() raised {type(exc).__name__}: {exc}") from exc
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -59,6 +100,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     target = load_object(args.target)
     text = " ".join(args.input) if args.input else sys.stdin.read()
+    if not text.strip():
+        raise FsmAgentsError("the input is empty: give the user message as arguments or on stdin")
     store = _open_store(args.store, create=True) if args.store else None
     try:
         result = run_sync(
@@ -72,6 +115,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     failure = result.failure
+    if store is not None and not args.json:  # stderr: stdout stays the output alone
+        cid = args.conversation_id or result.run_id
+        print(f"run id: {cid} (fsm-agents history {cid} --store {args.store})", file=sys.stderr)
     if args.json:
         summary = {
             "run_id": result.run_id,
@@ -126,6 +172,9 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
     except TypeError as exc:  # not a machine, an Agent or a pattern
         print(f"error: {args.target}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a missing folder, no permission
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"wrote {path}")
     return 0
 
@@ -166,15 +215,58 @@ def _open_store(spec: str, *, create: bool = False) -> Any:
     return SQLiteStore(spec)
 
 
+def _not_found(args: argparse.Namespace, conversation_id: str) -> FsmAgentsError:
+    return FsmAgentsError(
+        f"no conversation {conversation_id!r} in {args.store}: list them with `fsm-agents list --store {args.store}`"
+    )
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    from datetime import UTC, datetime
+
+    store = _open_store(args.store)
+    try:
+        infos = store.conversations()
+    finally:
+        store.close()
+    for info in infos:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(info), ensure_ascii=False))
+            continue
+        updated = datetime.fromtimestamp(info.updated_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{info.id}  {info.records:>6} records  updated {updated} UTC")
+    if not infos and not args.json:
+        print(f"no conversations in {args.store}", file=sys.stderr)
+    return 0
+
+
+def _cmd_fork(args: argparse.Namespace) -> int:
+    from fsm_agents.store import ConversationNotFound, Conversations
+
+    store = _open_store(args.store)
+    try:
+        new_id = Conversations(store).fork(args.id, args.at, new_id=args.new_id)
+    except ConversationNotFound:
+        raise _not_found(args, args.id) from None
+    finally:
+        store.close()
+    print(new_id)
+    return 0
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from fsm_agents.store import history
+    from fsm_agents.store import ConversationNotFound, history
 
     store = _open_store(args.store)
     try:
         entries = history(store, args.id)
+    except ConversationNotFound:
+        raise _not_found(args, args.id) from None
     finally:
         store.close()
     for e in entries:
@@ -193,7 +285,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from fsm_agents.store import ReplayMismatch, replay
+    from fsm_agents.store import ConversationNotFound, ReplayMismatch, replay
 
     machines = [load_object(m) for m in args.machine]
     store = _open_store(args.store)
@@ -202,6 +294,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except ReplayMismatch as exc:
         print(f"MISMATCH: {exc}", file=sys.stderr)
         return 1
+    except ConversationNotFound:
+        raise _not_found(args, args.id) from None
     finally:
         store.close()
     snap = result.snapshot
@@ -259,8 +353,24 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an int >= 1 (else a one-line usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fsm-agents", description="LLM agents as explicit state machines")
+    parser = argparse.ArgumentParser(
+        prog="fsm-agents",
+        description="LLM agents as explicit state machines",
+        epilog=f"example: fsm-agents run {EXAMPLE_TARGET} 'heat pumps'   (from a checkout of fsm_agents)",
+    )
+    parser.add_argument("--version", action="version", version=f"fsm-agents {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an agent or a pattern on an input; exit 1 if it ends FAILED")
@@ -274,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="explore a machine with hypothesis and assert its invariants")
     check.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory)")
-    check.add_argument("--examples", type=int, default=200, help="hypothesis examples (default 200)")
+    check.add_argument("--examples", type=_positive_int, default=200, help="hypothesis examples (default 200)")
     check.add_argument("--seed", type=int, default=None, help="make the exploration reproducible")
     check.add_argument("--full-coverage", action="store_true", help="fail when a declared transition was never taken")
     check.set_defaults(func=_cmd_check)
@@ -288,6 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
     diagrams.add_argument("--out", default="diagrams", help="directory (default: diagrams)")
     diagrams.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
     diagrams.set_defaults(func=_cmd_diagrams)
+
+    listing = sub.add_parser("list", help="list the conversations in a store (children of patterns included)")
+    listing.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per conversation")
+    listing.set_defaults(func=_cmd_list)
+
+    fork = sub.add_parser("fork", help="branch a conversation: a new one sharing its first SEQ records; prints the new id")
+    fork.add_argument("id", help="conversation id")
+    fork.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    fork.add_argument(
+        "--at", required=True, type=_positive_int, help="records to keep (a history entry's `seq` + 1 keeps it)"
+    )
+    fork.add_argument("--new-id", default=None, help="the new conversation's id (default: <id>~<8 hex digits>)")
+    fork.set_defaults(func=_cmd_fork)
 
     history = sub.add_parser("history", help="print a persisted conversation's history")
     history.add_argument("id", help="conversation id")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from fsm_agents._secrets import registered_secrets
 from fsm_agents.errors import FsmAgentsError
 from fsm_agents.events import (
     CallModel,
@@ -36,23 +37,36 @@ __all__ = ["LoggingObserver", "Observer", "OpenTelemetryObserver", "PrintObserve
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "MISTRAL_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY")
 
 _PATTERNS = (
-    re.compile(r"sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}"),
+    # OpenAI / Anthropic / OpenRouter / test keys: `sk-` then 8+ key characters, not inside a
+    # word (so "task-management" stays)
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/]{8,}=*"),
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
 )
 
 
 class Redactor:
-    """Replaces secrets in text with `[REDACTED]`: known key shapes (`sk-…`, `Bearer …`,
-    `api_key=…`), the values of the provider key environment variables, and `secrets`."""
+    """Replaces secrets in text with `[REDACTED]`: known key shapes (`sk-…` with 8 or more key
+    characters, `Bearer …`, `api_key=…`), the values of the provider key environment variables,
+    `secrets`, and every key a model was given in this process (`api_key=` or from the
+    environment; see `fsm_agents._secrets`), including models created after this redactor."""
 
     def __init__(self, secrets: Iterable[str] = (), *, env_vars: Iterable[str] = SECRET_ENV_VARS) -> None:
         values = [s for s in secrets if s]
         values += [v for name in env_vars if (v := os.environ.get(name))]
-        self._literals = sorted(set(values), key=len, reverse=True)
+        self._own = frozenset(values)
+        self._registered: tuple[str, ...] | None = None
+        self._literals: list[str] = []
+
+    def _current_literals(self) -> list[str]:
+        registered = registered_secrets()
+        if registered is not self._registered:  # a model registered a key since the last call
+            self._registered = registered
+            self._literals = sorted(self._own.union(registered), key=len, reverse=True)
+        return self._literals
 
     def __call__(self, text: str) -> str:
-        for value in self._literals:
+        for value in self._current_literals():
             text = text.replace(value, "[REDACTED]")
         for pattern in _PATTERNS:
             text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Generic, Literal, Self, TypeAlias, TypeGuard, TypeVar
@@ -421,17 +421,50 @@ def is_valid_name(name: object) -> TypeGuard[str]:
 def messages_from(value: str | Message | Iterable[Message] | Mapping[str, Any]) -> tuple[Message, ...]:
     """Normalise a run input: a string becomes one `UserMessage`; a message, or a mapping in a
     message's JSON form (`{"role": "user", "content": ...}`), one message; an iterable of them,
-    a tuple of messages. Raises `InvalidInput` (a `ValueError`) for a mapping or an item that is
-    not a valid message, and `TypeError` for an input of another type."""
+    a tuple of messages. Raises `InvalidInput` (a `ValueError`) for an input of another type
+    (`None`, a number, bytes...), a mapping or an item that is not a valid message, and messages
+    ending in an assistant message whose tool calls are not all answered by the `ToolMessage`s
+    after it (the run would otherwise send the provider a history it refuses, or leave the calls
+    unanswered)."""
     if isinstance(value, str):
         return (_made(UserMessage, {"role": "user", "content": value}, _USER_FIELDS),)
     if isinstance(value, (SystemMessage, UserMessage, AssistantMessage, ToolMessage)):
-        return (value,)
-    if isinstance(value, Mapping):
-        return (_message(value, None),)
-    if isinstance(value, (Sequence, Iterable)) and not isinstance(value, (bytes, bytearray)):
-        return tuple(_message(m, i) for i, m in enumerate(value))
-    raise TypeError(f"input must be a str, a message or messages, not {type(value).__name__}")
+        messages: tuple[Message, ...] = (value,)
+    elif isinstance(value, Mapping):
+        messages = (_message(value, None),)
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray, memoryview)):
+        messages = tuple(_message(m, i) for i, m in enumerate(value))
+    else:
+        raise InvalidInput(
+            f"input must be a str, a message or a list of messages, not {type(value).__name__}: {_short_repr(value)}"
+        )
+    _check_calls_answered(messages)
+    return messages
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        return repr(value)[:80]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _check_calls_answered(messages: tuple[Message, ...]) -> None:
+    """The trailing assistant message with tool calls (followed only by tool messages, if
+    anything) must have every call answered."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, ToolMessage):
+            continue
+        if isinstance(m, AssistantMessage) and m.tool_calls:
+            answered = {t.tool_call_id for t in messages[i + 1 :] if isinstance(t, ToolMessage)}
+            missing = [c.id for c in m.tool_calls if c.id not in answered]
+            if missing:
+                raise InvalidInput(
+                    f"input message {i} is an assistant message whose tool call(s) {', '.join(missing)} are not "
+                    "answered: end the input with a ToolMessage(tool_call_id=...) for each call, or drop the calls"
+                )
+        return
 
 
 def _message(value: Any, index: int | None) -> Message:

@@ -7,12 +7,27 @@ come from one place) plus options (`timeout`, `retries`, `retry_on`, `idempotent
 style) are parsed with `docstring_parser`.
 
 `ToolExecutor.run(calls)` never raises for a bad call: an unknown tool, arguments that are not
-JSON, arguments that fail validation, an exception in the tool, or a timeout all become a
-`ToolResult(ok=False, error=...)` whose message is fed back to the model.
+JSON, arguments that fail validation, an exception in the tool, a timeout, or a returned value
+that cannot be serialized all become a `ToolResult(ok=False, error=...)` whose message is fed
+back to the model; the other calls of the same reply keep their own results.
+
+What a tool raises, and what becomes of it:
+
+- an `Exception` (or a timeout): an error result, as above;
+- `asyncio.CancelledError` (or another `BaseException` that is not one of the two below) raised
+  by the tool itself while the run is *not* being cancelled: an error result too (a library that
+  turns its own failures into a cancellation must not take the other calls' results with it);
+- a real cancellation of the run (a cancel scope, a timeout or `task.cancel()` around `run`):
+  propagates, as cancellation must;
+- `KeyboardInterrupt` and `SystemExit`: propagate unwrapped (never inside a
+  `BaseExceptionGroup`), on asyncio and on trio, once the reply's other calls are cancelled: they
+  ask the program to stop, which no tool result can stand for. So does a `CassetteDivergence`
+  (a replayed test asked for a tool call the recording does not have).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -28,6 +43,7 @@ from typing import Any, TypeVar, get_type_hints, overload
 import anyio
 import docstring_parser
 import pydantic_core
+import sniffio
 import stamina
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
@@ -269,13 +285,37 @@ def as_tools(tools: Iterable[Tool | Callable[..., Any]]) -> tuple[Tool, ...]:
 
 def serialize_output(value: Any) -> str:
     """Tool output as text: strings unchanged, everything else as JSON (pydantic's encoder,
-    which handles models, dataclasses, dates...), falling back to `str()`."""
+    which handles models, dataclasses, dates...; `pydantic_core.to_json(value, fallback=str)`, so
+    a value it does not know becomes the JSON string of its `str()`, one value at a time: a list
+    of such objects stays a JSON list). Raises whatever that `str()` raises (a `__str__` that
+    fails or returns a non-string) and `ValueError` on a circular reference: the executor turns
+    both into an error result."""
     if isinstance(value, str):
         return value
+    return pydantic_core.to_json(value, fallback=str).decode()
+
+
+def _text_of(exc: BaseException) -> str:
+    """`str(exc)`, or a placeholder when the exception's own `__str__` fails."""
     try:
-        return pydantic_core.to_json(value).decode()
-    except (pydantic_core.PydanticSerializationError, TypeError, ValueError):
-        return str(value)
+        text = str(exc)
+    except Exception:
+        return "(its message cannot be printed)"
+    return text
+
+
+_STOP_THE_PROGRAM = (KeyboardInterrupt, SystemExit)
+
+
+def _run_is_cancelled() -> bool:
+    """Whether the task running the tool is itself being cancelled (an enclosing cancel scope,
+    or on asyncio a `task.cancel()`), as opposed to a tool that raised a cancellation of its own."""
+    if anyio.current_effective_deadline() == -math.inf:
+        return True
+    if sniffio.current_async_library() == "asyncio":
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+    return False
 
 
 _TOOL_RESULT_FIELDS = fields_set(ToolResult)
@@ -329,9 +369,20 @@ class ToolExecutor:
                 async with limiter:
                     results[i] = await self.run_one(call)
 
+        stop: list[BaseException] = []
+
+        async def guarded(i: int, call: ToolCall) -> None:
+            try:
+                await one(i, call)
+            except (*_STOP_THE_PROGRAM, CassetteDivergence) as exc:  # re-raised below, not in an exception group
+                stop.append(exc)
+                tg.cancel_scope.cancel()
+
         async with anyio.create_task_group() as tg:
             for i, call in enumerate(calls):
-                tg.start_soon(one, i, call)
+                tg.start_soon(guarded, i, call)
+        if stop:
+            raise stop[0]
         return tuple(r for r in results if r is not None)
 
     async def run_one(self, call: ToolCall) -> ToolResult:
@@ -376,8 +427,27 @@ class ToolExecutor:
             raise
         except Exception as exc:  # the tool's own failure is fed back to the model
             log.debug("tool %s raised", call.name, exc_info=True)
-            return self._error(call, f"tool {call.name!r} raised {type(exc).__name__}: {exc}", started, attempts)
-        content = truncate(serialize_output(value), tool_.max_output_chars)
+            return self._error(call, f"tool {call.name!r} raised {type(exc).__name__}: {_text_of(exc)}", started, attempts)
+        except _STOP_THE_PROGRAM:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()) and _run_is_cancelled():
+                raise  # the run itself is being cancelled
+            # e.g. asyncio.CancelledError raised by the tool while nothing cancelled the run
+            log.debug("tool %s raised %s", call.name, type(exc).__name__, exc_info=True)
+            message = f"tool {call.name!r} raised {type(exc).__name__}: {_text_of(exc)}".rstrip(": ")
+            return self._error(call, message, started, attempts)
+        try:
+            content = truncate(serialize_output(value), tool_.max_output_chars)
+        except Exception as exc:  # a __str__ that raises or returns a non-string, a circular reference
+            log.debug("tool %s returned an unserializable value", call.name, exc_info=True)
+            return self._error(
+                call,
+                f"tool {call.name!r} returned a {type(value).__name__} that cannot be turned into text "
+                f"({type(exc).__name__}: {_text_of(exc)})",
+                started,
+                attempts,
+            )
         values = {
             "call_id": call.id,
             "name": call.name,

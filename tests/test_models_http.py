@@ -312,3 +312,121 @@ async def test_model_failure_ends_the_run_in_failed() -> None:
     result = await run(agent, "hi")
     assert result.phase is Phase.FAILED and result.failure is not None
     assert result.failure.kind == "model_error" and result.failure.detail == "http"
+
+
+# -- the provider's own status, and bodies cut short (issue 13, items 9 and 10) ------------------
+# A Groq mid-stream error event, in the shape Groq sends it (an `error` object beside
+# `"status_code": 400`); SYNTHETIC like the other answers of this file, the message abridged.
+GROQ_STREAM_ERROR = json.dumps(
+    {
+        "error": {
+            "message": "Failed to call a function. Please adjust your prompt. See 'failed_generation' for more details.",
+            "type": "invalid_request_error",
+            "code": "tool_use_failed",
+            "failed_generation": '<function=get_weather{"city": "Paris"}</function>',
+        },
+        "status_code": 400,
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (GROQ_STREAM_ERROR, 400),
+        (json.dumps({"error": {"message": "bad", "status": "422"}}), 422),
+        (json.dumps({"error": {"message": "bad", "code": 429}}), 429),
+        (json.dumps({"error": {"message": "no status given", "code": "server_error"}}), 502),
+    ],
+    ids=["groq-status_code-400", "error.status-422", "error.code-429", "no-status-502"],
+)
+async def test_a_stream_error_event_keeps_the_providers_status(event: str, status: int) -> None:
+    """The status of a mid-stream `error` event is the provider's (`status_code`, `status`, a
+    numeric `code`); 502 only when it gives none. A 400 is not retried (before: 502, retried)."""
+    script = Script(httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(CHUNK, event)))
+    with pytest.raises(ModelHTTPError) as info:
+        await script.model().stream_complete(REQUEST)
+    assert info.value.status == status
+    assert is_retryable(info.value) is (status != 400 and status != 422)
+
+
+class CuttingServer:
+    """A raw HTTP server on 127.0.0.1 whose first `cuts` answers announce a 2,000-byte body,
+    send 20 bytes of it and then close the connection — with a FIN (`how="fin"`: a normal close)
+    or an RST (`how="rst"`: SO_LINGER 0) — and whose later answers are a complete completion."""
+
+    def __init__(self, how: str, cuts: int) -> None:
+        import socket
+        import threading
+
+        self.how, self.cuts, self.requests = how, cuts, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def __enter__(self) -> CuttingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+    def serve(self) -> None:
+        import socket
+        import struct
+
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                length = int(next((h.split(b":")[1] for h in lines if h.lower().startswith(b"content-length")), b"0"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests += 1
+                if self.requests <= self.cuts:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2000\r\n\r\n")
+                    conn.sendall(b'{"id": "x", "choices": ')
+                    if self.how == "rst":
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    else:
+                        conn.shutdown(socket.SHUT_WR)
+                    continue
+                payload = json.dumps(completion("fine")).encode()
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                    + f"content-length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+async def test_a_body_cut_by_fin_or_rst_is_a_connection_error_and_retried(how: str) -> None:
+    """A body cut short is a transport failure however the connection ended: retried, and
+    `ModelConnectionError` once the attempts are spent (before: FIN → `MalformedResponse`, not
+    retried; RST → retried)."""
+    with CuttingServer(how, cuts=1) as server:
+        model = OpenAIChat("m", base_url=f"http://127.0.0.1:{server.port}/v1", api_key=KEY, timeout=5)
+        assert (await model.complete(REQUEST)).message.content == "fine"
+        await model.aclose()
+    assert server.requests == 2
+    with CuttingServer(how, cuts=99) as server:
+        model = OpenAIChat("m", base_url=f"http://127.0.0.1:{server.port}/v1", api_key=KEY, timeout=5)
+        with pytest.raises(ModelConnectionError, match=r"broke mid-answer|cannot reach"):
+            await model.complete(REQUEST)
+        await model.aclose()
+    assert server.requests == 3

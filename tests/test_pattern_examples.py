@@ -91,3 +91,23 @@ def test_shipped_patterns_list_every_example_and_build_without_arguments() -> No
         module, _, attr = ref.partition(":")
         obj = getattr(importlib.import_module(module), attr)()
         assert as_machine(obj).table.initial in (Phase.PLANNING, Phase.EXECUTING)
+
+
+@pytest.mark.parametrize(("replies", "code"), [(["fine"], 0), ([RuntimeError("provider down")], 1)])
+def test_an_example_exits_non_zero_when_its_run_ends_failed(
+    replies: list[object], code: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`main_with` (every pattern example's `main`) returns 1 for a run that ended FAILED (before:
+    0 for any final phase, so a shell or CI saw a failed example as a success)."""
+    import fsm_agents.local
+    from examples.patterns._common import main_with
+    from fsm_agents import Agent, ScriptedModel, run_sync
+
+    def unavailable() -> None:
+        raise fsm_agents.local.LocalModelError("no local model in this test")
+
+    monkeypatch.setattr(fsm_agents.local, "serve", unavailable)
+    build = lambda model: Agent("a", model=ScriptedModel(replies))  # noqa: E731
+    assert main_with(build, lambda agent, kwargs: run_sync(agent, "hi", **kwargs)) == code
+    out = capsys.readouterr().out
+    assert ("DONE" if code == 0 else "FAILED") in out

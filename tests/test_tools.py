@@ -228,3 +228,195 @@ def test_tool_definitions_the_providers_would_refuse_are_tool_definition_errors(
     with pytest.raises(InvalidDefinition, match="longer than the 64 characters"):
         _ = Agent("a", handoffs=[Agent(long)]).machine
     assert Agent("a", handoffs=[Agent("b" * 52)]).machine.agents.keys() == {"a", "b" * 52}
+
+
+class _BadStr:
+    """An object pydantic cannot encode and whose `__str__` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class _NonStringStr:
+    """An object whose `__str__` returns a non-string (`str()` then raises TypeError)."""
+
+    def __str__(self) -> str:
+        return 42  # type: ignore[return-value]
+
+
+class _Plain:
+    def __str__(self) -> str:
+        return "plain"
+
+
+async def test_unserializable_return_values_are_error_results_beside_the_other_calls() -> None:
+    """A tool returning an object that neither JSON nor `str()` can turn into text gets an error
+    result (the serialization runs inside the tool's error handling); the reply's other calls keep
+    their own results. (Before: RuntimeError / TypeError, or an ExceptionGroup, escaped `run`.)"""
+
+    @tool
+    def bad_str() -> object:
+        """Returns an object whose __str__ raises."""
+        return _BadStr()
+
+    @tool
+    def non_string_str() -> object:
+        """Returns an object whose __str__ returns an int."""
+        return _NonStringStr()
+
+    ex = ToolExecutor([bad_str, non_string_str, lookup])
+    r = await ex.run_one(ToolCall(id="1", name="bad_str"))
+    assert not r.ok and "tool 'bad_str' returned a _BadStr that cannot be turned into text" in (r.error or "")
+    assert "no text for you" in (r.error or "")
+    results = await ex.run(
+        [
+            ToolCall(id="a", name="bad_str"),
+            ToolCall(id="b", name="non_string_str"),
+            ToolCall(id="c", name="lookup", arguments='{"city": "Lyon"}'),
+        ]
+    )
+    assert [(r.call_id, r.ok) for r in results] == [("a", False), ("b", False), ("c", True)]
+    assert "_NonStringStr that cannot be turned into text" in (results[1].error or "")
+    assert json.loads(results[2].content) == {"city": "Lyon", "year": 2024}
+
+
+async def test_unknown_values_are_encoded_one_by_one_with_str_fallback() -> None:
+    """`pydantic_core.to_json(value, fallback=str)`: a list of unknown objects stays a JSON list
+    of their texts (before: `str()` of the whole list, Python repr text)."""
+
+    @tool
+    def plain_list() -> object:
+        """Returns unknown objects inside JSON-able containers."""
+        return {"items": [_Plain(), 1]}
+
+    r = await ToolExecutor([plain_list]).run_one(ToolCall(id="1", name="plain_list"))
+    assert r.ok and json.loads(r.content) == {"items": ["plain", 1]}
+
+
+async def test_an_exception_whose_message_cannot_be_printed_is_still_a_result() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("nope")
+
+    @tool
+    def raises_unprintable() -> str:
+        """Raises an exception with a broken __str__."""
+        raise Unprintable()
+
+    r = await ToolExecutor([raises_unprintable]).run_one(ToolCall(id="1", name="raises_unprintable"))
+    assert not r.ok and r.error == "tool 'raises_unprintable' raised Unprintable: (its message cannot be printed)"
+
+
+async def test_a_tool_raising_cancelled_error_is_an_error_result_and_the_other_result_is_kept() -> None:
+    """A tool that raises `asyncio.CancelledError` itself (nothing cancelled the run) gets an
+    error result, and the other call of the same reply keeps its real result (before: on asyncio
+    the other result was lost — "no result was reported"; on trio a BaseExceptionGroup escaped)."""
+    import asyncio
+
+    @tool
+    async def cancels() -> str:
+        """Raises CancelledError of its own accord."""
+        await anyio.sleep(0)
+        raise asyncio.CancelledError("upstream gave up")
+
+    @tool
+    async def works() -> str:
+        """Works after the other call failed."""
+        await anyio.sleep(0.01)
+        return "real result"
+
+    ex = ToolExecutor([cancels, works])
+    results = await ex.run([ToolCall(id="a", name="cancels"), ToolCall(id="b", name="works")])
+    assert [(r.call_id, r.ok) for r in results] == [("a", False), ("b", True)]
+    assert results[0].error == "tool 'cancels' raised CancelledError: upstream gave up"
+    assert results[1].content == "real result"
+    single = await ex.run([ToolCall(id="c", name="cancels")])
+    assert not single[0].ok
+
+
+async def test_a_real_cancellation_of_the_run_still_propagates() -> None:
+    """Cancelling the scope around the executor cancels the tools: no result is invented."""
+    started = anyio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Sleeps."""
+        started.set()
+        await anyio.sleep(30)
+        return "never"
+
+    ex = ToolExecutor([slow])
+    finished: list[object] = []
+    with anyio.move_on_after(5) as outer:
+        async with anyio.create_task_group() as tg:
+
+            async def go() -> None:
+                finished.append(await ex.run([ToolCall(id="a", name="slow"), ToolCall(id="b", name="slow")]))
+
+            tg.start_soon(go)
+            await started.wait()
+            tg.cancel_scope.cancel()
+    assert not outer.cancelled_caught and finished == []
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("calls", [1, 2])
+async def test_keyboard_interrupt_and_system_exit_propagate_unwrapped(stop: type[BaseException], calls: int) -> None:
+    """KeyboardInterrupt / SystemExit from a tool stop the program: they propagate as
+    themselves (never wrapped in a BaseExceptionGroup), on asyncio and on trio, with one call or
+    several in the reply."""
+
+    @tool
+    async def stops() -> str:
+        """Asks the program to stop."""
+        raise stop("bye")
+
+    @tool
+    async def sleeps() -> str:
+        """Would run long."""
+        await anyio.sleep(30)
+        return "never"
+
+    batch = [ToolCall(id="a", name="stops"), ToolCall(id="b", name="sleeps")][:calls]
+    with anyio.fail_after(5), pytest.raises(stop) as info:
+        await ToolExecutor([stops, sleeps]).run(batch)
+    assert type(info.value) is stop
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_from_a_tool_leaves_run_sync_as_itself(stop: type[BaseException], anyio_backend: str) -> None:
+    """Through the whole runtime (`run_sync`), on both backends, a tool's KeyboardInterrupt /
+    SystemExit reaches the caller unwrapped."""
+    from fsm_agents import Agent, ScriptedModel, run_sync
+    from fsm_agents.models.scripted import call, reply
+
+    @tool
+    def stops() -> str:
+        """Asks the program to stop."""
+        raise stop("bye")
+
+    @tool
+    def fine() -> str:
+        """Fine."""
+        return "ok"
+
+    agent = Agent("a", model=ScriptedModel([reply(None, call("stops"), call("fine")), "done"]), tools=[stops, fine])
+    with pytest.raises(stop) as info:
+        run_sync(agent, "go", backend=anyio_backend)
+    assert type(info.value) is stop
+
+
+async def test_a_cassette_divergence_in_a_reply_of_two_calls_propagates_as_itself() -> None:
+    """A replayed tool that diverges fails the test with `CassetteDivergence` itself, not an
+    ExceptionGroup around it (the executor lets it through, one call or several)."""
+    from fsm_agents.errors import CassetteDivergence
+
+    @tool
+    async def diverges() -> str:
+        """A replayed tool asked for a call the recording lacks."""
+        raise CassetteDivergence(3, "recorded", "actual")
+
+    batch = [ToolCall(id="a", name="diverges"), ToolCall(id="b", name="diverges")]
+    with pytest.raises(CassetteDivergence) as info:
+        await ToolExecutor([diverges]).run(batch)
+    assert info.value.step == 3

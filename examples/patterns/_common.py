@@ -52,7 +52,8 @@ def describe(result: RunResult) -> str:
 
 def main_with(build: Build, go: Callable[[Any, dict[str, Any]], RunResult]) -> int:
     """Run the example on the embedded local model when it can be served, else on its scripted
-    models; print the outcome. `go(pattern, run_kwargs)` runs it."""
+    models; print the outcome. `go(pattern, run_kwargs)` runs it. Returns the exit code: 0 when
+    the run ended DONE, 1 when it ended FAILED (a shell or CI sees the failure)."""
     from fsm_agents.local import LocalModelError, serve
 
     kwargs: dict[str, Any] = {"limits": Limits(model_timeout=180, tool_timeout=10)}
@@ -64,4 +65,4 @@ def main_with(build: Build, go: Callable[[Any, dict[str, Any]], RunResult]) -> i
         print(f"local model unavailable ({type(exc).__name__}); running on scripted models", file=sys.stderr)
         result = go(build(None), kwargs)
     print(describe(result), flush=True)
-    return 0 if result.phase.is_final else 1
+    return 0 if result.ok else 1

@@ -5,8 +5,11 @@ Errors raised (all `ModelError`s, so the runtime turns them into `ModelFailed`):
 
 - HTTP 429 → `RateLimited(status, body, retry_after)` (`Retry-After` in seconds or as an HTTP date);
 - any other status ≥ 400 → `ModelHTTPError(status, body)`;
-- an httpx timeout → `ModelTimeout`; a connection failure → `ModelConnectionError`;
-- a body that is not JSON, lacks fields, or a stream that ends early → `MalformedResponse`;
+- an httpx timeout → `ModelTimeout`; a connection failure → `ModelConnectionError` (refused,
+  DNS, and a connection that breaks mid-answer, whether by a reset or by the server closing it
+  before the announced end of the body);
+- a body that is not JSON, lacks fields, or a stream that ends early without a transport error
+  (a complete HTTP answer whose events stop before the end) → `MalformedResponse`;
 - no API key where the provider needs one → `MissingAPIKey`.
 
 Retries: 429, 5xx, timeouts and connection errors are retried (`max_retries` extra attempts,
@@ -36,6 +39,7 @@ import sniffio
 import stamina
 from httpx_sse import EventSource, ServerSentEvent, SSEError
 
+from fsm_agents._secrets import register_secret
 from fsm_agents.models.base import (
     MalformedResponse,
     ModelError,
@@ -158,6 +162,7 @@ class HTTPModel:
         self.timeout = timeout
         self.max_retries = max_retries
         self._api_key = api_key
+        register_secret(api_key)  # every Redactor (logs, cassettes) removes it from now on
         self._extra_headers = dict(headers or {})
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -219,9 +224,11 @@ class HTTPModel:
         what = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
         if isinstance(exc, httpx.TimeoutException):
             return self._timeout(f" ({what})")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            # a body cut short by the server closing the connection (FIN) is the same transport
+            # failure as one cut by a reset (RST, an httpx.ReadError): both are retried
+            return ModelConnectionError(f"{type(self).__name__}: the connection broke mid-answer ({what})")
         if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
-            if isinstance(exc, httpx.RemoteProtocolError):
-                return MalformedResponse(f"{type(self).__name__}: the connection broke mid-answer ({what})")
             return ModelConnectionError(f"{type(self).__name__}: cannot reach {self.base_url} ({what})")
         return ModelError(f"{type(self).__name__}: HTTP failure ({what})")
 
@@ -301,7 +308,8 @@ class HTTPModel:
 
         Opening the stream (until the status line and headers arrive) is retried like
         `post_json`; once events flow, a failure is raised as is (`ModelTimeout`,
-        `MalformedResponse` for a broken stream or a non-SSE answer).
+        `ModelConnectionError` for a connection that broke, `MalformedResponse` for a non-SSE
+        answer).
         """
         response: httpx.Response | None = None
         async for attempt in self._retrying():

@@ -300,12 +300,34 @@ def _usage(data: Any) -> Usage:
     )
 
 
+def _status_in(value: Any) -> int | None:
+    """An HTTP error status (400-599) given as an int or a string of digits, else `None`."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+        return value
+    return None
+
+
 def _error_object(data: dict[str, Any]) -> ModelHTTPError:
-    # some servers (OpenRouter) answer 200 with {"error": {...}}: treat it as the HTTP error it is
+    """An `{"error": …}` object sent with HTTP 200 (OpenRouter) or as a stream event (Groq sends
+    `{"error": {...}, "status_code": 400}` mid-stream) → the HTTP error it stands for. The status
+    is the provider's own when it gives one — `status_code` or `status` beside or inside
+    `error`, or a numeric `error.code` — and 502 (a bad gateway answer, retried) only when it
+    gives none: a 400 must not be retried as if it were a server fault."""
     error = data.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-    return ModelHTTPError(status, json.dumps(data)[:4000])
+    inner = error if isinstance(error, dict) else {}
+    for value in (
+        data.get("status_code"),
+        data.get("status"),
+        inner.get("status_code"),
+        inner.get("status"),
+        inner.get("code"),
+    ):
+        status = _status_in(value)
+        if status is not None:
+            return ModelHTTPError(status, json.dumps(data)[:4000])
+    return ModelHTTPError(502, json.dumps(data)[:4000])
 
 
 def parse_completion(data: Any) -> ModelResponse:

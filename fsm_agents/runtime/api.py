@@ -23,6 +23,15 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from fsm_agents._arguments import (
+    check_conversation_id,
+    check_limits,
+    check_machines,
+    check_models,
+    check_observers,
+    check_store,
+    check_tools,
+)
 from fsm_agents.errors import FsmAgentsError, InvalidDecision, InvalidInput, NotSuspended
 from fsm_agents.events import Answer, Approved, Denied
 from fsm_agents.machine import Machine, as_machine
@@ -32,7 +41,7 @@ from fsm_agents.runtime.driver import Journal, Position, Session, drive
 from fsm_agents.runtime.performers import check_decision_kinds
 from fsm_agents.runtime.result import Limits, Pending, RunResult
 from fsm_agents.runtime.streaming import Finished, StepItem, StreamEvent
-from fsm_agents.tools import Tool
+from fsm_agents.tools import Tool, as_tools
 
 __all__ = ["JournalFactory", "iterate", "register_journal_factory", "resume", "run", "stream"]
 
@@ -144,24 +153,16 @@ def _tool_map(tools: Mapping[str, Tool] | Sequence[Tool] | None) -> Mapping[str,
     if tools is None:
         return {}
     if isinstance(tools, Mapping):
-        items = list(tools.values())
-        mapping: Mapping[str, Tool] = tools
-    elif isinstance(tools, (str, bytes)) or not isinstance(tools, Sequence):
-        raise InvalidInput(f"tools must be a list of Tools or a mapping of name to Tool, got {type(tools).__name__}")
-    else:
-        items = list(tools)
-        mapping = {}
-    for t in items:
-        if not isinstance(t, Tool):
-            raise InvalidInput(f"tools must be Tools (made with @tool), got {type(t).__name__}")
-    return mapping if mapping else {t.name: t for t in items}
+        return tools
+    return {t.name: t for t in as_tools(tools)}
 
 
-def _check_options(limits: Any, observers: Any) -> None:
-    if limits is not None and not isinstance(limits, Limits):
-        raise InvalidInput(f"limits must be a fsm_agents.Limits, got {type(limits).__name__}: {limits!r:.80}")
-    if isinstance(observers, (str, bytes)) or not isinstance(observers, Sequence):
-        raise InvalidInput(f"observers must be a list of Observers, got {type(observers).__name__}")
+def _check_options(models: Any, tools: Any, limits: Any, observers: Any) -> None:
+    """Typed errors for options of the wrong kind (see `fsm_agents._arguments`)."""
+    check_models(models)
+    check_tools(tools)
+    check_limits(limits, Limits)
+    check_observers(observers)
 
 
 class _Prepared:
@@ -183,7 +184,8 @@ class _Prepared:
         conversation_id: Any,
     ) -> None:
         self.machine = m = as_machine(machine)
-        _check_options(limits, observers)
+        _check_options(models, tools, limits, observers)
+        check_store(store)
         if context is not None:
             check_context(context)
         for name, given in (("run_id", run_id), ("conversation_id", conversation_id)):
@@ -422,9 +424,15 @@ async def resume(
     an `effect_uncertain` transition), `ConcurrencyConflict` (another process is writing it).
     """
     m = as_machine(machine)
-    _check_options(limits, observers)
+    _check_options(models, tools, limits, observers)
+    check_machines(machines)
     if context is not None:
         check_context(context)
+    if decisions is not None and not isinstance(decisions, Mapping):
+        raise InvalidInput(
+            "decisions must be a dict of call id -> Approved() | Denied(reason) | Answer(text), "
+            f"got {type(decisions).__name__}"
+        )
     given = dict(decisions) if decisions is not None else None
     journal: Journal | None = None
     if isinstance(target, RunResult):
@@ -438,8 +446,8 @@ async def resume(
             raise InvalidInput(
                 f"resume needs a suspended RunResult, or a conversation id with store=; got {type(target).__name__}"
             )
-        if not isinstance(target, str) or not target:
-            raise InvalidInput(f"a conversation id must be a non-empty string, got {target!r}")
+        check_conversation_id(target)
+        check_store(store, required=True)
         factory = _journal_factory(store)
         found_journal, position = await factory.open(store, target, m, [as_machine(x) for x in machines], context)
         journal = found_journal

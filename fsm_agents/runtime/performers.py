@@ -38,6 +38,7 @@ from fsm_agents.events import (
 from fsm_agents.models.base import ModelError, ModelResponse, StreamDelta
 from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
 from fsm_agents.state import Failure, Phase, ToolResult, Usage, _made, fields_set
+from fsm_agents.tools import _text_of
 
 if TYPE_CHECKING:
     from fsm_agents.runtime.driver import RunState, Session
@@ -172,13 +173,13 @@ def model_failed(agent: str, exc: Exception, timeout: float | None) -> ModelFail
     """The event for a model call that raised `exc` (a provider bug must not kill the run: any
     exception is a model failure)."""
     if isinstance(exc, ModelError):
-        return ModelFailed(error=str(exc), kind=exc.kind)
+        return ModelFailed(error=_text_of(exc), kind=exc.kind)
     if isinstance(exc, TimeoutError):
         if timeout is None:
-            return ModelFailed(error=f"TimeoutError: {exc}", kind="timeout")
+            return ModelFailed(error=f"TimeoutError: {_text_of(exc)}", kind="timeout")
         return ModelFailed(error=f"the model call took longer than {timeout} s", kind="timeout")
     log.warning("model for %s raised %s", agent, type(exc).__name__, exc_info=exc)
-    return ModelFailed(error=f"{type(exc).__name__}: {exc}", kind="error")
+    return ModelFailed(error=f"{type(exc).__name__}: {_text_of(exc)}", kind="error")
 
 
 def model_replied(response: Any, agent: str) -> Event:

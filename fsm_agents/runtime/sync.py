@@ -14,14 +14,12 @@ from typing import Any
 
 import anyio
 
-from fsm_agents.errors import EventLoopRunning, InvalidInput
+from fsm_agents._arguments import check_backend
+from fsm_agents.errors import EventLoopRunning
 from fsm_agents.runtime.api import resume, run
 from fsm_agents.runtime.result import RunResult
 
 __all__ = ["resume_sync", "run_boxed", "run_sync"]
-
-BACKENDS = ("asyncio", "trio")
-
 
 def running_event_loop() -> str | None:
     """ "asyncio" or "trio" when this thread is inside a running event loop of that library."""
@@ -43,8 +41,7 @@ def running_event_loop() -> str | None:
 def run_boxed(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
     """Run `fn()` to completion on a new event loop of `backend`. Raises `InvalidInput` for an
     unknown backend and `EventLoopRunning` inside a running loop."""
-    if backend not in BACKENDS:
-        raise InvalidInput(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_backend(backend)
     library = running_event_loop()
     if library is not None:
         raise EventLoopRunning(
