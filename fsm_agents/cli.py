@@ -247,7 +247,7 @@ def _cmd_fork(args: argparse.Namespace) -> int:
 
     store = _open_store(args.store)
     try:
-        new_id = Conversations(store).fork(args.id, args.at, new_id=args.new_id)
+        new_id = Conversations(store).fork_sync(args.id, args.at, new_id=args.new_id)
     except ConversationNotFound:
         raise _not_found(args, args.id) from None
     finally:

@@ -16,6 +16,7 @@ from fsm_agents.log import PersistentLog
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
+    Failure,
     Frozen,
     ModelRequest,
     Phase,
@@ -119,7 +120,7 @@ class AgentOutcome(Frozen):
     machine: str
     phase: Phase
     output: Any = None
-    failure: Any = None
+    failure: Failure | None = None
     usage: Usage = Usage()
     conversation: Conversation | None = None
 
