@@ -414,3 +414,33 @@ def test_a_python_outside_the_sandbox_is_refused_at_definition(tmp_path: Path) -
 def test_bad_definitions_are_typed_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ToolDefinitionError, match=message):
         code_interpreter(**kwargs)  # type: ignore[arg-type]
+
+
+# -- the example ---------------------------------------------------------------------------------
+@needs_bwrap
+def test_the_data_analyst_example_answers_from_the_csv() -> None:
+    from examples.connectors import data_analyst
+
+    expected: dict[str, tuple[int, int]] = {}
+    with data_analyst.DATA.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            pop, area = expected.get(row["continent"], (0, 0))
+            expected[row["continent"]] = (pop + int(row["population"]), area + int(row["area_km2"]))
+    top = max(expected, key=lambda c: expected[c][0])
+    result = data_analyst.run(data_analyst.build())
+    assert result.ok and result.output.startswith(f"{top} has the largest total population")
+    for continent, (pop, area) in expected.items():
+        assert f"{continent}: population {pop}, density {pop / area:.1f} per km2" in result.output
+    assert not history_problems(result.snapshot.conversation)
+
+
+@needs_bwrap
+def test_the_data_analyst_on_a_scripted_model(tmp_path: Path) -> None:
+    from examples.connectors import data_analyst
+
+    model = ScriptedModel([reply(None, call("run_python", code=data_analyst.ANALYSIS)), "Asia, by far."])
+    with code_interpreter(files=[data_analyst.DATA]) as interp:
+        result = data_analyst.run(data_analyst.build(model, interp))
+    assert result.ok and result.output == "Asia, by far."
+    tool_message = next(m for m in result.snapshot.conversation.messages if isinstance(m, ToolMessage))
+    assert not tool_message.is_error and json.loads(tool_message.content)["stdout"].startswith("Asia: population")
