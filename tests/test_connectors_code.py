@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -444,3 +446,17 @@ def test_the_data_analyst_on_a_scripted_model(tmp_path: Path) -> None:
     assert result.ok and result.output == "Asia, by far."
     tool_message = next(m for m in result.snapshot.conversation.messages if isinstance(m, ToolMessage))
     assert not tool_message.is_error and json.loads(tool_message.content)["stdout"].startswith("Asia: population")
+
+
+@needs_bwrap
+def test_the_readme_snippet_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    section = (ROOT / "README.md").read_text().split("## Connectors", 1)[1].split("\n## ", 1)[0]
+    code = next(b for b in re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL) if "code_interpreter(" in b)
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md connectors", "exec"), {"__name__": "__readme__"})
+    with (ROOT / "examples" / "data" / "countries.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    printed = json.loads(out.getvalue())
+    assert printed["stdout"] == f"{len(rows)} countries\n" and printed["exit_status"] == 0
