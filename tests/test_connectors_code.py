@@ -326,6 +326,28 @@ def test_a_huge_file_is_stopped_by_the_file_size_limit(tmp_path: Path) -> None:
 
 
 @needs_bwrap
+def test_memory_backed_folders_are_small_and_dev_is_read_only() -> None:
+    code = (
+        "import os\n"
+        "for folder in ('/tmp', '/dev/shm', '/dev'):\n"
+        "    written = 0\n"
+        "    try:\n"
+        "        with open(os.path.join(folder, 'fill'), 'wb') as f:\n"
+        "            for _ in range(40):\n"
+        "                f.write(b'm' * 1_000_000)\n"
+        "                f.flush()\n"
+        "                written += 1\n"
+        "        print(folder, 'FILLED', written)\n"
+        "    except OSError as exc:\n"
+        "        print(folder, 'STOPPED', written, exc.strerror)\n"
+    )
+    with code_interpreter(tmp_mb=8) as interp:
+        lines = go(interp, code).stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["/tmp", "STOPPED"], ["/dev/shm", "STOPPED"], ["/dev", "STOPPED"]]
+    assert all(int(line.split()[2]) <= 8 for line in lines), lines
+
+
+@needs_bwrap
 def test_a_cancelled_call_kills_its_sandbox(ci: CodeInterpreter) -> None:
     conv = f"cancel-{uuid.uuid4().hex}"
 

@@ -10,7 +10,8 @@ bubblewrap (https://github.com/containers/bubblewrap, `bwrap`):
   (`--disable-userns`, bwrap ≥ 0.8); `--die-with-parent`, `--new-session` (no terminal injection);
 - filesystem: a read-only system (`/usr` and the `/bin`, `/lib*` links, a few files of `/etc`),
   a fresh `/proc` and minimal `/dev`, a size-limited tmpfs `/tmp`, and the conversation's work
-  folder read-write at `/workspace` (the current directory); nothing else of the host (no `/home`,
+  folder read-write at `/workspace` (the current directory); `/dev` is read-only but for a
+  size-limited `/dev/shm`; nothing else of the host (no `/home`,
   `/root`, project files, sockets) exists inside; the root is remounted read-only;
 - limits (`SandboxLimits`): CPU time, address space (memory), processes + threads
   (`RLIMIT_NPROC`), file size, no core dumps — set with `setrlimit` by a small bootstrap inside the
@@ -152,7 +153,8 @@ class SandboxLimits(BaseModel):
       the sandbox's user namespace);
     - `wall_seconds`: elapsed time, then the host kills the sandbox;
     - `output_bytes`: bytes read from stdout and from stderr each, then the host kills the sandbox;
-    - `file_mb`: size of any one file written (`RLIMIT_FSIZE`); `tmp_mb`: size of the tmpfs `/tmp`;
+    - `file_mb`: size of any one file written (`RLIMIT_FSIZE`); `tmp_mb`: size of the tmpfs `/tmp`
+      (and of `/dev/shm`, the other one);
     - `shown_chars`: characters of stdout and of stderr each kept in the result (the head and
       the tail; the middle is replaced by a marker).
     """
@@ -545,7 +547,9 @@ class CodeInterpreter(Sequence[Tool]):
             cmd += ["--ro-bind-try", path, path]
         for path in self.read_only:
             cmd += ["--ro-bind", path, path]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(lim.tmp_mb * _MIB), "--tmpfs", "/tmp"]
+        tmpfs = ["--perms", "1777", "--size", str(lim.tmp_mb * _MIB), "--tmpfs"]
+        # /dev is a tmpfs as large as half the RAM: read-only, with a size-limited /dev/shm
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *tmpfs, "/dev/shm", *tmpfs, "/tmp"]
         cmd += ["--bind" if writable else "--ro-bind", str(folder), WORKSPACE, "--remount-ro", "/", "--chdir", WORKSPACE]
         cmd.append("--clearenv")
         for key, value in _SANDBOX_ENV.items():
