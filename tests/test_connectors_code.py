@@ -326,6 +326,23 @@ def test_a_huge_file_is_stopped_by_the_file_size_limit(tmp_path: Path) -> None:
 
 
 @needs_bwrap
+def test_filling_the_work_folder_is_stopped_and_the_files_can_then_be_deleted() -> None:
+    with code_interpreter(disk_mb=5, max_files=50, wall_seconds=60) as interp:
+        conv = f"disk-{uuid.uuid4().hex}"
+        code = "import itertools\nfor i in itertools.count():\n    open(f'fill{i}', 'wb').write(b'd' * 1_000_000)\n"
+        failure, result = fails(interp, code, conv)
+        assert result.limit == "disk" and not result.timed_out and "delete files" in str(failure)
+        assert_no_process_left(interp, conv)
+        slow_cleanup = "import glob, os, time\ntime.sleep(1)\nfor p in glob.glob('fill*'):\n    os.remove(p)\nprint('clean')"
+        cleaned = go(interp, slow_cleanup, conv)  # over the limit, a call may run (not grow the folder)
+        assert cleaned.stdout == "clean\n" and list(interp.folder(conv).iterdir()) == []
+        _, result = fails(interp, "import itertools\nfor i in itertools.count():\n    open(f'f{i}', 'w').close()\n", conv)
+        assert result.limit == "disk"
+        assert go(interp, "import os, time\ntime.sleep(1)\nfor p in os.listdir():\n    os.remove(p)", conv).ok
+        assert list(interp.folder(conv).iterdir()) == []
+
+
+@needs_bwrap
 def test_memory_backed_folders_are_small_and_dev_is_read_only() -> None:
     code = (
         "import os\n"

@@ -5,24 +5,26 @@
 Each call runs the code as a script with Debian's `/usr/bin/python3` (by default) inside
 bubblewrap (https://github.com/containers/bubblewrap, `bwrap`):
 
-- namespaces: new user, mount, pid, network (no interface but a down loopback: no network at
-  all), ipc, uts and cgroup namespaces (`--unshare-all`); nested user namespaces are refused
+- namespaces: new user, mount, pid, network (only the sandbox's own loopback: no network, not
+  even the host's 127.0.0.1), ipc, uts and cgroup namespaces (`--unshare-all`); nested user namespaces are refused
   (`--disable-userns`, bwrap ≥ 0.8); `--die-with-parent`, `--new-session` (no terminal injection);
 - filesystem: a read-only system (`/usr` and the `/bin`, `/lib*` links, a few files of `/etc`),
   a fresh `/proc` and minimal `/dev`, a size-limited tmpfs `/tmp`, and the conversation's work
   folder read-write at `/workspace` (the current directory); `/dev` is read-only but for a
-  size-limited `/dev/shm`; nothing else of the host (no `/home`,
-  `/root`, project files, sockets) exists inside; the root is remounted read-only;
+  size-limited `/dev/shm`; nothing else of the host (no `/home`, `/root`, project files,
+  sockets) exists inside; the root is remounted read-only;
 - limits (`SandboxLimits`): CPU time, address space (memory), processes + threads
   (`RLIMIT_NPROC`), file size, no core dumps — set with `setrlimit` by a small bootstrap inside the
   sandbox before the code runs; output (the host reads at most `output_bytes` of stdout and of
-  stderr, then kills the sandbox) and wall time (the host kills it). Killing the `bwrap` process
-  ends the sandbox's pid namespace and so every process the code started.
+  stderr, then kills the sandbox), the work folder's disk use and file count (the host looks
+  every 0.25 s) and wall time (the host kills the sandbox). Killing the `bwrap` process ends the
+  sandbox's pid namespace and so every process the code started.
 
-`RLIMIT_NPROC` counts per user *outside* the sandbox and never applies to root: run as root,
-the sandbox is started as an unprivileged uid (`sandbox_uid`, default 65534 "nobody", through
-`setpriv`); bubblewrap then counts the limit inside the sandbox's own user namespace (Linux ≥
-5.14), so sandboxes do not share it. This needs unprivileged user namespaces, which Debian
+`RLIMIT_NPROC` does not apply to processes of the host's root (whatever uid they have inside a
+user namespace), so a fork bomb would go unchecked: run as root, the sandbox is started as an
+unprivileged uid (`sandbox_uid`, default 65534 "nobody", through `setpriv`). Linux ≥ 5.14 counts
+the limit per user namespace, so sandboxes do not share it (older kernels count every process
+of that uid). This needs unprivileged user namespaces, which Debian
 enables; `code_interpreter()` checks it by starting one sandbox and raises `SandboxUnavailable`
 (with the fix) if it cannot — it never runs code unsandboxed.
 
@@ -50,10 +52,12 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, overload
 
@@ -76,6 +80,7 @@ DEFAULT_PYTHON = "/usr/bin/python3"
 INSTALL_HINT = "install it: `apt-get install bubblewrap` (Debian/Ubuntu), `dnf install bubblewrap` (Fedora)"
 MAX_CODE_CHARS = 200_000
 MAX_LISTED_FILES = 100
+_DISK_POLL = 0.25  # seconds between two looks at the work folder's size
 
 _MIB = 1024 * 1024
 _SANDBOX_ID = "1000"  # the uid/gid the code sees inside its user namespace
@@ -141,7 +146,7 @@ def _fsm_agents_sandbox_main():
 _fsm_agents_sandbox_main()
 """
 
-LimitName = Literal["wall_time", "cpu_time", "memory", "processes", "output", "file_size"]
+LimitName = Literal["wall_time", "cpu_time", "memory", "processes", "output", "file_size", "disk"]
 
 
 class SandboxLimits(BaseModel):
@@ -154,7 +159,9 @@ class SandboxLimits(BaseModel):
     - `wall_seconds`: elapsed time, then the host kills the sandbox;
     - `output_bytes`: bytes read from stdout and from stderr each, then the host kills the sandbox;
     - `file_mb`: size of any one file written (`RLIMIT_FSIZE`); `tmp_mb`: size of the tmpfs `/tmp`
-      (and of `/dev/shm`, the other one);
+      (and of `/dev/shm`, the other one); `disk_mb`: the work folder's disk use (the host looks
+      every 0.25 s and kills the sandbox past it, or past `max_files` files and folders; a call
+      that starts over it may still run, to delete files);
     - `shown_chars`: characters of stdout and of stderr each kept in the result (the head and
       the tail; the middle is replaced by a marker).
     """
@@ -167,6 +174,8 @@ class SandboxLimits(BaseModel):
     wall_seconds: float = Field(30.0, gt=0)
     output_bytes: int = Field(1_000_000, gt=0)
     file_mb: int = Field(100, gt=0)
+    disk_mb: int = Field(1_000, gt=0)
+    max_files: int = Field(10_000, gt=0)
     tmp_mb: int = Field(64, gt=0)
     shown_chars: int = Field(8_000, gt=0)
 
@@ -209,6 +218,18 @@ class CodeResult(BaseModel):
     def ok(self) -> bool:
         """The code exited with status 0 and no limit stopped it."""
         return self.exit_status == 0 and self.limit is None
+
+
+@dataclass
+class _Run:
+    """What `_execute` saw: the exit status (None when killed), the output, which limit the host enforced."""
+
+    out: _Capture
+    err: _Capture
+    status: int | None = None
+    killed: bool = False
+    timed_out: bool = False
+    disk_full: bool = False
 
 
 class _Capture:
@@ -262,6 +283,30 @@ def _scan(folder: Path) -> dict[str, tuple[int, int, int]]:
             if len(found) >= 10_000:  # a folder full of files: list what we saw
                 return found
     return found
+
+
+def _usage(folder: Path, byte_cap: int, entry_cap: int) -> tuple[int, int]:
+    """(disk bytes used, files and folders) under `folder` (allocated blocks; symlinks not
+    followed), counted until one passes its cap."""
+    used, entries = 0, 0
+    stack = [str(folder)]
+    while stack and used <= byte_cap and entries <= entry_cap:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    used += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    if used > byte_cap or entries > entry_cap:
+                        break
+        except OSError:
+            continue
+    return used, entries
 
 
 def _strip_fences(code: str) -> str:
@@ -416,12 +461,12 @@ class CodeInterpreter(Sequence[Tool]):
         folder = await anyio.to_thread.run_sync(self._prepare, key)
         async with self._exclusive(folder):
             before = await anyio.to_thread.run_sync(_scan, folder)
-            status, out, err, timed_out = await self._execute(folder, source.encode("utf-8"))
+            run = await self._execute(folder, source.encode("utf-8"))
             after = await anyio.to_thread.run_sync(_scan, folder)
         written = tuple(WrittenFile(path=p, bytes=meta[1]) for p, meta in sorted(after.items()) if before.get(p) != meta)[
             :MAX_LISTED_FILES
         ]
-        return self._outcome(status, out, err, timed_out, written)
+        return self._outcome(run, written)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, folder: Path) -> AsyncIterator[None]:
@@ -437,9 +482,17 @@ class CodeInterpreter(Sequence[Tool]):
             with self._mutex:
                 self._busy.discard(folder)
 
-    async def _execute(self, folder: Path, source: bytes) -> tuple[int | None, _Capture, _Capture, bool]:
+    async def _execute(self, folder: Path, source: bytes) -> _Run:
         limits = self.limits
-        out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
+        run = _Run(out=_Capture(limits.output_bytes), err=_Capture(limits.output_bytes))
+        # a call that starts over the disk limits may run (to delete files) but not grow the folder
+        start = await anyio.to_thread.run_sync(_usage, folder, sys.maxsize, 100 * limits.max_files)
+        caps = max(limits.disk_mb * _MIB, start[0]), max(limits.max_files, start[1])
+
+        def over() -> bool:
+            used, entries = _usage(folder, *caps)
+            return used > caps[0] or entries > caps[1]
+
         try:
             proc = await anyio.open_process(
                 self._command(folder),
@@ -451,7 +504,6 @@ class CodeInterpreter(Sequence[Tool]):
             )
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start bubblewrap ({self._bwrap}): {exc}; {INSTALL_HINT}") from exc
-        killed = False
         try:
             with anyio.move_on_after(limits.wall_seconds) as scope:
 
@@ -462,30 +514,42 @@ class CodeInterpreter(Sequence[Tool]):
                     await proc.stdin.aclose()
 
                 async def drain(stream: ByteReceiveStream | None, capture: _Capture) -> None:
-                    nonlocal killed
                     assert stream is not None
                     async for chunk in stream:
                         if capture.add(chunk):
-                            killed = True
+                            run.killed = True
                             _kill_group(proc)
                             return
 
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(feed)
-                    tg.start_soon(drain, proc.stdout, out)
-                    tg.start_soon(drain, proc.stderr, err)
-                await proc.wait()
+                async def watch_disk() -> None:
+                    while True:
+                        await anyio.sleep(_DISK_POLL)
+                        if await anyio.to_thread.run_sync(over):
+                            run.killed = run.disk_full = True
+                            _kill_group(proc)
+                            return
+
+                async with anyio.create_task_group() as watcher:
+                    watcher.start_soon(watch_disk)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(feed)
+                        tg.start_soon(drain, proc.stdout, run.out)
+                        tg.start_soon(drain, proc.stderr, run.err)
+                    await proc.wait()
+                    watcher.cancel_scope.cancel()
         finally:
             _kill_group(proc)  # a no-op once it exited; on a time-out or a cancellation it ends the sandbox
             with anyio.CancelScope(shield=True):
                 await proc.aclose()
-        timed_out = scope.cancelled_caught
-        return (None if (killed or timed_out) else proc.returncode), out, err, timed_out
+        run.timed_out = scope.cancelled_caught
+        if not run.killed and await anyio.to_thread.run_sync(over):
+            run.disk_full = True  # written since the last look
+        run.status = None if (run.killed or run.timed_out) else proc.returncode
+        return run
 
-    def _outcome(
-        self, status: int | None, out: _Capture, err: _Capture, timed_out: bool, files: tuple[WrittenFile, ...]
-    ) -> CodeResult:
+    def _outcome(self, run: _Run, files: tuple[WrittenFile, ...]) -> CodeResult:
         lim = self.limits
+        status, out, err, timed_out = run.status, run.out, run.err, run.timed_out
         stdout, stdout_cut = out.text(lim.shown_chars)
         stderr, stderr_cut = err.text(lim.shown_chars)
         if status == 1 and not stdout and stderr.startswith("bwrap: "):
@@ -496,6 +560,8 @@ class CodeInterpreter(Sequence[Tool]):
             limit = "wall_time"
         elif out.overflow or err.overflow:
             limit = "output"
+        elif run.disk_full:
+            limit = "disk"
         elif status in (128 + signal.SIGXCPU, 128 + signal.SIGKILL):
             limit = "cpu_time"
         elif last.startswith("MemoryError"):
@@ -523,6 +589,7 @@ class CodeInterpreter(Sequence[Tool]):
             "memory": f"the code ran out of memory (the limit is {lim.memory_mb} MB)",
             "processes": f"the code reached the limit of {lim.processes} processes and threads",
             "file_size": f"the code tried to write a file larger than {lim.file_mb} MB (the limit)",
+            "disk": f"the work folder grew past {lim.disk_mb} MB or {lim.max_files} files (the limit): delete files",
             None: f"the code failed with exit status {status}",
         }[limit]
         raise CodeFailed(f"{why}; result: {pydantic_core.to_json(result).decode()}", result)
@@ -680,6 +747,8 @@ def code_interpreter(
     wall_seconds: float = 30.0,
     output_bytes: int = 1_000_000,
     file_mb: int = 100,
+    disk_mb: int = 1_000,
+    max_files: int = 10_000,
     tmp_mb: int = 64,
     shown_chars: int = 8_000,
     bwrap: str | None = None,
@@ -708,6 +777,8 @@ def code_interpreter(
             wall_seconds=wall_seconds,
             output_bytes=output_bytes,
             file_mb=file_mb,
+            disk_mb=disk_mb,
+            max_files=max_files,
             tmp_mb=tmp_mb,
             shown_chars=shown_chars,
         )
