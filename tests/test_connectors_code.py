@@ -176,6 +176,16 @@ def test_a_markdown_fence_around_the_code_is_dropped(ci: CodeInterpreter) -> Non
     assert go(ci, "```python\nprint('fenced')\n```").stdout == "fenced\n"
 
 
+@needs_bwrap
+def test_it_runs_on_trio_too(ci: CodeInterpreter) -> None:
+    assert anyio.run(lambda: ci.run("print('trio')"), backend="trio").stdout == "trio\n"
+    conv = f"trio-{uuid.uuid4().hex}"
+    with pytest.raises(CodeFailed) as info:
+        anyio.run(lambda: ci.run("while True:\n    print('t', flush=True)", conversation=conv), backend="trio")
+    assert info.value.result.limit == "output"
+    assert_no_process_left(ci, conv)
+
+
 # -- the walls ---------------------------------------------------------------------------------
 @needs_bwrap
 def test_no_network_even_to_a_server_on_the_host_loopback(ci: CodeInterpreter) -> None:

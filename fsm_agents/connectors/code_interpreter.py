@@ -350,7 +350,9 @@ class CodeInterpreter(Sequence[Tool]):
     """The code interpreter toolset: one tool, `run_python(code)` (renamed with `name=`).
 
     Made by `code_interpreter()`. Also usable directly: `await ci.run(code, conversation=...)`;
-    `ci.folder(key)` is a conversation's work folder on the host (read the files from there);
+    `ci.folder(key)` is a conversation's work folder on the host: read the files a result lists
+    from there (regular files, which nothing in the sandbox can change between two calls; other
+    entries may be symlinks the code made — do not follow them);
     `close()` removes the temporary folders (also at exit); usable as a context manager.
     """
 
@@ -388,12 +390,12 @@ class CodeInterpreter(Sequence[Tool]):
             workdir.mkdir(parents=True, exist_ok=True)
             self.workdir = workdir.resolve()
             self._finalizer = None
-        listed = ", ".join(sorted(self._files)) or "none yet"
+        listed = f" (it starts with: {', '.join(sorted(self._files))})" if self._files else ""
         lim = limits
         description = (
             "Run Python 3 code as a script in a sandbox and get its stdout, stderr, exit status and "
-            f"the files it wrote. The current folder {WORKSPACE} keeps its files between calls "
-            f"(files there now: {listed}); there is no network. print() what you need to see. "
+            f"the files it wrote. The current folder {WORKSPACE} keeps its files between calls{listed}; "
+            "there is no network. print() what you need to see. "
             f"Limits: {lim.cpu_seconds} s CPU, {lim.wall_seconds:g} s in all, {lim.memory_mb} MB memory, "
             f"{lim.output_bytes} bytes of output."
         )
@@ -463,9 +465,8 @@ class CodeInterpreter(Sequence[Tool]):
             before = await anyio.to_thread.run_sync(_scan, folder)
             run = await self._execute(folder, source.encode("utf-8"))
             after = await anyio.to_thread.run_sync(_scan, folder)
-        written = tuple(WrittenFile(path=p, bytes=meta[1]) for p, meta in sorted(after.items()) if before.get(p) != meta)[
-            :MAX_LISTED_FILES
-        ]
+        changed = [p for p in sorted(after) if before.get(p) != after[p]][:MAX_LISTED_FILES]
+        written = tuple(WrittenFile(path=p, bytes=after[p][1]) for p in changed)
         return self._outcome(run, written)
 
     @contextlib.asynccontextmanager
