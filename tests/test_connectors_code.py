@@ -450,6 +450,23 @@ def test_a_python_outside_the_sandbox_is_refused_at_definition(tmp_path: Path) -
         code_interpreter(python="/opt/nowhere/python3")
 
 
+@needs_bwrap
+def test_a_read_only_folder_is_visible_and_a_sandbox_that_breaks_later_is_a_typed_error() -> None:
+    shared = Path(tempfile.mkdtemp(prefix="fsm-agents-test-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "lookup.txt").write_text("shared data")
+        with code_interpreter(read_only=[shared]) as interp:
+            assert go(interp, f"print(open({str(shared / 'lookup.txt')!r}).read())").stdout == "shared data\n"
+            _, result = fails(interp, f"open({str(shared / 'new.txt')!r}, 'w')")
+            assert "Read-only file system" in result.stderr
+            shutil.rmtree(shared)
+            with pytest.raises(SandboxUnavailable, match="the sandbox did not start: bwrap: "):
+                go(interp, "print(1)")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -613,12 +613,13 @@ class CodeInterpreter(Sequence[Tool]):
                 cmd += ["--ro-bind", top, top]
         for path in _ETC_FILES:
             cmd += ["--ro-bind-try", path, path]
-        for path in self.read_only:
-            cmd += ["--ro-bind", path, path]
         tmpfs = ["--perms", "1777", "--size", str(lim.tmp_mb * _MIB), "--tmpfs"]
         # /dev is a tmpfs as large as half the RAM: read-only, with a size-limited /dev/shm
         cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", *tmpfs, "/dev/shm", *tmpfs, "/tmp"]
-        cmd += ["--bind" if writable else "--ro-bind", str(folder), WORKSPACE, "--remount-ro", "/", "--chdir", WORKSPACE]
+        cmd += ["--bind" if writable else "--ro-bind", str(folder), WORKSPACE]
+        for path in self.read_only:  # after the tmpfs mounts, which would hide a folder under /tmp
+            cmd += ["--ro-bind", path, path]
+        cmd += ["--remount-ro", "/", "--chdir", WORKSPACE]
         cmd.append("--clearenv")
         for key, value in _SANDBOX_ENV.items():
             cmd += ["--setenv", key, value]
