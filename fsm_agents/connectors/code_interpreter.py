@@ -194,12 +194,14 @@ class CodeResult(BaseModel):
     """What one run of the code produced.
 
     - `exit_status`: the script's exit status (128 + N when signal N ended it), `None` when the
-      host killed the sandbox (wall time or output limit);
+      host killed the sandbox (the wall-time, output or disk limit);
     - `stdout`, `stderr`: the output decoded as UTF-8 (invalid bytes replaced), cut to
       `shown_chars` each; `stdout_truncated` / `stderr_truncated` say whether anything was cut or
       not read;
-    - `timed_out`: the wall-time limit was reached; `limit`: which limit stopped the code, if any
-      (`memory` and `processes` are read from the error the code died of);
+    - `timed_out`: the wall-time limit was reached; `limit`: which limit stopped the code, if any:
+      `wall_time`, `output` and `disk` (the host enforced them), `cpu_time` (the exit status of
+      SIGXCPU or SIGKILL), `memory`, `processes` and `file_size` (read from the error the code
+      died of: `MemoryError`, `BlockingIOError` EAGAIN, `OSError` EFBIG);
     - `files`: regular files created or changed by this call (at most 100, by path).
     """
 
@@ -235,25 +237,23 @@ class _Run:
 class _Capture:
     """Up to `cap` bytes of one output stream; `overflow` once more arrived."""
 
-    __slots__ = ("cap", "chunks", "overflow", "size")
+    __slots__ = ("cap", "data", "overflow")
 
     def __init__(self, cap: int) -> None:
-        self.cap, self.chunks, self.size, self.overflow = cap, [bytearray()], 0, False
+        self.cap, self.data, self.overflow = cap, bytearray(), False
 
     def add(self, chunk: bytes) -> bool:
         """Keep `chunk` (what fits); True when the cap is exceeded."""
-        room = self.cap - self.size
+        room = self.cap - len(self.data)
         if len(chunk) > room:
-            self.chunks[0] += chunk[:room]
-            self.size = self.cap
+            self.data += chunk[:room]
             self.overflow = True
             return True
-        self.chunks[0] += chunk
-        self.size += len(chunk)
+        self.data += chunk
         return False
 
     def text(self, shown: int) -> tuple[str, bool]:
-        text = bytes(self.chunks[0]).decode("utf-8", errors="replace")
+        text = self.data.decode("utf-8", errors="replace")
         if len(text) <= shown:
             return text, self.overflow
         head, tail = shown * 3 // 4, shown - shown * 3 // 4
