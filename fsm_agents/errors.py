@@ -8,6 +8,8 @@ from statemachine.exceptions import InvalidDefinition as _SMInvalidDefinition
 
 __all__ = [
     "CassetteDivergence",
+    "CodeFailed",
+    "CodeRejected",
     "ConcurrencyConflict",
     "DefinitionError",
     "EventLoopRunning",
@@ -19,6 +21,7 @@ __all__ = [
     "MachineStalled",
     "NotAMachine",
     "NotSuspended",
+    "SandboxUnavailable",
     "ToolDefinitionError",
     "UncertainEffect",
 ]
@@ -141,3 +144,28 @@ class InvalidDecision(InvalidInput):
 class NotSuspended(InvalidDecision):
     """Decisions were given for a run that is not suspended (it is running, finished, or never
     awaited a human). Nothing was written to the store."""
+
+
+# -- connectors (fsm_agents.connectors) -------------------------------------------------------------
+class SandboxUnavailable(InvalidDefinition):
+    """The code interpreter's sandbox cannot run here: bubblewrap (`bwrap`) is missing, it cannot
+    create its namespaces (unprivileged user namespaces disabled), or the Python interpreter it
+    should run is not there. Raised when the toolset is defined (and fed back to the model if the
+    sandbox breaks later); the message says how to fix it. Code never runs unsandboxed instead."""
+
+
+class CodeRejected(FsmAgentsError, ValueError):
+    """Code given to the code interpreter that cannot be run: empty, too long, or it does not
+    parse (the message gives the line, column and the parser's complaint). Raised before anything
+    runs; a tool call that raises it is fed back to the model as a tool error."""
+
+
+class CodeFailed(FsmAgentsError):
+    """Sandboxed code ran and failed: a non-zero exit status (an uncaught exception, say) or a
+    limit stopped it (`result.limit`). `result` is the full `CodeResult` (stdout, stderr, exit
+    status, files written); the message says what happened and carries the result as JSON, so a
+    tool call that raises it gives the model everything."""
+
+    def __init__(self, message: str, result: object) -> None:
+        self.result = result
+        super().__init__(message)
