@@ -394,3 +394,23 @@ def test_check_machine_catches_a_machine_that_runs_a_denied_call() -> None:
     with pytest.raises(InvariantViolation) as info:
         check_machine(RunsDeniedCalls(_approval_agent()), max_examples=100, seed=5)
     assert info.value.invariant == "decisions", str(info.value)
+
+
+async def test_resuming_a_finished_stored_pattern_run_returns_its_children(tmp_path: Path) -> None:
+    """Issue 13 item 14: `resume` of a finished, stored pattern run gave empty `children`, so the
+    trace overlay drew its agents as never run."""
+    from fsm_agents.patterns import Sequential
+
+    def team() -> Sequential:
+        return Sequential(
+            "pipe", [Agent("first", "", ScriptedModel(["draft"])), Agent("second", "", ScriptedModel(["final"]))]
+        )
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    live = await run(team(), "go", store=store, conversation_id="p1")
+    again = await resume("p1", team(), store=store)
+    assert again.output == live.output == "final"
+    assert set(again.children) == set(live.children) and len(again.children) == 2
+    for task_id, child in live.children.items():
+        assert again.children[task_id].snapshot == child.snapshot
+        assert again.children[task_id].trace == child.trace

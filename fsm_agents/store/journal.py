@@ -41,13 +41,20 @@ from fsm_agents.events import (
     Step,
 )
 from fsm_agents.machine import Machine
-from fsm_agents.runtime import Journal, Pending, Position, register_journal_factory
+from fsm_agents.runtime import Journal, Pending, Position, RunResult, register_journal_factory
 from fsm_agents.store import _fold
 from fsm_agents.store._records import Record
 from fsm_agents.store.base import Store
 from fsm_agents.tools import Tool
 
-__all__ = ["LedgerJournal", "PendingCall", "machine_lookup", "pending_calls", "record_decision"]
+__all__ = [
+    "LedgerJournal",
+    "PendingCall",
+    "machine_lookup",
+    "pending_calls",
+    "record_decision",
+    "stored_children",
+]
 
 log = logging.getLogger("fsm_agents.store")
 
@@ -119,6 +126,37 @@ async def _continued(store: Store, conversation_id: str, seq: int, seg: _fold.Se
     return journal, Position(seg.run_id, seg.input, seg.step, None, list(seg.events), seg.usage)
 
 
+def stored_children(store: Store, conversation_id: str, seg: _fold.Segment) -> dict[str, RunResult]:
+    """The child runs of `seg`'s fan-outs (`RunAgents` effects), folded back from their own logs
+    `<conversation id>/<task id>`, by task id (recursively: a child's children too). A task whose
+    log is missing (it never started) is left out."""
+    children: dict[str, RunResult] = {}
+    known = seg.machine.children()
+    for effect in seg.effects:
+        if not isinstance(effect, RunAgents):
+            continue
+        for task in effect.tasks:
+            child = known.get(task.machine)
+            cid = f"{conversation_id}/{task.task_id}"
+            if child is None:
+                continue
+            records, _ = _fold.resolve(store, cid, must_exist=False)
+            if not records:
+                continue
+            last = _fold.fold(records, machine_lookup(child))[-1]
+            children[task.task_id] = RunResult(
+                run_id=last.run_id,
+                input=last.input,
+                snapshot=last.step.snapshot,
+                events=tuple(last.events),
+                usage=last.usage,
+                trace=tuple(last.trace),
+                effects=tuple(last.effects),
+                children=stored_children(store, cid, last),
+            )
+    return children
+
+
 def machine_lookup(*machines: Machine) -> Callable[[str], Machine]:
     """`name -> machine` over `machines` (the first of a name wins); an unknown name raises
     `FsmAgentsError` listing the known ones."""
@@ -168,6 +206,7 @@ class _LedgerJournals:
             )
         journal, position = await _continued(store, conversation_id, seq, last)
         position.context = context
+        position.children = await journal.call(stored_children, store, conversation_id, last)
         return journal, position
 
     async def pending(
