@@ -14,6 +14,7 @@ from fsm_agents.models.base import (
     StreamDelta,
 )
 from fsm_agents.models.openai import OpenAIChat
+from fsm_agents.models.replay import ReplayModel
 from fsm_agents.models.scripted import FunctionModel, ScriptedModel, call, reply
 from fsm_agents.state import ModelRequest, ModelSettings, ToolSpec
 
@@ -32,6 +33,7 @@ __all__ = [
     "ModelTimeout",
     "OpenAIChat",
     "RateLimited",
+    "ReplayModel",
     "ScriptExhausted",
     "ScriptedModel",
     "StreamDelta",
@@ -39,13 +41,3 @@ __all__ = [
     "call",
     "reply",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # `ReplayModel` lives with the cassettes in fsm_agents.testing (it needs the runtime); importing
-    # it lazily keeps `fsm_agents.models` free of that dependency
-    if name == "ReplayModel":
-        from fsm_agents.testing.cassette import ReplayModel
-
-        return ReplayModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

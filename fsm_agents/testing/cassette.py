@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,12 +40,12 @@ from pydantic_core import to_jsonable_python
 
 from fsm_agents.codec import CodecError, dump, dump_input, load_effect, load_event, load_input
 from fsm_agents.errors import CassetteDivergence, FsmAgentsError
-from fsm_agents.events import AgentsFinished, CallModel, ModelReplied, RunAgents, RunTools, Step, ToolsFinished
+from fsm_agents.events import AgentsFinished, RunAgents, RunTools, Step, ToolsFinished
 from fsm_agents.machine import Machine
-from fsm_agents.models.base import ModelError, ModelResponse
+from fsm_agents.models.replay import ReplayModel, all_interactions
 from fsm_agents.observers import Redactor
 from fsm_agents.runtime import RunResult, as_machine
-from fsm_agents.state import Frozen, ModelRequest
+from fsm_agents.state import Frozen
 from fsm_agents.store._records import escape_surrogates
 from fsm_agents.tools import Tool
 
@@ -176,11 +176,6 @@ def _replay_children(
                 raise CassetteDivergence(at, expected, got)
 
 
-def _all_interactions(cassette: Cassette) -> Iterator[Interaction]:
-    """The interactions of `cassette` and of its children (depth first, each child after its parent's)."""
-    yield from cassette.interactions
-    for child in cassette.children.values():
-        yield from _all_interactions(child)
 
 
 def _run_input(cassette: Cassette) -> Any:
@@ -192,45 +187,6 @@ def _run_input(cassette: Cassette) -> Any:
         raise FsmAgentsError(f"the cassette's input cannot be loaded: {exc}") from None
 
 
-def _request_shape(request: ModelRequest) -> dict[str, Any]:
-    return {
-        "agent": request.agent,
-        "roles": [m.role for m in request.messages],
-        "tools": sorted(t.name for t in request.tools),
-    }
-
-
-class ReplayModel:
-    """A `Model` that answers with the recorded replies of `cassette` (its children's included),
-    in order for each agent (so the children of a parallel fan-out may ask in any order).
-
-    Each request is compared with the recorded one (agent, message roles, tools offered); a
-    mismatch raises `CassetteDivergence` (the runtime lets it through instead of turning it into
-    a model failure).
-    """
-
-    def __init__(self, cassette: Cassette) -> None:
-        self._calls: dict[str | None, deque[tuple[int, Any, Any]]] = defaultdict(deque)
-        for i in _all_interactions(cassette):
-            if i.effect["type"] == "CallModel":
-                effect = load_effect(i.effect)
-                assert isinstance(effect, CallModel)
-                self._calls[effect.agent].append((i.step, effect, load_event(i.event)))
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        calls = self._calls.get(request.agent)
-        if not calls:
-            raise CassetteDivergence(-1, f"no more recorded model calls of {request.agent}", _request_shape(request))
-        step, effect, event = calls.popleft()
-        assert isinstance(effect, CallModel)
-        expected, actual = _request_shape(effect.request), _request_shape(request)
-        if expected != actual:
-            raise CassetteDivergence(step, expected, actual)
-        if not isinstance(event, ModelReplied):
-            raise ModelError(f"recorded model failure: {getattr(event, 'error', event)}")
-        return ModelResponse(message=event.message, usage=event.usage)
-
-
 def replay_tools(cassette: Cassette) -> dict[str, Tool]:
     """Tools that return the recorded results, keyed by tool name (pass as `run(..., tools=)`).
 
@@ -238,7 +194,7 @@ def replay_tools(cassette: Cassette) -> dict[str, Tool]:
     `CassetteDivergence`.
     """
     queues: dict[str, deque[tuple[str, str, bool, str]]] = defaultdict(deque)
-    for i in _all_interactions(cassette):
+    for i in all_interactions(cassette):
         effect, event = load_effect(i.effect), load_event(i.event)
         if isinstance(effect, RunTools) and isinstance(event, ToolsFinished):
             by_id = {r.call_id: r for r in event.results}
