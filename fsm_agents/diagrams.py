@@ -599,10 +599,10 @@ def _dot_machine(node: _Node, graph: pydot.Graph) -> None:
                     continue  # drawn as one two-headed arrow
                 both = agent in node.handoffs.get(target, ())
                 drawn.add((agent, target))
-                attrs = {"color": _RUNS, "penwidth": "1.3"}
+                arrow: dict[str, Any] = {"color": _RUNS, "penwidth": "1.3"}
                 if both:
-                    attrs["dir"] = "both"
-                cluster.add_edge(pydot.Edge(f"{group}_{_slug(agent)}", f"{group}_{_slug(target)}", **attrs))
+                    arrow["dir"] = "both"
+                cluster.add_edge(pydot.Edge(f"{group}_{_slug(agent)}", f"{group}_{_slug(target)}", **arrow))
         graph.add_subgraph(cast(pydot.Subgraph, cluster))
         if Phase.HANDOFF in table.phases:
             graph.add_edge(
@@ -632,11 +632,11 @@ def _dot_machine(node: _Node, graph: pydot.Graph) -> None:
     for link in node.links:
         src, a = end(link.src, head=False)
         dst, b = end(link.dst, head=True)
-        attrs: dict[str, Any] = {"style": "dotted", "color": _RUNS, "fontcolor": _RUNS, "penwidth": "1.5", **a, **b}
+        link_attrs: dict[str, Any] = {"style": "dotted", "color": _RUNS, "fontcolor": _RUNS, "penwidth": "1.5", **a, **b}
         label = _run_label(node, link)
         if label:
-            attrs["label"] = _dot_quote(label)
-        graph.add_edge(pydot.Edge(src, dst, **attrs))
+            link_attrs["label"] = _dot_quote(label)
+        graph.add_edge(pydot.Edge(src, dst, **link_attrs))
 
 
 def to_dot(machine: Any, trace: Trace | None = None, *, depth: int = DEFAULT_DEPTH) -> str:
