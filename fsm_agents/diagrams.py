@@ -47,9 +47,17 @@ from typing import Any, cast
 
 import pydot
 
+from fsm_agents.agent import AgentMachine
 from fsm_agents.errors import FsmAgentsError
 from fsm_agents.events import AgentsFinished, Taken
 from fsm_agents.machine import Machine, Table, Transition
+from fsm_agents.patterns.event_driven import EventDrivenMachine
+from fsm_agents.patterns.handoffs import Handoffs
+from fsm_agents.patterns.manager import ManagerWorker
+from fsm_agents.patterns.parallel import Competitive, Parallel
+from fsm_agents.patterns.recursive import Recursive
+from fsm_agents.patterns.router import DEFAULT_ROUTE, Router
+from fsm_agents.patterns.sequential import Sequential
 from fsm_agents.runtime import RunResult, as_machine
 from fsm_agents.state import Phase
 
@@ -235,14 +243,6 @@ def _layout(m: Machine) -> tuple[list[tuple[str, str]], list[_Link], dict[Phase,
     """The pattern's logic: its child slots `(key, title)` in drawing order, the links between
     its phases and the slots, and notes on its phases. Any other machine with children gets one
     slot per child, run from EXECUTING (or its initial phase)."""
-    from fsm_agents.patterns.event_driven import EventDrivenMachine
-    from fsm_agents.patterns.handoffs import Handoffs
-    from fsm_agents.patterns.manager import ManagerWorker
-    from fsm_agents.patterns.parallel import Competitive, Parallel
-    from fsm_agents.patterns.recursive import Recursive
-    from fsm_agents.patterns.router import DEFAULT_ROUTE, Router
-    from fsm_agents.patterns.sequential import Sequential
-
     ex, ob, pl = Phase.EXECUTING, Phase.OBSERVING, Phase.PLANNING
     slots: list[tuple[str, str]] = []
     links: list[_Link] = []
@@ -320,8 +320,6 @@ def _tree(machine: Machine, overlay: _Overlay | None, depth: int) -> _Node:
     def build(m: Machine, prefix: str, level: int, ancestors: tuple[Machine, ...], ov: _Overlay | None) -> _Node:
         slots, links, notes = _layout(m)
         node = _Node(m, prefix, ov, links=links, notes=notes)
-        from fsm_agents.agent import AgentMachine
-
         if isinstance(m, AgentMachine) and any(a.handoffs for a in m.agents.values()):
             node.entry = m.entry.name
             for name, a in m.agents.items():

@@ -43,8 +43,10 @@ __all__ = ["StoredRun", "load_run", "view_html"]
 @dataclass(frozen=True)
 class StoredRun:
     """A stored run: its `RunResult` (children included), the conversation it is stored under,
-    when each effect started and finished (`timings[effect key] = (started, finished)`, Unix
-    seconds) and when each event was recorded (`event_times[i]` for `result.events[i]`)."""
+    when each effect started and finished (`timings[effect key] = (started, finished)`), when
+    each event was recorded (`event_times[i]` for `result.events[i]`) and when the run started
+    (`started_at`), all Unix seconds as the store wrote them; and the stored child runs by task
+    id (`children`)."""
 
     conversation_id: str
     result: RunResult
