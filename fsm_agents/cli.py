@@ -2,7 +2,8 @@
 
     fsm-agents run MODULE:OBJECT [INPUT ...] [--store PATH] [--conversation-id ID] [--trace] [--json]
     fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
-    fsm-agents diagram MODULE:OBJECT -o PATH
+    fsm-agents diagram MODULE:OBJECT -o PATH [--run ID --store PATH] [--depth N]
+    fsm-agents view ID --store PATH -o run.html [--machine MODULE:OBJECT]
     fsm-agents diagrams [--check] [--out diagrams]
     fsm-agents list --store PATH [--json]
     fsm-agents history ID --store PATH [--json]
@@ -166,9 +167,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_diagram(args: argparse.Namespace) -> int:
     from fsm_agents.diagrams import write
+    from fsm_agents.viewer import load_run
 
+    if args.run is not None and args.store is None:
+        raise FsmAgentsError("--run needs --store (the SQLite file or postgresql:// DSN the run was stored in)")
+    target = load_object(args.target)
     try:
-        path = write(load_object(args.target), args.output)
+        trace = None
+        if args.run is not None:
+            store = _open_store(args.store)
+            try:
+                trace = load_run(store, args.run, target).result
+            finally:
+                store.close()
+        path = write(target, args.output, trace, depth=args.depth)
     except TypeError as exc:  # not a machine, an Agent or a pattern
         print(f"error: {args.target}: {exc}", file=sys.stderr)
         return 1
@@ -176,6 +188,52 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
         print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
+    return 0
+
+
+def _machine_of(store: Any, conversation_id: str, spec: str | None) -> Any:
+    """The machine that made a stored conversation: `spec` (MODULE:OBJECT) when given, else the
+    shipped machine (`fsm_agents.diagrams.shipped()`) its start record names."""
+    from fsm_agents.diagrams import shipped
+    from fsm_agents.runtime import as_machine
+    from fsm_agents.store._fold import resolve
+
+    if spec is not None:
+        return load_object(spec)
+    records, _ = resolve(store, conversation_id)
+    name = next((str(r.data.get("machine")) for r in reversed(records) if r.kind == "start"), None)
+    for candidate in shipped().values():
+        try:
+            obj = load_object(candidate)
+        except FsmAgentsError:
+            continue
+        if as_machine(obj).name == name:
+            return obj
+    raise FsmAgentsError(
+        f"conversation {conversation_id!r} is a run of {name!r}, which is not a shipped machine: "
+        "name the machine that made it with --machine MODULE:OBJECT"
+    )
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fsm_agents.viewer import load_run, view_html
+
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise FsmAgentsError(f"cannot write {out}: the folder {out.parent} does not exist")
+    store = _open_store(args.store)
+    try:
+        machine = _machine_of(store, args.id, args.machine)
+        try:
+            run = load_run(store, args.id, machine)
+        except TypeError as exc:  # --machine names something that is not a machine
+            raise FsmAgentsError(f"{args.machine}: {exc}") from None
+    finally:
+        store.close()
+    out.write_text(view_html(run, machine), encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
 
@@ -392,7 +450,17 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = sub.add_parser("diagram", help="draw a machine (.mmd, .md, .dot, .svg or .png, by suffix)")
     diagram.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory)")
     diagram.add_argument("-o", "--output", required=True, help="output file; its suffix picks the format")
+    diagram.add_argument("--run", help="overlay this stored run (a conversation id; needs --store)")
+    diagram.add_argument("--store", help="SQLite file (or postgresql:// DSN) holding the run")
+    diagram.add_argument("--depth", type=int, default=3, help="levels of child machines drawn (0: one box per child)")
     diagram.set_defaults(func=_cmd_diagram)
+
+    view = sub.add_parser("view", help="write one self-contained HTML page showing a stored run")
+    view.add_argument("id", help="conversation id")
+    view.add_argument("--store", required=True, help="SQLite file (or postgresql:// DSN)")
+    view.add_argument("-o", "--output", required=True, help="the .html file to write")
+    view.add_argument("--machine", help="MODULE:OBJECT of the machine that made the run (default: a shipped one)")
+    view.set_defaults(func=_cmd_view)
 
     diagrams = sub.add_parser("diagrams", help="regenerate the diagrams of every shipped machine")
     diagrams.add_argument("--out", default="diagrams", help="directory (default: diagrams)")

@@ -17,10 +17,10 @@ of two, for hot machines such as the agent loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from statemachine import StateChart
 
@@ -30,6 +30,7 @@ from fsm_agents.state import Phase, Snapshot, ToolSpec
 
 __all__ = [
     "Action",
+    "ChartClass",
     "FusedAction",
     "Guard",
     "GuardRef",
@@ -38,8 +39,10 @@ __all__ = [
     "Table",
     "Transition",
     "as_machine",
+    "chart_class",
     "compile_chart",
     "fused",
+    "internal_events_of",
 ]
 
 Guard = Callable[[Snapshot[Any], Event], bool]
@@ -112,6 +115,8 @@ class Table:
     by_key: Mapping[tuple[Phase, str], tuple[Transition, ...]]
     # phase -> the internal event step raises on entering it (transient phases)
     auto: Mapping[Phase, str]
+    # internal event name -> the instance step raises
+    internal_events: Mapping[str, Event] = field(default_factory=lambda: MappingProxyType({}))
 
     def accepts(self, phase: Phase) -> tuple[str, ...]:
         """External events `phase` accepts, in declaration order."""
@@ -131,21 +136,75 @@ def _phase_of(state: Any) -> Phase:
         ) from None
 
 
+ChartClass = type[StateChart[Any]]  # a chart class (python-statemachine `StateChart` subclass)
+
+
+def chart_class(name: str, attrs: Mapping[str, Any], internal: Iterable[type[Event]] = ()) -> ChartClass:
+    """Build a chart class named `name` from `attrs` (states and events, as in a class body).
+
+    `internal`: the events `step` raises itself (e.g. `Observed`), declared here once; the chart
+    keeps them as `internal_events` and `compile_chart` reads them from there. Build variants of
+    a chart with a factory calling this, never by subclassing a chart (DESIGN §3).
+    """
+    body = {"__module__": attrs.get("__module__", __name__), **attrs, "internal_events": tuple(internal)}
+    chart: ChartClass = type(name, (StateChart,), body)
+    return chart
+
+
+def internal_events_of(chart: ChartClass) -> tuple[type[Event], ...]:
+    """The internal event classes `chart` declares (its `internal_events` attribute; none when
+    absent). Raises `InvalidDefinition` when an entry is not an `Event` subclass with a name."""
+    declared = getattr(chart, "internal_events", ())
+    out: list[type[Event]] = []
+    for ev in declared:
+        if not (isinstance(ev, type) and issubclass(ev, Event) and ev.name):
+            raise InvalidDefinition(
+                f"{chart.__name__}: internal_events must list Event classes with a name (e.g. Observed), got {ev!r}"
+            )
+        out.append(ev)
+    return tuple(out)
+
+
+def _resolve(chart: str, kind: str, name: str, given: Mapping[str, Any] | None, owner: Any) -> Any:
+    if given is not None and name in given:
+        return given[name]
+    fn = getattr(owner, name, None) if owner is not None else None
+    if fn is None or not callable(fn):
+        where = f"{type(owner).__name__} has no method {name!r}" if owner is not None else "has no function"
+        raise InvalidDefinition(f"{chart}: {kind} {name!r}: {where}")
+    return fn
+
+
 def compile_chart(
-    chart: type[StateChart[Any]],
-    guards: Mapping[str, Guard],
-    actions: Mapping[str, Action],
-    internal: frozenset[str] = frozenset(),
+    chart: ChartClass,
+    guards: Mapping[str, Guard] | None = None,
+    actions: Mapping[str, Action] | None = None,
+    internal: Iterable[str] | None = None,
+    *,
+    owner: Any = None,
 ) -> Table:
     """Compile `chart` into a `Table`, resolving guard and action names.
 
+    Each name a transition uses (`cond=`, `unless=`, `on=`) is looked up in `guards` / `actions`
+    first, then as an attribute (a bound method) of `owner`: `compile_chart(Chart, owner=self)`
+    is how a machine compiles its chart. Internal events (raised by `step` itself) are those the
+    chart declares in `internal_events` (see `chart_class`); `internal`, when given, must name
+    exactly those.
+
     Raises `InvalidDefinition` when a state is not named after a `Phase`, a guard or action name
-    has no function, a chart event is eventless or carries several names, an internal event is
-    not the single way out of its source state, or a phase appears twice.
+    has no function, a function in `guards` is not referenced, a chart event is eventless or
+    carries several names, an internal event is not declared by the chart, has no transition or
+    is not the single way out of its source state, or a phase appears twice.
     python-statemachine itself already rejected unreachable states, trap states and states with
     no path to a final state when the chart class was created.
     """
     name = chart.__name__
+    declared = {ev.name: ev() for ev in internal_events_of(chart)}
+    if internal is not None and set(internal) != set(declared):
+        raise InvalidDefinition(
+            f"{name}: internal events {sorted(set(internal))} differ from those the chart declares "
+            f"in internal_events ({sorted(declared)}): declare them once, on the chart"
+        )
     states = list(chart.states)
     phases = tuple(_phase_of(s) for s in states)
     if len(set(phases)) != len(phases):
@@ -168,17 +227,13 @@ def compile_chart(
                 text = str(spec)
                 negate = text.startswith("!")
                 gname = text[1:] if negate else text
-                if gname not in guards:
-                    raise InvalidDefinition(f"{name}: guard {gname!r} on {t.source.id}->{t.target.id} has no function")
                 used_guards.add(gname)
-                refs.append(GuardRef(gname, negate, guards[gname]))
+                refs.append(GuardRef(gname, negate, _resolve(name, "guard", gname, guards, owner)))
             action_names = [spec.func for spec in t.on if not spec.is_convention]
             if len(action_names) > 1:
                 raise InvalidDefinition(f"{name}: transition {t.source.id}->{t.target.id} has several actions")
             action_name = action_names[0] if action_names else None
-            if action_name is not None and action_name not in actions:
-                raise InvalidDefinition(f"{name}: action {action_name!r} has no function")
-            action = actions[action_name] if action_name else None
+            action = _resolve(name, "action", action_name, actions, owner) if action_name else None
             transitions.append(
                 Transition(
                     source=_phase_of(t.source),
@@ -191,14 +246,14 @@ def compile_chart(
                     fused=bool(getattr(action, "__fsm_fused__", False)),
                 )
             )
-    unused = set(guards) - used_guards
+    unused = set(guards or ()) - used_guards
     if unused:
         raise InvalidDefinition(f"{name}: guard functions not referenced by the chart: {sorted(unused)}")
     by_key: dict[tuple[Phase, str], list[Transition]] = {}
     for tr in transitions:
         by_key.setdefault((tr.source, tr.event), []).append(tr)
     auto: dict[Phase, str] = {}
-    for ev in internal:
+    for ev in declared:
         sources = {tr.source for tr in transitions if tr.event == ev}
         if not sources:
             raise InvalidDefinition(f"{name}: internal event {ev!r} has no transition")
@@ -217,7 +272,8 @@ def compile_chart(
         phases=phases,
         finals=finals,
         events=event_names,
-        internal=frozenset(internal),
+        internal=frozenset(declared),
+        internal_events=MappingProxyType(declared),
         transitions=tuple(transitions),
         by_key=MappingProxyType({k: tuple(v) for k, v in by_key.items()}),
         auto=MappingProxyType(auto),
@@ -230,13 +286,16 @@ _tuple_new = tuple.__new__
 class Machine:
     """Base of every machine (an agent or a pattern): a name, a compiled table, pure `step`.
 
-    Subclasses set `table` (usually once per class, via `compile_chart`), implement `start`, and
-    map internal events to instances in `internal_events`.
+    Subclasses set `table` (usually `compile_chart(Chart, owner=self)`) and implement `start`.
     """
 
     table: Table
     name: str
-    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType({})
+
+    @property
+    def internal_events(self) -> Mapping[str, Event]:
+        """The events `step` raises itself, by name (declared by the chart)."""
+        return self.table.internal_events
 
     @property
     def chart(self) -> type[StateChart[Any]]:
@@ -297,7 +356,7 @@ class Machine:
         effects = result.effects
         while result.snapshot.phase in auto:
             ev_name = auto[result.snapshot.phase]
-            internal_event = self.internal_events[ev_name]
+            internal_event = table.internal_events[ev_name]
             result = self._take(result.snapshot, internal_event, table.by_key[(result.snapshot.phase, ev_name)])
             taken += result.transitions
             effects += result.effects

@@ -119,23 +119,37 @@ def test_mermaid_draws_every_compiled_transition_with_guards_finals_and_internal
         assert f'state "{phase.value}" as {phase.value}' in text
     assert "[*] --> PLANNING" in text
     assert "DONE --> [*]" in text and "FAILED --> [*]" in text
-    assert "PLANNING --> HANDOFF : model_replied [asks_handoff]" in text
-    assert "PLANNING --> PLANNING : model_replied [output_retry]" in text
+    assert "PLANNING --> HANDOFF : model_replied [2. asks_handoff]" in text
+    assert "PLANNING --> PLANNING : model_replied [4. output_retry]" in text
     assert "OBSERVING --> PLANNING : observed (auto)" in text
     assert "HANDOFF --> PLANNING : handed_off (auto)" in text
-    arrows = [line for line in text.splitlines() if " --> " in line and "[*]" not in line]
+    arrows = [line for line in text.splitlines() if " --> " in line and "[*]" not in line and "handoffs" not in line]
     assert len(arrows) == len(agent.machine.table.transitions)
     assert "class DONE done" in text and "class FAILED failed" in text
 
 
+def test_guards_carry_the_order_step_tries_them_and_the_fallback_is_else() -> None:
+    """The labels of `model_replied` out of PLANNING, in table order, are numbered 1..5 and the
+    unguarded last one is `else`; a phase with one transition on an event has no number."""
+    machine = example_agent().machine
+    text = to_mermaid(machine)
+    tried = [t for t in machine.table.by_key[(Phase.PLANNING, "model_replied")]]
+    for i, t in enumerate(tried[:-1]):
+        assert f"PLANNING --> {t.target.value} : model_replied [{i + 1}. {t.guards[0].name}]" in text
+    assert not tried[-1].guards and "PLANNING --> DONE : model_replied [else]" in text
+    assert "PLANNING --> FAILED : model_failed\n" in text  # alone on its event: no number
+    labels = edge_labels(to_dot(machine))
+    assert "model_replied [1. over_budget]" in labels and "model_replied [else]" in labels
+
+
 def test_negated_guards_are_drawn_with_a_bang() -> None:
     parent = Parent("p", {})
-    assert "EXECUTING --> FAILED : agents_finished [!all_done]" in to_mermaid(parent)
-    assert "agents_finished [!all_done]" in edge_labels(to_dot(parent))
+    assert "EXECUTING --> FAILED : agents_finished [2. !all_done]" in to_mermaid(parent)
+    assert "agents_finished [2. !all_done]" in edge_labels(to_dot(parent))
 
 
 def test_dot_has_states_finals_guards_and_dashed_internal_edges() -> None:
-    machine = example_agent().machine
+    machine = tool_then_answer().machine
     dot = to_dot(machine)
     (graph,) = pydot.graph_from_dot_data(dot) or [None]
     assert graph is not None
@@ -146,11 +160,11 @@ def test_dot_has_states_finals_guards_and_dashed_internal_edges() -> None:
     assert nodes["PLANNING"].get("shape") is None  # the default box
     found = edges(dot)
     assert len(found) == len(machine.table.transitions) + 1  # + the start dot's edge
-    by_label = {str(e.get("label")).strip('"'): e for e in found}
+    by_label = {str(e.get("label") or e.get("xlabel")).strip('"'): e for e in found}
     assert by_label["observed"].get("style") == "dashed" and by_label["handed_off"].get("style") == "dashed"
     assert by_label["tools_finished"].get("style") is None
-    assert by_label["model_replied [over_budget]"].get_source() == "PLANNING"
-    assert by_label["model_replied [over_budget]"].get_destination() == "FAILED"
+    assert by_label["model_replied [1. over_budget]"].get_source() == "PLANNING"
+    assert by_label["model_replied [1. over_budget]"].get_destination() == "FAILED"
     assert any(e.get_source() == "__start" and e.get_destination() == "PLANNING" for e in found)
 
 
@@ -168,53 +182,50 @@ def test_non_machines_are_rejected() -> None:
 # -- nested machines ---------------------------------------------------------------------------
 
 
-def test_children_are_clusters_and_composite_states_attached_to_executing() -> None:
+def test_children_are_named_clusters_and_composite_states_run_from_executing() -> None:
     parent = two_levels()
     dot = to_dot(parent)
-    assert "subgraph cluster_agent_researcher {" in dot
-    assert "subgraph cluster_pattern_review {" in dot
-    # the writer's agent loop is the researcher's: drawn once, named after both
-    assert 'label="agent:researcher, agent:writer"' in dot and "cluster_agent_writer" not in dot
-    runs = {str(e.get("label")).strip('"'): e for e in edges(dot) if "runs" in str(e.get("label"))}
-    assert set(runs) == {"runs researcher", "runs review", "runs writer (drawn elsewhere)"}
-    assert runs["runs review"].get_source() == "EXECUTING"
-    assert runs["runs review"].get("lhead").strip('"') == "cluster_pattern_review"
-    writer = runs["runs writer (drawn elsewhere)"]
-    assert writer.get_source() == "pattern_review_EXECUTING" and writer.get("lhead").strip('"') == "cluster_agent_researcher"
-
+    assert "subgraph cluster_researcher {" in dot
+    assert "subgraph cluster_review {" in dot and "subgraph cluster_review_writer {" in dot
+    runs = [e for e in edges(dot) if str(e.get("label")).strip('"') == "runs"]
+    assert {(e.get_source(), str(e.get("lhead")).strip('"')) for e in runs} == {
+        ("EXECUTING", "cluster_researcher"),
+        ("EXECUTING", "cluster_review"),
+        ("review_EXECUTING", "cluster_review_writer"),
+    }
     text = to_mermaid(parent)
-    assert 'state "agent:researcher, agent:writer" as agent_researcher {' in text
-    assert 'state "pattern:review" as pattern_review {' in text
-    assert "EXECUTING --> pattern_review : runs review" in text
-    assert "agent_researcher_PLANNING --> agent_researcher_DONE : model_replied" in text
-    assert 'state "agent:writer" as ref_1' in text
-    assert "pattern_review_EXECUTING --> ref_1 : runs writer (drawn elsewhere)" in text
-    assert "class ref_1 reference" in text
-    assert text.count("{") == text.count("}") == 2
+    assert 'state "researcher" as researcher {' in text
+    assert 'state "review" as review {' in text and 'state "writer" as review_writer {' in text
+    assert "EXECUTING --> review : runs" in text and "review_EXECUTING --> review_writer : runs" in text
+    assert "researcher_PLANNING --> researcher_DONE : model_replied [else]" in text
+    assert text.count("{") == text.count("}") == 3
 
 
-def test_nested_patterns_are_nested_clusters() -> None:
+def test_nested_patterns_nest_and_depth_collapses_children_to_one_box() -> None:
     deep = Parent("a", {"b": Parent("b", {"c": Parent("c", {"w": Agent("w").machine})})})
     dot = to_dot(deep)
-    assert dot.index("subgraph cluster_b {") < dot.index("subgraph cluster_c {") < dot.index("subgraph cluster_agent_w {")
-    assert "c_EXECUTING -> agent_w__start" in dot
+    assert dot.index("subgraph cluster_b {") < dot.index("subgraph cluster_b_c {") < dot.index("subgraph cluster_b_c_w {")
+    assert "b_c_EXECUTING -> b_c_w__start" in dot
     text = to_mermaid(deep)
-    assert text.index('state "b" as b {') < text.index('state "c" as c {') < text.index('state "agent:w" as agent_w {')
-    shallow = to_dot(deep, max_depth=1)
-    assert "subgraph cluster_b {" in shallow and "cluster_c" not in shallow
-    assert "runs (not expanded)" in edge_labels(shallow)
-    assert "cluster_" not in to_dot(deep, max_depth=0)
-    with pytest.raises(DiagramError):
-        to_dot(deep, max_depth=-1)
+    assert text.index('state "b" as b {') < text.index('state "c" as b_c {') < text.index('state "w" as b_c_w {')
+    shallow = to_dot(deep, depth=1)
+    assert "subgraph cluster_b {" in shallow and "cluster_b_c" not in shallow
+    assert 'b_c__box [label="c\\nc"' in shallow
+    flat = to_dot(deep, depth=0)
+    assert "cluster_" not in flat and "b__box" in flat
+    assert 'state "b — b" as b' in to_mermaid(deep, depth=0)
+    with pytest.raises(DiagramError, match="depth"):
+        to_dot(deep, depth=-1)
 
 
-def test_identical_children_are_drawn_once() -> None:
+def test_each_child_is_its_own_cluster_even_when_children_share_a_machine() -> None:
     shared = Agent("worker").machine
     parent = Parent("p", {"first": shared, "second": shared, "other": Agent("other").machine})
     dot = to_dot(parent)
-    assert dot.count("subgraph cluster_") == 1
-    assert "runs first, second, other" in edge_labels(dot)
-    assert to_mermaid(parent).count('state "agent:worker, agent:other" as agent_worker {') == 1
+    assert dot.count("subgraph cluster_") == 3
+    for name in ("first", "second", "other"):
+        assert f"subgraph cluster_{name} {{" in dot
+        assert f'state "{name}" as {name} {{' in to_mermaid(parent)
 
 
 def test_recursion_refers_back() -> None:
@@ -223,9 +234,93 @@ def test_recursion_refers_back() -> None:
     children["again"] = loop  # a machine that runs itself
     dot = to_dot(loop)
     assert "subgraph cluster_" not in dot
-    assert "runs again (recursive)" in edge_labels(dot)
-    assert "EXECUTING -> __start" in dot
-    assert "runs again (recursive)" in to_mermaid(loop)
+    assert 'again__box [label="again\\nrecursive: this pattern again"' in dot
+    assert "EXECUTING -> again__box" in dot
+    assert 'state "again — recursive: this pattern again" as again' in to_mermaid(loop)
+
+
+# -- the patterns, each in its own logic ------------------------------------------------------
+
+
+@pytest.fixture
+def examples(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(REPO))
+    import examples.patterns as pkg
+
+    return pkg
+
+
+def load(spec: str) -> Any:
+    from fsm_agents.cli import load_object
+
+    return load_object(spec)
+
+
+def test_sequential_draws_its_stages_in_order(examples: Any) -> None:
+    text = to_mermaid(load("examples.patterns.pipeline:build"))
+    titles = [text.index(f'state "stage {i}: {n}" as {n} {{') for i, n in enumerate(["research", "analysis", "report"], 1)]
+    assert titles == sorted(titles)
+    assert "EXECUTING --> research : runs stage 1" in text and "EXECUTING --> report : runs stage 3" in text
+    assert "research --> analysis : then (whole conversation)" in text and "analysis --> report" in text
+
+
+def test_parallel_fans_out_then_in_to_the_synthesizer(examples: Any) -> None:
+    text = to_mermaid(load("examples.patterns.research_team:build"))
+    for i, b in enumerate(["tech", "market", "academic"], 1):
+        assert f'state "branch {i}: {b}" as {b} {{' in text
+        assert f"{b} --> synthesizer" in text
+    assert "EXECUTING --> tech : fan-out (≤ 3 at once)" in text
+    assert 'state "synthesizer: synthesizer" as synthesizer {' in text
+    assert "OBSERVING --> synthesizer : runs the synthesizer" in text
+    comp = to_mermaid(load("examples.patterns.competitive_analysis:build"))
+    assert "as evaluator {" in comp and "candidate 1: " in comp
+
+
+def test_router_draws_each_route_with_its_condition_and_the_default_as_else(examples: Any) -> None:
+    router = load("examples.patterns.classifier:build")
+    text = to_mermaid(router)
+    assert 'state "PLANNING (classifier: classifier)" as PLANNING' in text
+    for i, label in enumerate(router.labels.values(), 1):
+        assert f"EXECUTING --> {label} : {i}. label = '{label.lower()}'" in text
+    assert "EXECUTING --> default_ : else" in text and 'state "default: generalist" as default_ {' in text
+
+
+def test_manager_worker_draws_workers_as_tools(examples: Any) -> None:
+    manager = load("examples.patterns.manager_worker:build")
+    text = to_mermaid(manager)
+    assert f"(manager: {manager.manager.name})" in text
+    for tool, worker in manager.delegate_tools.items():
+        assert f"EXECUTING --> {worker} : tool {tool}" in text
+        assert f'state "worker: {worker}" as {worker} {{' in text
+
+
+def test_recursive_draws_decomposer_executor_synthesizer_and_the_depth_bound(examples: Any) -> None:
+    text = to_mermaid(load("examples.patterns.recursive_strategy:build"))
+    assert "(decomposer: strategist)" in text
+    assert 'state "executor: planner" as executor {' in text
+    assert 'state "synthesizer: synthesizer" as synthesizer {' in text
+    assert "subtask: strategy again, depth + 1 (max_depth 2) — recursive: this pattern again" in text
+    assert "EXECUTING --> executor : EXECUTE" in text and "EXECUTING --> subtask : DECOMPOSE: each subtask" in text
+
+
+def test_handoffs_draws_who_hands_off_to_whom(examples: Any) -> None:
+    text = to_mermaid(load("examples.patterns.customer_service:build"))
+    assert 'state "who hands off to whom (transfer_to_* tools, at most 2 per run)" as handoffs {' in text
+    assert "[*] --> handoffs_triage" in text
+    for target in ("technical", "billing", "sales"):
+        assert f"handoffs_triage --> handoffs_{target} : transfer_to_{target}" in text
+    assert "handoffs_technical --> handoffs_triage : transfer_to_triage" in text
+    assert "HANDOFF --> handoffs : the active agent changes" in text
+    dot = to_dot(load("examples.patterns.customer_service:build"))
+    assert "subgraph cluster_handoffs {" in dot
+    assert 'handoffs_triage -> handoffs_technical [color="#5b4bb7", penwidth=1.3, dir=both];' in dot
+
+
+def test_event_driven_draws_a_handler_per_event_type(examples: Any) -> None:
+    bus = load("examples.patterns.event_handlers:build")
+    text = to_mermaid(bus)
+    for event_type in bus.handlers:
+        assert f"state \"on '{event_type}'\" as" in text and f"event '{event_type}'" in text
 
 
 # -- trace overlay ---------------------------------------------------------------------------
@@ -240,11 +335,11 @@ def test_trace_counts_transitions_and_highlights_visited_states() -> None:
     agent, result = agent_run()
     assert result.ok
     text = to_mermaid(agent, trace=result)
-    assert "PLANNING --> EXECUTING : model_replied [asks_tools] ×1" in text
+    assert "PLANNING --> EXECUTING : model_replied [3. asks_tools] ×1" in text
     assert "EXECUTING --> OBSERVING : tools_finished ×1" in text
     assert "OBSERVING --> PLANNING : observed (auto) ×1" in text
-    assert "PLANNING --> DONE : model_replied ×1" in text
-    assert "PLANNING --> HANDOFF : model_replied [asks_handoff] ×0" in text
+    assert "PLANNING --> DONE : model_replied [else] ×1" in text
+    assert "PLANNING --> HANDOFF : model_replied [2. asks_handoff] ×0" in text
     assert "class PLANNING,EXECUTING,OBSERVING,DONE visited" in text
     assert "class HANDOFF,FAILED unvisited" in text
 
@@ -255,7 +350,7 @@ def test_trace_counts_transitions_and_highlights_visited_states() -> None:
     assert nodes["OBSERVING"].get("fillcolor").strip('"') == "#ffe08a"
     assert nodes["HANDOFF"].get("fillcolor").strip('"') != "#ffe08a"
     by_label = {str(e.get("label")).strip('"'): e for e in edges(dot)}
-    assert by_label["model_replied [asks_tools] ×1"].get("penwidth").strip('"') == "2.5"
+    assert by_label["model_replied [3. asks_tools] ×1"].get("penwidth").strip('"') == "2.5"
     assert by_label["model_failed ×0"].get("color").strip('"') == "#a0a0a0"  # never taken: grey
 
 
@@ -267,7 +362,8 @@ def test_a_trace_may_be_a_sequence_of_taken_and_counts_repeats() -> None:
         Taken(Phase.OBSERVING, "observed", Phase.PLANNING, 3),  # a wrong index is looked up
     ]
     text = to_mermaid(agent, trace=loop * 3 + [Taken(Phase.PLANNING, "model_replied", Phase.DONE, 10, 5)])
-    assert "tools_finished ×3" in text and "observed (auto) ×3" in text and "PLANNING --> DONE : model_replied ×1" in text
+    assert "tools_finished ×3" in text and "observed (auto) ×3" in text
+    assert "PLANNING --> DONE : model_replied [else] ×1" in text
 
 
 def test_a_trace_of_another_machine_is_a_typed_error() -> None:
@@ -283,19 +379,19 @@ def test_child_runs_are_overlaid_on_their_clusters() -> None:
     result = run_sync(parent, "go")
     assert result.ok
     text = to_mermaid(parent, trace=result)
-    assert "EXECUTING --> agent_researcher : runs researcher ×1" in text
-    assert "pattern_review_EXECUTING --> ref_1 : runs writer (drawn elsewhere) ×1" in text
-    # the researcher's and the writer's runs are both overlaid on the one agent-loop cluster
-    assert "agent_researcher_EXECUTING --> agent_researcher_OBSERVING : tools_finished ×1" in text
-    assert "agent_researcher_PLANNING --> agent_researcher_DONE : model_replied ×2" in text
-    assert "agent_researcher_PLANNING --> agent_researcher_HANDOFF : model_replied [asks_handoff] ×0" in text
-    assert "EXECUTING --> DONE : agents_finished [all_done] ×1" in text
-    assert "pattern_review_EXECUTING --> pattern_review_DONE : agents_finished [all_done] ×1" in text
+    assert "EXECUTING --> researcher : runs ×1" in text
+    assert "review_EXECUTING --> review_writer : runs ×1" in text
+    assert "researcher_EXECUTING --> researcher_OBSERVING : tools_finished ×1" in text
+    assert "researcher_PLANNING --> researcher_DONE : model_replied [else] ×1" in text
+    assert "review_writer_PLANNING --> review_writer_DONE : model_replied [else] ×1" in text
+    assert "review_writer_EXECUTING --> review_writer_OBSERVING : tools_finished ×0" in text
+    assert "EXECUTING --> DONE : agents_finished [1. all_done] ×1" in text
+    assert "review_EXECUTING --> review_DONE : agents_finished [1. all_done] ×1" in text
     visited = next(line for line in text.splitlines() if line.endswith(" visited"))
-    assert "agent_researcher_DONE" in visited and "agent_researcher_OBSERVING" in visited
-    assert "agent_researcher_HANDOFF" not in visited and "pattern_review_PLANNING" not in visited
+    assert "researcher_DONE" in visited and "researcher_OBSERVING" in visited
+    assert "review_writer_OBSERVING" not in visited and "review_PLANNING" not in visited
     dot = to_dot(parent, trace=result)
-    assert "runs researcher ×1" in edge_labels(dot) and "tools_finished ×1" in edge_labels(dot)
+    assert "runs ×1" in edge_labels(dot) and "tools_finished ×1" in edge_labels(dot)
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -315,7 +411,7 @@ def test_write_picks_the_format_by_suffix(tmp_path: Path, suffix: str) -> None:
     elif suffix == ".dot":
         assert data.decode() == to_dot(agent)
     elif suffix == ".svg":
-        assert data.startswith(b"<?xml") and b"<svg" in data and b"model_replied [asks_tools]" in data
+        assert data.startswith(b"<?xml") and b"<svg" in data and b"model_replied [3. asks_tools]" in data
     else:
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -350,6 +446,7 @@ def test_cli_diagram(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["diagram", "no_such_module:x", "-o", str(tmp_path / "a.mmd")]) == 1
     assert main(["diagram", "fsm_agents.diagrams:SHIPPED", "-o", str(tmp_path / "a.mmd")]) == 1
     assert "expected a machine" in capsys.readouterr().err
+    assert main(["diagram", "fsm_agents.diagrams:example_agent", "--depth", "0", "-o", str(tmp_path / "b.mmd")]) == 0
 
 
 @needs_dot

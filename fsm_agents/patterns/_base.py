@@ -4,6 +4,17 @@ Every pattern is a `Machine` with its own flat chart over the six phases. Child 
 other patterns) run through `RunAgents`; their outcomes come back as `AgentsFinished` and are
 folded into the pattern's conversation. A child's conversation starts with the messages of its
 task input, so a parent that sent `n` messages folds `outcome.conversation.messages[n:]`.
+
+The kit every pattern module uses (one way to write each piece):
+
+- `chart_class(name, attrs, internal=(Observed, ...))` builds a chart, declaring its internal
+  events once; `compile_chart(chart, owner=self)` resolves each guard and action name to the
+  pattern's method of that name (`fsm_agents.machine`);
+- `Pattern.child_failed`: the guard "a child run did not end DONE";
+- `Pattern._fold_child(s, e, sent, agent)`: fold the single child's new messages;
+- `Pattern._call_lead(s)` / `Pattern.fail_model`: call the model of the agent the pattern itself
+  drives (`lead`: Router's classifier, ManagerWorker's manager, Recursive's decomposer), from a
+  request template built by `fsm_agents.agent.model_request`, and fail on its model error.
 """
 
 from __future__ import annotations
@@ -11,28 +22,36 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
-from statemachine import StateChart
 
 from fsm_agents.errors import InvalidDefinition
-from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, Event, Observed, RunAgents, Step, effect_key
-from fsm_agents.machine import Machine, as_machine
+from fsm_agents.events import (
+    AgentOutcome,
+    AgentsFinished,
+    AgentTask,
+    CallModel,
+    Event,
+    ModelFailed,
+    RunAgents,
+    Step,
+    effect_key,
+)
+from fsm_agents.machine import ChartClass, Machine, as_machine, chart_class
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
     EmptyContext,
     Failure,
     Message,
+    ModelRequest,
     Phase,
     Snapshot,
     is_valid_name,
 )
 
-ChartClass = type[StateChart[Any]]  # a chart class (python-statemachine `StateChart` subclass)
-
-__all__ = ["ChartClass", "Pattern", "Planned", "child_name", "output_text", "resolve_child"]
+__all__ = ["ChartClass", "Pattern", "Planned", "chart_class", "child_name", "output_text", "resolve_child"]
 
 
 class Planned(Event):
@@ -130,11 +149,15 @@ def outcomes_of(event: Event) -> tuple[AgentOutcome, ...]:
 class Pattern(Machine):
     """Base of the orchestration patterns: a `Machine` that is its own `.machine`.
 
-    Subclasses set `name`, `table`, `_children`, and implement `start`.
+    Subclasses set `name`, `_children`, `table` (`compile_chart(chart, owner=self)`), and
+    implement `start`. A pattern that calls a model itself sets `lead` (the `Agent`), `lead_role`
+    (how messages name it) and `_request` (its `model_request` template).
     """
 
-    internal_events: ClassVar[Mapping[str, Event]] = MappingProxyType({"observed": Observed(), "planned": Planned()})
     _children: Mapping[str, Machine] = MappingProxyType({})
+    lead: Any = None  # the Agent whose model the pattern calls itself, if any
+    lead_role: ClassVar[str] = "agent"
+    _request: ModelRequest
 
     @property
     def machine(self) -> Machine:
@@ -177,8 +200,39 @@ class Pattern(Machine):
     def _fail(s: Snapshot[Any], kind: str, message: str, detail: str | None = None, **changes: Any) -> Step:
         return Step(s.evolve(failure=Failure(kind=kind, message=message, detail=detail), **changes))
 
+    # -- the lead agent's model (Router, ManagerWorker, Recursive) ------------------------------
+    def models(self) -> Mapping[str, Any]:
+        """The lead agent's configured model, by its name (empty without a lead)."""
+        return {self.lead.name: self.lead.model} if self.lead is not None else {}
 
-def chart_class(name: str, attrs: Mapping[str, Any]) -> ChartClass:
-    """Build a chart class (a variant) from `attrs`; never subclass a chart (DESIGN §3)."""
-    chart: ChartClass = type(name, (StateChart,), {"__module__": __name__, **attrs})
-    return chart
+    def _call_lead(self, s: Snapshot[Any], **changes: Any) -> CallModel:
+        """A `CallModel` for the lead agent with the conversation so far (`changes` update the
+        request template, e.g. `instructions=`)."""
+        request = self._request.model_copy(update={"messages": s.conversation.messages, **changes})
+        return CallModel.model_construct(key=effect_key(s), agent=self.lead.name, request=request)
+
+    def fail_model(self, s: Snapshot[Any], e: Event) -> Step:
+        """Action: the lead's model failed → FAILED(`model_error`)."""
+        ev = cast(ModelFailed, e)  # the charts send only ModelFailed as `model_failed`
+        return self._fail(s, "model_error", f"{self.name}: {self.lead_role} {self.lead.name}: {ev.error}", detail=ev.kind)
+
+    # -- child runs ----------------------------------------------------------------------------
+    def child_failed(self, s: Snapshot[Any], e: Event) -> bool:
+        """Guard: a child run did not end DONE (or no outcome was reported)."""
+        outcomes = outcomes_of(e)
+        return not outcomes or any(o.phase is not Phase.DONE for o in outcomes)
+
+    @staticmethod
+    def _fold_child(s: Snapshot[Any], e: Event, sent: int, agent: str) -> tuple[Snapshot[Any], AgentOutcome | None]:
+        """The single child's new messages (it was given `sent`) appended to the conversation,
+        attributed to `agent`; and its outcome (None when none was reported)."""
+        outcomes = outcomes_of(e)
+        if not outcomes:
+            return s, None
+        return s.evolve(conversation=s.conversation.append(*new_messages(outcomes[0], sent, agent))), outcomes[0]
+
+    @staticmethod
+    def _why(e: Event) -> str:
+        """Why the single child failed, as text."""
+        outcomes = outcomes_of(e)
+        return failure_text(outcomes[0]) if outcomes else "no outcome was reported"

@@ -2,7 +2,7 @@
 
 One emitted event is one run of `EventDrivenMachine`:
 
-    EXECUTING --agents_finished [handler_failed]--> FAILED
+    EXECUTING --agents_finished [child_failed]--> FAILED
     EXECUTING --agents_finished--> OBSERVING --observed--> DONE      (fold the handler's messages)
 
 `EventDriven` keeps the conversation between emits (append-only: each run starts from it and its
@@ -20,16 +20,13 @@ from pydantic import Field
 from statemachine import State
 
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
-from fsm_agents.events import Event, Step
+from fsm_agents.events import Event, Observed, Step
 from fsm_agents.log import PersistentLog
 from fsm_agents.machine import compile_chart
 from fsm_agents.patterns._base import (
     ChartClass,
     Pattern,
     chart_class,
-    failure_text,
-    new_messages,
-    outcomes_of,
     pattern_name,
     resolve_child,
 )
@@ -60,10 +57,11 @@ def _event_driven_chart() -> ChartClass:
             "observing": observing,
             "done": done,
             "failed": failed,
-            "agents_finished": executing.to(failed, cond="handler_failed", on="fail_handler")
+            "agents_finished": executing.to(failed, cond="child_failed", on="fail_handler")
             | executing.to(observing, on="fold"),
             "observed": observing.to(done, on="finish"),
         },
+        internal=(Observed,),
     )
 
 
@@ -114,12 +112,7 @@ class EventDrivenMachine(Pattern):
         if not handlers:
             raise InvalidDefinition(f"{self.name}: at least one handler is required")
         self._children = {event_type: resolve_child(h) for event_type, h in handlers.items()}
-        self.table = compile_chart(
-            EventDrivenChart,
-            guards={"handler_failed": self.handler_failed},
-            actions={"fail_handler": self.fail_handler, "fold": self.fold, "finish": self.finish},
-            internal=frozenset({"observed"}),
-        )
+        self.table = compile_chart(EventDrivenChart, owner=self)
 
     def max_transitions(self) -> int:
         return 2
@@ -140,20 +133,12 @@ class EventDrivenMachine(Pattern):
         s = self._snapshot(Phase.EXECUTING, conversation, data, context)
         return Step(s, (self._run(s, (self._task(s, event.event_type, conversation.messages),)),))
 
-    def handler_failed(self, s: Snapshot[EventDrivenData], e: Event) -> bool:
-        outcomes = outcomes_of(e)
-        return not outcomes or outcomes[0].phase is not Phase.DONE
-
     def _fold(self, s: Snapshot[EventDrivenData], e: Event) -> Snapshot[EventDrivenData]:
-        outcomes = outcomes_of(e)
-        if not outcomes:
-            return s
-        added = new_messages(outcomes[0], s.data.sent, s.data.event_type)
-        return s.evolve(conversation=s.conversation.append(*added), output=outcomes[0].output)
+        folded, outcome = self._fold_child(s, e, s.data.sent, s.data.event_type)
+        return folded.evolve(output=outcome.output) if outcome is not None else folded
 
     def fail_handler(self, s: Snapshot[EventDrivenData], e: Event) -> Step:
-        outcomes = outcomes_of(e)
-        why = failure_text(outcomes[0]) if outcomes else "no outcome was reported"
+        why = self._why(e)
         return self._fail(
             self._fold(s, e).evolve(output=None),
             "child_failed",

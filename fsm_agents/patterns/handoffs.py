@@ -1,6 +1,6 @@
 """`Handoffs`: agents pass control to each other with `transfer_to_<agent>` tools, conversation kept.
 
-The agent loop's chart plus one guard: a transfer past `max_handoffs` ends the run in
+The agent loop's chart (`agent_chart(handoff_limit=True)`) plus one guard: a transfer past `max_handoffs` ends the run in
 FAILED(`handoff_loop`) instead of moving control again.
 
     PLANNING --model_replied [over_budget]--> FAILED
@@ -12,45 +12,18 @@ FAILED(`handoff_loop`) instead of moving control again.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from statemachine import State
-
-from fsm_agents.agent import Agent, AgentChart, AgentData, AgentMachine
+from fsm_agents.agent import Agent, AgentData, AgentMachine, agent_chart
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import Event, ModelReplied, Step
-from fsm_agents.machine import Machine, compile_chart, fused
-from fsm_agents.patterns._base import ChartClass, chart_class, pattern_name
+from fsm_agents.machine import Machine, fused
+from fsm_agents.patterns._base import pattern_name
 from fsm_agents.state import Failure, Phase, Snapshot, ToolMessage
 
 __all__ = ["Handoffs", "HandoffsChart"]
 
 
-def _handoffs_chart() -> ChartClass:
-    """`AgentChart`, transition for transition (so it follows the agent loop as it evolves), with
-    `model_replied [handoff_limit] → FAILED` inserted before the handoff transition."""
-    states = {s.id: State(s.name, initial=s.initial, final=s.final) for s in AgentChart.states}
-    events: dict[str, Any] = {}
-    for src in AgentChart.states:
-        for t in src.transitions:
-            event = str(next(iter(t.events)))
-            conds = [str(c) for c in t.cond]
-            actions = [a.func for a in t.on if not a.is_convention]
-            kwargs: dict[str, Any] = {}
-            if conds:
-                kwargs["cond"] = [c for c in conds if not c.startswith("!")] or None
-                kwargs["unless"] = [c[1:] for c in conds if c.startswith("!")] or None
-            if actions:
-                kwargs["on"] = actions[0]
-            if conds == ["asks_handoff"]:
-                limit = states[src.id].to(states["failed"], cond="handoff_limit", on="fail_handoff_loop")
-                events[event] = events[event] | limit if event in events else limit
-            tr = states[src.id].to(states[t.target.id], **{k: v for k, v in kwargs.items() if v is not None})
-            events[event] = events[event] | tr if event in events else tr
-    return chart_class("HandoffsChart", {**states, **events})
-
-
-HandoffsChart = _handoffs_chart()
+HandoffsChart = agent_chart(handoff_limit=True, name="HandoffsChart")
 
 
 def _copy(agent: Agent) -> Agent:
@@ -86,6 +59,8 @@ class Handoffs(AgentMachine):
     `max_handoffs < 0`.
     """
 
+    chart_class = HandoffsChart
+
     def __init__(
         self, name: str, entry: Agent, agents: Iterable[Agent], max_handoffs: int, *, max_steps: int | None = None
     ) -> None:
@@ -113,16 +88,10 @@ class Handoffs(AgentMachine):
         first = copies[entry.name]
         if max_steps is not None:
             first.max_steps = max_steps
-        super().__init__(first)
-        self.name = pattern
         self.max_handoffs = max_handoffs
         self.members = tuple(copies)
-        names = [(tr.cond, tr.on) for st in HandoffsChart.states for tr in st.transitions]
-        guards = {str(c).lstrip("!"): getattr(self, str(c).lstrip("!")) for conds, _ in names for c in conds}
-        actions = {a.func: getattr(self, a.func) for _, on in names for a in on if not a.is_convention}
-        self.table = compile_chart(
-            HandoffsChart, guards=guards, actions=actions, internal=frozenset({"observed", "handed_off"})
-        )
+        super().__init__(first)  # compiles `chart_class` (HandoffsChart) once, with this pattern's methods
+        self.name = pattern
 
     @property
     def machine(self) -> Machine:

@@ -16,14 +16,14 @@ The pattern calls the manager's model itself (`CallModel`), so it offers `models
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, cast
 
 from statemachine import State
 
-from fsm_agents.agent import Agent, _validate_output
+from fsm_agents.agent import Agent, _validate_output, model_request
 from fsm_agents.errors import InvalidDefinition
-from fsm_agents.events import CallModel, Event, ModelFailed, ModelReplied, Step, effect_key
+from fsm_agents.events import Event, ModelReplied, Observed, Step
 from fsm_agents.machine import Machine, compile_chart
 from fsm_agents.patterns._base import (
     ChartClass,
@@ -41,7 +41,6 @@ from fsm_agents.state import (
     Conversation,
     Frozen,
     Message,
-    ModelRequest,
     Phase,
     Snapshot,
     ToolCall,
@@ -79,6 +78,7 @@ def _manager_chart() -> ChartClass:
             "agents_finished": executing.to(observing, on="fold_workers"),
             "observed": observing.to(planning, on="call_manager"),
         },
+        internal=(Observed,),
     )
 
 
@@ -116,6 +116,8 @@ class ManagerWorker(Pattern):
     for a manager with tools or handoffs, or no workers.
     """
 
+    lead_role = "manager"
+
     def __init__(self, name: str, manager: Agent, workers: Iterable[Any]) -> None:
         self.name = pattern_name("manager_worker", name)
         if not isinstance(manager, Agent):
@@ -137,37 +139,11 @@ class ManagerWorker(Pattern):
             )
             for (tool, w), obj in zip(self.delegate_tools.items(), _unique(items), strict=True)
         )
-        self._request = ModelRequest(
-            agent=manager.name,
-            instructions=manager.instructions,
-            tools=specs,
-            tool_choice=manager.tool_choice,
-            output_schema_json=json.dumps(manager.output_type.model_json_schema()) if manager.output_type else None,
-            settings=manager.settings,
-        )
-        self.table = compile_chart(
-            ManagerWorkerChart,
-            guards={g: getattr(self, g) for g in ("over_budget", "delegates", "asks_tools", "output_invalid")},
-            actions={
-                a: getattr(self, a)
-                for a in (
-                    "fail_budget",
-                    "delegate",
-                    "reject_tools",
-                    "fail_output",
-                    "finish",
-                    "fail_model",
-                    "fold_workers",
-                    "call_manager",
-                )
-            },
-            internal=frozenset({"observed"}),
-        )
+        self.lead = manager
+        self._request = model_request(manager, tools=specs)
+        self.table = compile_chart(ManagerWorkerChart, owner=self)
 
     # resources
-    def models(self) -> Mapping[str, Any]:
-        return {self.manager.name: self.manager.model}
-
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
         """The `delegate_to_<worker>` tools the manager is offered."""
         return self._request.tools if agent == self.manager.name else ()
@@ -180,11 +156,7 @@ class ManagerWorker(Pattern):
         """PLANNING with a `CallModel` for the manager. `input`: a string or messages."""
         conversation = Conversation.of(*messages_from(input), id=run_id)
         s = self._snapshot(Phase.PLANNING, conversation, ManagerWorkerData(), context, self.manager.name)
-        return Step(s, (self._call(s),))
-
-    def _call(self, s: Snapshot[Any]) -> CallModel:
-        request = self._request.model_copy(update={"messages": s.conversation.messages})
-        return CallModel.model_construct(key=effect_key(s), agent=self.manager.name, request=request)
+        return Step(s, (self._call_lead(s),))
 
     def _reply(self, e: Event) -> AssistantMessage:
         return cast(ModelReplied, e).message
@@ -251,7 +223,7 @@ class ManagerWorker(Pattern):
             conversation=s.conversation.append(message, *answers),
             data=s.data.model_copy(update={"turns": s.data.turns + 1}),
         )
-        return Step(moved, (self._call(moved),))
+        return Step(moved, (self._call_lead(moved),))
 
     def fail_output(self, s: Snapshot[Any], e: Event) -> Step:
         message = self._attributed(s, e)
@@ -267,10 +239,6 @@ class ManagerWorker(Pattern):
         message = self._attributed(s, e)
         output = _validate_output(self.manager.output_type, message.content)[0]
         return Step(s.evolve(conversation=s.conversation.append(message), output=output))
-
-    def fail_model(self, s: Snapshot[Any], e: Event) -> Step:
-        ev = cast(ModelFailed, e)
-        return self._fail(s, "model_error", f"{self.name}: manager {self.manager.name}: {ev.error}", detail=ev.kind)
 
     def fold_workers(self, s: Snapshot[ManagerWorkerData], e: Event) -> Step:
         outcomes = list(outcomes_of(e))
@@ -297,7 +265,7 @@ class ManagerWorker(Pattern):
 
     def call_manager(self, s: Snapshot[ManagerWorkerData], e: Event) -> Step:
         moved = s.evolve(agent=self.manager.name, data=s.data.model_copy(update={"turns": s.data.turns + 1}))
-        return Step(moved, (self._call(moved),))
+        return Step(moved, (self._call_lead(moved),))
 
 
 def _task_text(call: ToolCall) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from statemachine import State
 
 from fsm_agents.errors import InvalidDefinition
-from fsm_agents.events import AgentOutcome, Event, Step
+from fsm_agents.events import AgentOutcome, Event, Observed, Step
 from fsm_agents.machine import compile_chart
 from fsm_agents.patterns._base import (
     ChartClass,
@@ -61,6 +61,7 @@ def parallel_chart(*, synthesizer: bool, name: str = "ParallelChart") -> ChartCl
             "agents_finished": finished,
             "observed": observed,
         },
+        internal=(Observed,),
     )
 
 
@@ -123,14 +124,7 @@ class Parallel(Pattern):
         self.max_concurrency = max_concurrency
         self.on_failure = on_failure
         chart = _chart or (ParallelSynthesisChart if self.synthesizer else ParallelChart)
-        guards = {"children_failed": self.children_failed}
-        actions = {"fail_children": self.fail_children, "fan_in": self.fan_in}
-        if self.synthesizer:
-            guards["synthesized"] = self.synthesized
-            actions |= {"finish_synthesis": self.finish_synthesis, "run_synthesizer": self.run_synthesizer}
-        else:
-            actions["finish"] = self.finish
-        self.table = compile_chart(chart, guards=guards, actions=actions, internal=frozenset({"observed"}))
+        self.table = compile_chart(chart, owner=self)
 
     def max_transitions(self) -> int:
         return 3 if self.synthesizer else 2

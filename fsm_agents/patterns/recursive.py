@@ -16,23 +16,20 @@ input carrying its depth, so `children()` contains the pattern itself.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from statemachine import State
 
-from fsm_agents.agent import Agent, _validate_output
+from fsm_agents.agent import Agent, _validate_output, model_request
 from fsm_agents.errors import InvalidDefinition
-from fsm_agents.events import CallModel, Event, ModelFailed, ModelReplied, Step, effect_key
+from fsm_agents.events import Event, ModelReplied, Observed, Step
 from fsm_agents.machine import Machine, compile_chart
 from fsm_agents.patterns._base import (
     ChartClass,
     Pattern,
     chart_class,
     failure_text,
-    new_messages,
     outcomes_of,
     output_text,
     pattern_name,
@@ -42,7 +39,6 @@ from fsm_agents.state import (
     AssistantMessage,
     Conversation,
     Frozen,
-    ModelRequest,
     Phase,
     Snapshot,
     UserMessage,
@@ -125,6 +121,7 @@ def recursive_chart(*, on_depth_exhausted: OnDepthExhausted, synthesizer: bool) 
             if synthesizer
             else observing.to(done, on="join_results"),
         },
+        internal=(Observed,),
     )
 
 
@@ -153,6 +150,8 @@ class Recursive(Pattern):
     an unknown policy, or a decomposer that is not an `Agent`.
     """
 
+    lead_role = "decomposer"
+
     def __init__(
         self,
         name: str,
@@ -177,28 +176,9 @@ class Recursive(Pattern):
         if synthesizer is not None:
             children["synthesizer"] = resolve_child(synthesizer)
         self._children = children
-        self._request = ModelRequest(
-            agent=decomposer.name,
-            instructions=decomposer.instructions,
-            tool_choice="none",
-            output_schema_json=json.dumps(Decomposition.model_json_schema()),
-            settings=decomposer.settings,
-        )
-        guards = {
-            g: getattr(self, g) for g in ("invalid_plan", "wants_execute", "within_depth", "child_failed", "single_result")
-        }
-        names = ["fail_plan", "run_executor", "run_subtasks", "fail_model", "fail_child", "finish_single", "fold_subtasks"]
-        names += ["fail_depth"] if on_depth_exhausted == "fail" else []
-        names += ["run_synthesizer"] if self.has_synthesizer else ["join_results"]
-        self.table = compile_chart(
-            _CHARTS[(on_depth_exhausted, self.has_synthesizer)],
-            guards=guards,
-            actions={a: getattr(self, a) for a in names},
-            internal=frozenset({"observed"}),
-        )
-
-    def models(self) -> Mapping[str, Any]:
-        return {self.decomposer.name: self.decomposer.model}
+        self.lead = decomposer
+        self._request = model_request(decomposer, tool_choice="none", output_type=Decomposition)
+        self.table = compile_chart(_CHARTS[(on_depth_exhausted, self.has_synthesizer)], owner=self)
 
     def max_transitions(self) -> int:
         return 4
@@ -229,10 +209,7 @@ class Recursive(Pattern):
         data = RecursiveData(depth=depth, input_len=len(conversation))
         s = self._snapshot(Phase.PLANNING, conversation, data, context, self.decomposer.name)
         note = f"This task is at depth {depth}; tasks at depth {self.max_depth} must not be decomposed further."
-        request = self._request.model_copy(
-            update={"messages": conversation.messages, "instructions": f"{self._request.instructions}\n\n{note}".strip()}
-        )
-        return Step(s, (CallModel.model_construct(key=effect_key(s), agent=self.decomposer.name, request=request),))
+        return Step(s, (self._call_lead(s, instructions=f"{self._request.instructions}\n\n{note}".strip()),))
 
     def _plan(self, e: Event) -> tuple[Decomposition | None, str | None]:
         value, error = _validate_output(Decomposition, cast(ModelReplied, e).message.content)
@@ -248,10 +225,6 @@ class Recursive(Pattern):
 
     def within_depth(self, s: Snapshot[RecursiveData], e: Event) -> bool:
         return s.data.depth < self.max_depth
-
-    def child_failed(self, s: Snapshot[RecursiveData], e: Event) -> bool:
-        outcomes = outcomes_of(e)
-        return not outcomes or any(o.phase is not Phase.DONE for o in outcomes)
 
     def single_result(self, s: Snapshot[RecursiveData], e: Event) -> bool:
         return s.data.mode != "subtasks"
@@ -291,10 +264,6 @@ class Recursive(Pattern):
         tasks = [self._task(moved, "subtask", RecursiveTask(task=t, depth=depth), i) for i, t in enumerate(plan.subtasks)]
         return Step(moved, (self._run(moved, tasks),))
 
-    def fail_model(self, s: Snapshot[RecursiveData], e: Event) -> Step:
-        ev = cast(ModelFailed, e)
-        return self._fail(s, "model_error", f"{self.name}: decomposer {self.decomposer.name}: {ev.error}", detail=ev.kind)
-
     def fail_child(self, s: Snapshot[RecursiveData], e: Event) -> Step:
         outcomes = outcomes_of(e)
         bad = [f"{o.machine} {o.task_id} ({failure_text(o)})" for o in outcomes if o.phase is not Phase.DONE]
@@ -306,12 +275,11 @@ class Recursive(Pattern):
         )
 
     def finish_single(self, s: Snapshot[RecursiveData], e: Event) -> Step:
-        outcome = outcomes_of(e)[0]
         if s.data.mode == "execute":
-            added = new_messages(outcome, s.data.input_len, "executor")
+            folded, outcome = self._fold_child(s, e, s.data.input_len, "executor")
         else:
-            added = new_messages(outcome, s.data.sent, "synthesizer")
-        return Step(s.evolve(conversation=s.conversation.append(*added), output=outcome.output))
+            folded, outcome = self._fold_child(s, e, s.data.sent, "synthesizer")
+        return Step(folded.evolve(output=outcome.output if outcome is not None else None))
 
     def fold_subtasks(self, s: Snapshot[RecursiveData], e: Event) -> Step:
         outcomes = outcomes_of(e)

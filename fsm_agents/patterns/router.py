@@ -4,7 +4,7 @@ PLANNING  --model_replied [known_route]--> EXECUTING        (run the chosen rout
 PLANNING  --model_replied--> EXECUTING | FAILED              (unknown label: the default route,
                                                               or FAILED(unknown_route) naming it)
 PLANNING  --model_failed--> FAILED
-EXECUTING --agents_finished [route_failed]--> FAILED
+EXECUTING --agents_finished [child_failed]--> FAILED
 EXECUTING --agents_finished--> OBSERVING --observed--> DONE
 """
 
@@ -16,20 +16,11 @@ from typing import Any, cast
 
 from statemachine import State
 
-from fsm_agents.agent import Agent
+from fsm_agents.agent import Agent, model_request
 from fsm_agents.errors import InvalidDefinition
-from fsm_agents.events import CallModel, Event, ModelFailed, ModelReplied, Step, effect_key
+from fsm_agents.events import Event, ModelReplied, Observed, Step
 from fsm_agents.machine import Machine, compile_chart
-from fsm_agents.patterns._base import (
-    ChartClass,
-    Pattern,
-    chart_class,
-    failure_text,
-    new_messages,
-    outcomes_of,
-    pattern_name,
-    resolve_child,
-)
+from fsm_agents.patterns._base import ChartClass, Pattern, chart_class, pattern_name, resolve_child
 from fsm_agents.state import AssistantMessage, Conversation, Frozen, ModelRequest, Phase, Snapshot, messages_from
 
 __all__ = ["DEFAULT_ROUTE", "Router", "RouterData", "router_chart"]
@@ -57,10 +48,11 @@ def router_chart(*, has_default: bool) -> ChartClass:
             "failed": failed,
             "model_replied": known | unknown,
             "model_failed": planning.to(failed, on="fail_model"),
-            "agents_finished": executing.to(failed, cond="route_failed", on="fail_child")
+            "agents_finished": executing.to(failed, cond="child_failed", on="fail_child")
             | executing.to(observing, on="fold_route"),
             "observed": observing.to(done, on="finish"),
         },
+        internal=(Observed,),
     )
 
 
@@ -107,6 +99,8 @@ class Router(Pattern):
     Raises `InvalidDefinition` for no routes or a bad classifier.
     """
 
+    lead_role = "classifier"
+
     def __init__(
         self,
         name: str,
@@ -139,33 +133,10 @@ class Router(Pattern):
                 raise InvalidDefinition(f"{self.name}: a route is named {DEFAULT_ROUTE!r}; it would shadow the default")
             children[DEFAULT_ROUTE] = resolve_child(default)
         self._children = children
-        c = self.classifier
+        self.lead = c = self.classifier
         hint = f"Reply with exactly one of: {', '.join(routes)}."
-        self._request = ModelRequest(
-            agent=c.name,
-            instructions=f"{c.instructions}\n\n{hint}".strip(),
-            output_schema_json=json.dumps(c.output_type.model_json_schema()) if c.output_type else None,
-            settings=c.settings,
-        )
-        self.table = compile_chart(
-            RouterWithDefaultChart if self.has_default else RouterChart,
-            guards={"known_route": self.known_route, "route_failed": self.route_failed},
-            actions={
-                "run_route": self.run_route,
-                ("run_default" if self.has_default else "fail_route"): (
-                    self.run_default if self.has_default else self.fail_route
-                ),
-                "fail_model": self.fail_model,
-                "fail_child": self.fail_child,
-                "fold_route": self.fold_route,
-                "finish": self.finish,
-            },
-            internal=frozenset({"observed"}),
-        )
-
-    # resources
-    def models(self) -> Mapping[str, Any]:
-        return {self.classifier.name: self.classifier.model}
+        self._request = model_request(c, instructions=f"{c.instructions}\n\n{hint}".strip())
+        self.table = compile_chart(RouterWithDefaultChart if self.has_default else RouterChart, owner=self)
 
     def max_transitions(self) -> int:
         return 3
@@ -182,18 +153,13 @@ class Router(Pattern):
         s = self._snapshot(
             Phase.PLANNING, conversation, RouterData(input_len=len(conversation)), context, self.classifier.name
         )
-        request = self._request.model_copy(update={"messages": conversation.messages})
-        return Step(s, (CallModel.model_construct(key=effect_key(s), agent=self.classifier.name, request=request),))
+        return Step(s, (self._call_lead(s),))
 
     def _label(self, e: Event) -> str:
         return parse_label(cast(ModelReplied, e).message.content)
 
     def known_route(self, s: Snapshot[RouterData], e: Event) -> bool:
         return self._label(e).lower() in self.labels
-
-    def route_failed(self, s: Snapshot[RouterData], e: Event) -> bool:
-        outcomes = outcomes_of(e)
-        return not outcomes or outcomes[0].phase is not Phase.DONE
 
     def _choose(self, s: Snapshot[RouterData], e: Event, route: str) -> Step:
         reply = cast(ModelReplied, e).message
@@ -225,20 +191,12 @@ class Router(Pattern):
             detail=label,
         )
 
-    def fail_model(self, s: Snapshot[RouterData], e: Event) -> Step:
-        ev = cast(ModelFailed, e)
-        return self._fail(s, "model_error", f"{self.name}: classifier {s.agent}: {ev.error}", detail=ev.kind)
-
     def _fold(self, s: Snapshot[RouterData], e: Event) -> Snapshot[RouterData]:
-        outcomes = outcomes_of(e)
-        if not outcomes:
-            return s
-        added = new_messages(outcomes[0], s.data.input_len, s.data.route or "")
-        return s.evolve(conversation=s.conversation.append(*added), output=outcomes[0].output)
+        folded, outcome = self._fold_child(s, e, s.data.input_len, s.data.route or "")
+        return folded.evolve(output=outcome.output) if outcome is not None else folded
 
     def fail_child(self, s: Snapshot[RouterData], e: Event) -> Step:
-        outcomes = outcomes_of(e)
-        why = failure_text(outcomes[0]) if outcomes else "no outcome was reported"
+        why = self._why(e)
         folded = self._fold(s, e).evolve(output=None)
         return self._fail(folded, "child_failed", f"{self.name}: route {s.data.route!r} failed: {why}", detail=s.data.route)
 

@@ -1,6 +1,6 @@
 """`Sequential`: a pipeline of stages, each an agent or a pattern; each stage's output feeds the next.
 
-EXECUTING --agents_finished [stage_failed]--> FAILED       (the stage is named)
+EXECUTING --agents_finished [child_failed]--> FAILED       (the stage is named)
 EXECUTING --agents_finished--> OBSERVING                   (fold the stage's messages)
 OBSERVING --observed--> PLANNING                           (internal)
 PLANNING  --planned [pipeline_complete]--> DONE            (internal; output = last stage's)
@@ -14,17 +14,15 @@ from typing import Any
 
 from statemachine import State
 
-from fsm_agents.events import Event, Step
+from fsm_agents.events import Event, Observed, Step
 from fsm_agents.machine import compile_chart
 from fsm_agents.patterns._base import (
     ChartClass,
     Pattern,
+    Planned,
     chart_class,
     child_name,
     children_by_name,
-    failure_text,
-    new_messages,
-    outcomes_of,
     output_text,
     pattern_name,
 )
@@ -47,11 +45,12 @@ def _sequential_chart() -> ChartClass:
             "planning": planning,
             "done": done,
             "failed": failed,
-            "agents_finished": executing.to(failed, cond="stage_failed", on="fail_stage")
+            "agents_finished": executing.to(failed, cond="child_failed", on="fail_stage")
             | executing.to(observing, on="fold_stage"),
             "observed": observing.to(planning),
             "planned": planning.to(done, cond="pipeline_complete", on="finish") | planning.to(executing, on="run_stage"),
         },
+        internal=(Observed, Planned),
     )
 
 
@@ -84,17 +83,7 @@ class Sequential(Pattern):
         self._children = children_by_name(self.name, items, "stage")
         self.stages: tuple[str, ...] = tuple(child_name(o) for o in items)  # a stage may appear twice
         self.shared_conversation = shared_conversation
-        self.table = compile_chart(
-            SequentialChart,
-            guards={"stage_failed": self.stage_failed, "pipeline_complete": self.pipeline_complete},
-            actions={
-                "fail_stage": self.fail_stage,
-                "fold_stage": self.fold_stage,
-                "finish": self.finish,
-                "run_stage": self.run_stage,
-            },
-            internal=frozenset({"observed", "planned"}),
-        )
+        self.table = compile_chart(SequentialChart, owner=self)
 
     def max_transitions(self) -> int:
         return 3 * len(self.stages)
@@ -114,29 +103,20 @@ class Sequential(Pattern):
         # how many messages the running stage was given
         return len(s.conversation.messages) if self.shared_conversation or s.data.stage == 0 else 1
 
-    # guards
-    def stage_failed(self, s: Snapshot[SequentialData], e: Event) -> bool:
-        outcomes = outcomes_of(e)
-        return not outcomes or outcomes[0].phase is not Phase.DONE
-
+    # guards (and `child_failed`)
     def pipeline_complete(self, s: Snapshot[SequentialData], e: Event) -> bool:
         return s.data.stage + 1 >= len(self.stages)
 
     # actions
     def _fold(self, s: Snapshot[SequentialData], e: Event) -> Snapshot[SequentialData]:
-        outcomes = outcomes_of(e)
-        if not outcomes:
-            return s
-        added = new_messages(outcomes[0], self._sent(s), self.stages[s.data.stage])
-        return s.evolve(
-            conversation=s.conversation.append(*added),
-            data=s.data.model_copy(update={"last_output": outcomes[0].output}),
-        )
+        folded, outcome = self._fold_child(s, e, self._sent(s), self.stages[s.data.stage])
+        if outcome is None:
+            return folded
+        return folded.evolve(data=s.data.model_copy(update={"last_output": outcome.output}))
 
     def fail_stage(self, s: Snapshot[SequentialData], e: Event) -> Step:
-        outcomes = outcomes_of(e)
         stage = self.stages[s.data.stage]
-        why = failure_text(outcomes[0]) if outcomes else "no outcome was reported"
+        why = self._why(e)
         return self._fail(
             self._fold(s, e),
             "child_failed",
