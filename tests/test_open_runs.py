@@ -250,14 +250,11 @@ async def test_approved_calls_run_exactly_once_across_a_crash_after_the_decision
     first = await run(payer(log), "pay", store=store, conversation_id="c1")
     ids = [p.call_id for p in first.pending]
 
-    class Crash(BaseException):
-        pass
-
     @tool(requires_approval=True)
     def pay(amount: int) -> str:
         """Pay."""
         log.append(amount)
-        raise Crash  # the process dies inside the tool, after the money moved
+        raise KeyboardInterrupt  # the process is stopped inside the tool, after the money moved
 
     @tool
     def balance() -> int:
@@ -265,7 +262,7 @@ async def test_approved_calls_run_exactly_once_across_a_crash_after_the_decision
         return 100
 
     crashing = Agent("payer", "", ScriptedModel(["unused"]), tools=[pay, balance])
-    with pytest.raises(BaseException):  # noqa: B017 - the simulated crash, however anyio wraps it
+    with pytest.raises(KeyboardInterrupt):
         await resume("c1", crashing, store=store, decisions={ids[0]: Approved(), ids[1]: Denied("no")})
     assert log == [5]
     again = await resume("c1", payer(log), store=store)
