@@ -41,6 +41,7 @@ $(MMDC):
 lint: setup
 	$(PY) -m ruff check fsm_agents tests examples benchmarks
 	$(PY) -m mypy fsm_agents
+	$(VENV)/bin/lint-imports  # the layers contract in pyproject.toml: an import goes down only
 
 test: lint
 	$(PY) -m pytest -n 2

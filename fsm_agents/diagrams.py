@@ -47,9 +47,10 @@ from typing import Any, cast
 
 import pydot
 
-from fsm_agents.agent import AgentMachine
+from fsm_agents.agent import Agent, AgentMachine
 from fsm_agents.errors import FsmAgentsError
 from fsm_agents.events import AgentsFinished, Taken
+from fsm_agents.loading import load_object
 from fsm_agents.machine import Machine, Table, Transition
 from fsm_agents.patterns.event_driven import EventDrivenMachine
 from fsm_agents.patterns.handoffs import Handoffs
@@ -60,6 +61,7 @@ from fsm_agents.patterns.router import DEFAULT_ROUTE, Router
 from fsm_agents.patterns.sequential import Sequential
 from fsm_agents.runtime import RunResult, as_machine
 from fsm_agents.state import Phase
+from fsm_agents.tools import ask_user, tool
 
 __all__ = [
     "FORMATS",
@@ -82,7 +84,10 @@ FORMATS = (".mmd", ".md", ".dot", ".svg", ".png")
 
 #: name → "module:object_or_factory" of every machine whose diagrams are committed in `diagrams/`
 #: (the patterns' entries are merged in from `examples.patterns.SHIPPED_PATTERNS` by `shipped()`).
-SHIPPED: dict[str, str] = {"agent": "fsm_agents.diagrams:example_agent"}
+SHIPPED: dict[str, str] = {
+    "agent": "fsm_agents.diagrams:example_agent",
+    "agent_approval": "fsm_agents.diagrams:example_approval_agent",
+}
 
 Trace = RunResult | Sequence[Taken]
 
@@ -750,8 +755,6 @@ def write(machine: Any, path: str | Path, trace: Trace | None = None, *, depth: 
 def example_agent() -> Any:
     """A representative agent (a tool and a handoff, so every transition of the chart is live)
     for the committed diagram of the agent loop."""
-    from fsm_agents.agent import Agent
-    from fsm_agents.tools import tool
 
     @tool
     def search(query: str) -> str:
@@ -760,6 +763,18 @@ def example_agent() -> Any:
 
     specialist = Agent("specialist", "Answer questions the assistant hands over.")
     return Agent("assistant", "Help the user; use tools; hand over when needed.", tools=[search], handoffs=[specialist])
+
+
+def example_approval_agent() -> Any:
+    """An agent whose refunds wait for a human's approval, and who may ask the user: the
+    committed diagram of the loop that waits (EXECUTING --input_received--> EXECUTING)."""
+
+    @tool(requires_approval=True)
+    def refund(order: str, amount: float) -> str:
+        """Refund an order (a human approves each refund)."""
+        return f"refunded {amount} on {order}"
+
+    return Agent("support", "Refund orders when asked; ask the user when unsure.", tools=[refund, ask_user()])
 
 
 def shipped() -> dict[str, str]:
@@ -781,8 +796,6 @@ def generate(machines: Mapping[str, str] | None = None, *, svg: bool = True) -> 
     `<name>.mmd`, `<name>.dot`, `<name>.svg` (unless `svg=False`) per machine, and `README.md`, an
     index with each Mermaid diagram. Raises `FsmAgentsError` when a spec cannot be loaded,
     `GraphvizNotFound` for SVG without Graphviz."""
-    from fsm_agents.cli import load_object
-
     specs = shipped() if machines is None else dict(machines)
     files: dict[str, bytes] = {}
     index = [

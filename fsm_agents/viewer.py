@@ -36,6 +36,7 @@ from fsm_agents.events import (
 from fsm_agents.machine import Machine
 from fsm_agents.runtime import RunResult, as_machine
 from fsm_agents.state import Failure, Phase
+from fsm_agents.store._fold import fold, resolve
 
 __all__ = ["StoredRun", "load_run", "view_html"]
 
@@ -76,8 +77,6 @@ def load_run(store: Any, conversation_id: str, machine: Any) -> StoredRun:
     Raises `ConversationNotFound` for an unknown id, `DiagramError` when the run is of another
     machine, `ReplayMismatch` / `CorruptStore` when the log does not fold.
     """
-    from fsm_agents.store._fold import fold, resolve
-
     m = as_machine(machine)
     known = _machines(m)
     records, _ = resolve(store, conversation_id)

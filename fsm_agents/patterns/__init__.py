@@ -17,13 +17,14 @@ pattern. `EventDriven` wraps its machine (`.machine`) and keeps the shared conve
 """
 
 from fsm_agents.patterns._base import Pattern
-from fsm_agents.patterns.event_driven import EventDriven, EventDrivenMachine, EventInput, UnknownEventType
+from fsm_agents.patterns.event_driven import EventDrivenMachine, EventInput, UnknownEventType
 from fsm_agents.patterns.handoffs import Handoffs
 from fsm_agents.patterns.manager import ManagerWorker
 from fsm_agents.patterns.parallel import Competitive, Parallel
 from fsm_agents.patterns.recursive import Decomposition, Recursive, RecursiveTask
 from fsm_agents.patterns.router import Router
 from fsm_agents.patterns.sequential import Sequential
+from fsm_agents.runtime.bus import EventDriven  # the bus runs the pure machine: it sits above the runtime
 
 __all__ = [
     "Competitive",

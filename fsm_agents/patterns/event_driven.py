@@ -15,7 +15,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 from pydantic import Field
 from statemachine import State
 
@@ -32,7 +31,7 @@ from fsm_agents.patterns._base import (
 )
 from fsm_agents.state import Conversation, Frozen, MessageLog, Phase, Snapshot, UserMessage
 
-__all__ = ["EventDriven", "EventDrivenChart", "EventDrivenMachine", "EventInput", "UnknownEventType"]
+__all__ = ["EventDrivenChart", "EventDrivenMachine", "EventInput", "UnknownEventType"]
 
 
 class UnknownEventType(FsmAgentsError):
@@ -151,67 +150,3 @@ class EventDrivenMachine(Pattern):
 
     def finish(self, s: Snapshot[EventDrivenData], e: Event) -> Step:
         return Step(s)
-
-
-class EventDriven:
-    """Handlers by event type over one persistent conversation.
-
-        bus = EventDriven("ops", {"data.received": analyst, "error.occurred": responder})
-        result = await bus.emit("data.received", {"rows": 120})     # a RunResult
-        bus.conversation                                            # every event and reply so far
-
-    - `handlers`: `{event type: agent or pattern}`;
-    - `emit(event_type, data=None, **run_kwargs)`: runs the handler on the conversation so far
-      plus `Event <type>: <data JSON>`; on return `conversation` holds the handler's messages
-      (also after a FAILED run). `run_kwargs` go to `fsm_agents.run` (`models=`, `limits=`, ...).
-      Raises `UnknownEventType` (an `FsmAgentsError`) for a type with no handler. Concurrent
-      emits are handled one at a time, in the order they acquire the bus (an `anyio.Lock`):
-      each handler sees every earlier event and reply, and none is lost.
-    - `emit_sync(...)`: the same from synchronous code.
-
-    `.machine` is the pure `EventDrivenMachine` (input: an `EventInput`).
-    """
-
-    def __init__(self, name: str, handlers: Mapping[str, Any], *, conversation_id: str | None = None) -> None:
-        self.name = name
-        self.machine = EventDrivenMachine(name, handlers)
-        self.handlers = tuple(handlers)
-        self.conversation = Conversation(id=conversation_id or f"event_driven-{name}")
-        self.emitted = 0
-        self._lock = anyio.Lock()  # one emit at a time: each starts from the previous one's conversation
-
-    def _input(self, event_type: str, data: Any) -> EventInput:
-        if event_type not in self.machine.children():
-            raise UnknownEventType(self.machine.name, event_type, self.handlers)
-        return EventInput.of(event_type, data, self.conversation.messages)
-
-    def _absorb(self, result: Any) -> None:
-        messages = result.snapshot.conversation.messages
-        self.conversation = Conversation.model_construct(id=self.conversation.id, messages=messages)
-
-    async def emit(self, event_type: str, data: Any = None, **run_kwargs: Any) -> Any:
-        """Run the handler of `event_type` on the shared conversation; returns the `RunResult`."""
-        from fsm_agents.runtime import run
-
-        self._input(event_type, data)  # an unknown type fails at once, without waiting for the bus
-        async with self._lock:
-            event = self._input(event_type, data)  # the conversation as the previous emit left it
-            self.emitted += 1
-            run_kwargs.setdefault("run_id", f"{self.conversation.id}/{self.emitted}")
-            result = await run(self.machine, event, **run_kwargs)
-            self._absorb(result)
-        return result
-
-    def emit_sync(self, event_type: str, data: Any = None, **run_kwargs: Any) -> Any:
-        """`emit` from synchronous code (a new event loop; not from inside a running one)."""
-        from fsm_agents.runtime import run_sync
-
-        event = self._input(event_type, data)
-        self.emitted += 1
-        run_kwargs.setdefault("run_id", f"{self.conversation.id}/{self.emitted}")
-        result = run_sync(self.machine, event, **run_kwargs)
-        self._absorb(result)
-        return result
-
-    def __repr__(self) -> str:
-        return f"EventDriven({self.name!r}, handlers={list(self.handlers)})"

@@ -20,6 +20,7 @@ from fsm_agents.agent import Agent, model_request
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import Event, ModelReplied, Observed, Step
 from fsm_agents.machine import Machine, compile_chart
+from fsm_agents.models.scripted import FunctionModel
 from fsm_agents.patterns._base import ChartClass, Pattern, chart_class, pattern_name, resolve_child
 from fsm_agents.state import AssistantMessage, Conversation, Frozen, ModelRequest, Phase, Snapshot, messages_from
 
@@ -108,8 +109,6 @@ class Router(Pattern):
         routes: Mapping[str, Any],
         default: Any = None,
     ) -> None:
-        from fsm_agents.models.scripted import FunctionModel  # the patterns sit above the models
-
         self.name = pattern_name("router", name)
         if not routes:
             raise InvalidDefinition(f"{self.name}: at least one route is required")

@@ -36,8 +36,8 @@ from fsm_agents.errors import FsmAgentsError, InvalidDecision, InvalidInput, Not
 from fsm_agents.events import Answer, Approved, Denied
 from fsm_agents.machine import Machine, as_machine
 from fsm_agents.models.base import Model
-from fsm_agents.observers import Observer
 from fsm_agents.runtime.driver import Journal, Position, Session, drive
+from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.performers import check_decision_kinds
 from fsm_agents.runtime.result import Limits, Pending, RunResult
 from fsm_agents.runtime.streaming import Finished, StepItem, StreamEvent

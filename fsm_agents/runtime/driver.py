@@ -7,7 +7,8 @@
 views of it: they differ only in where the run starts (`Position`), whether it persists
 (`Journal`), and who watches (`Session.sink` for stream events, `RunState.items` for steps).
 
-- Performers are a table keyed by effect type (`performers.PERFORMERS`).
+- Performers are a table keyed by effect type (`PERFORMERS`: `performers.py`'s, plus
+  `run_agents` here, the one that drives child machines).
 - Persistence is a `Journal`: `None` in memory; with `store=`, the store's ledger journal
   (`fsm_agents.store.journal`), which owns the record order: a "started" record before an
   effect, then the event with its "finished" (and "end") record in one append. The driver
@@ -22,16 +23,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+import anyio
 
 from fsm_agents.errors import MachineStalled
-from fsm_agents.events import AgentsFinished, AgentTask, AwaitInput, Effect, Event, ModelReplied, Step
+from fsm_agents.events import (
+    AgentOutcome,
+    AgentsFinished,
+    AgentTask,
+    AwaitInput,
+    Effect,
+    Event,
+    ModelReplied,
+    RunAgents,
+    Step,
+)
 from fsm_agents.machine import Machine
-from fsm_agents.models.base import Model
-from fsm_agents.observers import Observer
-from fsm_agents.runtime.performers import PERFORMERS, usage_of
-from fsm_agents.runtime.result import NO_USAGE, Limits, Pending, RunResult, packed
+from fsm_agents.runtime.observer import Observer
+from fsm_agents.runtime.performers import PERFORMERS as EFFECT_PERFORMERS
+from fsm_agents.runtime.performers import Performer, usage_of
+from fsm_agents.runtime.result import Pending, RunResult, packed
+from fsm_agents.runtime.session import Journal, Position, RunState, Session
 from fsm_agents.runtime.streaming import (
     EffectFinished,
     EffectStarted,
@@ -39,141 +52,81 @@ from fsm_agents.runtime.streaming import (
     Suspended,
     TransitionTaken,
 )
-from fsm_agents.state import Usage
-from fsm_agents.tools import _RUN_ID, Tool, ToolExecutor
+from fsm_agents.state import Failure, Phase
+from fsm_agents.tools import _RUN_ID, Tool
 
-__all__ = ["Journal", "Position", "RunState", "Session", "drive"]
+__all__ = ["PERFORMERS", "Journal", "Position", "RunState", "Session", "drive", "run_child"]
 
 log = logging.getLogger("fsm_agents.runtime")
 
 
-@dataclass
-class Position:
-    """Where a run is: its id, start input and context, the current `step` (snapshot + the
-    effects it asks for), the events so far (packed or not), their usage, and — for a run
-    continued from a `RunResult` — the children it already ran."""
+async def run_child(session: Session, parent: RunState, machine: Machine, task: AgentTask) -> RunResult:
+    """Run (or continue) the child `machine` of `parent` for `task`, under `<parent id>/<task id>`."""
+    run_id = f"{parent.run_id}/{task.task_id}"
+    prior = session.prior.pop(run_id, None)
+    if prior is not None:  # an in-memory resume: a finished child stays finished
+        if not prior.pending:
+            return prior
+        return await drive(session, machine, Position.of_result(machine, prior), None)
+    journal: Journal | None = None
+    position: Position | None = None
+    if parent.journal is not None:
+        journal, position = await parent.journal.child(machine, task, run_id)
+    if position is None:
+        position = Position.start(machine, task.input, run_id)
+    return await drive(session, machine, position, journal)
 
-    run_id: str
-    input: Any
-    step: Step
-    context: Any = None
-    events: list[Any] = field(default_factory=list)
-    usage: Usage = NO_USAGE
-    children: dict[str, RunResult] = field(default_factory=dict)
 
-    @classmethod
-    def start(cls, machine: Machine, input: Any, run_id: str, context: Any = None) -> Position:
-        return cls(run_id, input, machine.start(input, context, run_id=run_id), context)
+async def run_agents(session: Session, run: RunState, effect: RunAgents) -> Event | None:
+    """`RunAgents` → `AgentsFinished`: each task's child machine runs (resumes, with a store) in a
+    task group, at most `effect.max_concurrency` (else `Limits.max_concurrency`) at once. When a
+    child suspends, the parent suspends too (`None`), after every child has stopped."""
+    known = run.machine.children()
+    outcomes: list[AgentOutcome | None] = [None] * len(effect.tasks)
+    limit = effect.max_concurrency or session.limits.max_concurrency
+    limiter = anyio.CapacityLimiter(limit) if limit else None
+    suspended = False
 
-    @classmethod
-    def of_result(cls, machine: Machine, result: RunResult) -> Position:
-        """Continue where `result` stopped (a suspended run)."""
-        return cls(
-            result.run_id,
-            result.input,
-            Step(result.snapshot, _effects_of(machine, result)),
-            result.context,
-            list(result.events),
-            result.usage,
-            dict(result.children),
+    async def one(i: int, task: AgentTask) -> None:
+        nonlocal suspended
+        child = known.get(task.machine)
+        if child is None:
+            outcomes[i] = AgentOutcome(
+                task_id=task.task_id,
+                machine=task.machine,
+                phase=Phase.FAILED,
+                failure=Failure(kind="child_failed", message=f"{run.machine.name} has no child machine {task.machine!r}"),
+            )
+            return
+        if limiter is None:
+            result = await run_child(session, run, child, task)
+        else:
+            async with limiter:
+                result = await run_child(session, run, child, task)
+        run.children[task.task_id] = result
+        if result.pending:
+            suspended = True
+            return
+        outcomes[i] = AgentOutcome.model_construct(
+            task_id=task.task_id,
+            machine=task.machine,
+            phase=result.phase,
+            output=result.output,
+            failure=result.failure,
+            usage=result.usage,
+            conversation=result.snapshot.conversation,
         )
 
-
-def _effects_of(machine: Machine, result: RunResult) -> tuple[Effect, ...]:
-    """The effects `result.snapshot` asks for, found by replaying its events."""
-    step = machine.start(result.input, result.context, run_id=result.run_id)
-    for event in result.events:
-        step = machine.step(step.snapshot, event)
-    return step.effects
-
-
-class Journal(Protocol):
-    """The persistence hook of `drive`. The store's ledger journal implements it
-    (`fsm_agents.store.journal.LedgerJournal`); in memory there is none.
-
-    - `before(machine, step, effect, tools)`: called before `effect` is performed. Writes what the
-      ledger needs ("started"), or returns the event to use instead of performing it (an
-      `EffectUncertain` for a non-idempotent effect a crash interrupted; it may raise
-      `UncertainEffect`).
-    - `after(machine, effect, event, step)`: the event answering `effect` and the step it led to.
-    - `child(task_id)`: the journal of a child run, and the child's `Position` when it has a log
-      (a resumed fan-out continues its children), else `None`.
-    """
-
-    conversation_id: str
-
-    async def before(
-        self, machine: Machine, step: Step, effect: Effect, tools: Mapping[str, Tool] | None
-    ) -> Event | None: ...
-
-    async def after(self, machine: Machine, effect: Effect, event: Event, step: Step) -> None: ...
-
-    async def child(self, machine: Machine, task: AgentTask, run_id: str) -> tuple[Journal, Position | None]: ...
+    async with anyio.create_task_group() as tg:
+        for i, task in enumerate(effect.tasks):
+            tg.start_soon(one, i, task)
+    if suspended:
+        return None
+    return AgentsFinished(outcomes=tuple(o for o in outcomes if o is not None))
 
 
-class RunState:
-    """One run in progress (a top-level run or a child): what performers need to know of it."""
-
-    __slots__ = ("children", "items", "journal", "machine", "run_id")
-
-    def __init__(self, machine: Machine, run_id: str, journal: Journal | None, children: dict[str, RunResult]) -> None:
-        self.machine = machine
-        self.run_id = run_id
-        self.journal = journal
-        self.children = children
-        self.items: Any = None  # a memory object send stream of `StepItem`s (iterate), or None
-
-
-class Session:
-    """What a run and all its children share: models by agent name, tool overrides, limits,
-    observers, the stream sink, the decisions `resume` brought, and tool executors."""
-
-    __slots__ = ("_executors", "decisions", "limits", "models", "observers", "prior", "sink", "tool_overrides")
-
-    def __init__(
-        self,
-        models: Mapping[str, Model],
-        tools: Mapping[str, Tool],
-        limits: Limits,
-        observers: Sequence[Observer],
-    ) -> None:
-        self.models = models
-        self.tool_overrides = tools
-        self.limits = limits
-        self.observers = observers
-        self.sink: Any = None  # a memory object send stream of stream events, or None
-        self.decisions: dict[str, Any] | None = None  # call id -> decision, while resuming
-        self.prior: dict[str, RunResult] = {}  # children of a suspended in-memory run, by run id
-        self._executors: dict[tuple[int, str], ToolExecutor] = {}
-
-    def executor(self, machine: Machine, agent: str) -> ToolExecutor:
-        """The tool executor of `agent` in `machine` (tool overrides applied), made once per session."""
-        key = (id(machine), agent)  # by id: a machine need not be hashable
-        ex = self._executors.get(key)
-        if ex is None:
-            tools: Mapping[str, Tool] = machine.tools_for(agent)
-            if self.tool_overrides and self.tool_overrides.keys() & tools.keys():
-                tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
-            limits = self.limits
-            ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
-            self._executors[key] = ex
-        return ex
-
-    async def run_child(self, parent: RunState, machine: Machine, task: AgentTask) -> RunResult:
-        """Run (or continue) the child `machine` of `parent` for `task`, under `<parent id>/<task id>`."""
-        run_id = f"{parent.run_id}/{task.task_id}"
-        prior = self.prior.pop(run_id, None)
-        if prior is not None:  # an in-memory resume: a finished child stays finished
-            if not prior.pending:
-                return prior
-            return await drive(self, machine, Position.of_result(machine, prior), None)
-        journal: Journal | None = None
-        position: Position | None = None
-        if parent.journal is not None:
-            journal, position = await parent.journal.child(machine, task, run_id)
-        if position is None:
-            position = Position.start(machine, task.input, run_id)
-        return await drive(self, machine, position, journal)
+PERFORMERS: dict[type[Effect], Performer] = {**EFFECT_PERFORMERS, RunAgents: run_agents}
+"""The performer of each effect type; the driver looks effects up here by exact type."""
 
 
 def notify(observers: Sequence[Observer], hook: str, *args: Any) -> None:

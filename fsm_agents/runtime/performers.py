@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from fsm_agents.errors import CassetteDivergence, InvalidDecision
 from fsm_agents.events import (
-    AgentOutcome,
     AgentsFinished,
-    AgentTask,
     Answer,
     Approved,
     AwaitInput,
@@ -31,23 +29,20 @@ from fsm_agents.events import (
     InputReceived,
     ModelFailed,
     ModelReplied,
-    RunAgents,
     RunTools,
     ToolsFinished,
 )
 from fsm_agents.models.base import ModelError, ModelResponse, StreamDelta
+from fsm_agents.runtime.session import RunState, Session
 from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
-from fsm_agents.state import Failure, Phase, ToolResult, Usage, _made, fields_set
+from fsm_agents.state import ToolResult, Usage, _made, fields_set
 from fsm_agents.tools import _text_of
-
-if TYPE_CHECKING:
-    from fsm_agents.runtime.driver import RunState, Session
 
 __all__ = ["PERFORMERS", "Performer", "check_decision_kinds", "model_failed", "model_replied", "usage_of"]
 
 log = logging.getLogger("fsm_agents.runtime")
 
-Performer = Callable[["Session", "RunState", Any], Awaitable[Event | None]]
+Performer = Callable[[Session, RunState, Any], Awaitable[Event | None]]
 
 _TOOLS_FINISHED_FIELDS = fields_set(ToolsFinished)
 _MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
@@ -112,61 +107,13 @@ async def await_input(session: Session, run: RunState, effect: AwaitInput) -> Ev
     return InputReceived(decisions=tuple(chosen))
 
 
-async def run_agents(session: Session, run: RunState, effect: RunAgents) -> Event | None:
-    """`RunAgents` → `AgentsFinished`: each task's child machine runs (resumes, with a store) in a
-    task group, at most `effect.max_concurrency` (else `Limits.max_concurrency`) at once. When a
-    child suspends, the parent suspends too (`None`), after every child has stopped."""
-    known = run.machine.children()
-    outcomes: list[AgentOutcome | None] = [None] * len(effect.tasks)
-    limit = effect.max_concurrency or session.limits.max_concurrency
-    limiter = anyio.CapacityLimiter(limit) if limit else None
-    suspended = False
-
-    async def one(i: int, task: AgentTask) -> None:
-        nonlocal suspended
-        child = known.get(task.machine)
-        if child is None:
-            outcomes[i] = AgentOutcome(
-                task_id=task.task_id,
-                machine=task.machine,
-                phase=Phase.FAILED,
-                failure=Failure(kind="child_failed", message=f"{run.machine.name} has no child machine {task.machine!r}"),
-            )
-            return
-        if limiter is None:
-            result = await session.run_child(run, child, task)
-        else:
-            async with limiter:
-                result = await session.run_child(run, child, task)
-        run.children[task.task_id] = result
-        if result.pending:
-            suspended = True
-            return
-        outcomes[i] = AgentOutcome.model_construct(
-            task_id=task.task_id,
-            machine=task.machine,
-            phase=result.phase,
-            output=result.output,
-            failure=result.failure,
-            usage=result.usage,
-            conversation=result.snapshot.conversation,
-        )
-
-    async with anyio.create_task_group() as tg:
-        for i, task in enumerate(effect.tasks):
-            tg.start_soon(one, i, task)
-    if suspended:
-        return None
-    return AgentsFinished(outcomes=tuple(o for o in outcomes if o is not None))
-
-
 PERFORMERS: dict[type[Effect], Performer] = {
     CallModel: call_model,
     RunTools: run_tools,
-    RunAgents: run_agents,
     AwaitInput: await_input,
 }
-"""The performer of each effect type. The driver looks effects up here by exact type."""
+"""The performers of the effects that do not run child machines, by effect type (the driver adds
+`RunAgents`, whose performer drives the children)."""
 
 
 def model_failed(agent: str, exc: Exception, timeout: float | None) -> ModelFailed:

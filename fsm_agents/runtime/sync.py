@@ -21,6 +21,7 @@ from fsm_agents.runtime.result import RunResult
 
 __all__ = ["resume_sync", "run_boxed", "run_sync"]
 
+
 def running_event_loop() -> str | None:
     """ "asyncio" or "trio" when this thread is inside a running event loop of that library."""
     try:

@@ -1,0 +1,131 @@
+"""What performers and the driver share about runs in progress: `Session` (one per top-level run
+and its children) and `RunState` (one per run). See docs/architecture.md, One run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fsm_agents.events import AgentTask, Effect, Event, Step
+from fsm_agents.machine import Machine
+from fsm_agents.models.base import Model
+from fsm_agents.runtime.observer import Observer
+from fsm_agents.runtime.result import NO_USAGE, Limits, RunResult
+from fsm_agents.state import Usage
+from fsm_agents.tools import Tool, ToolExecutor
+
+__all__ = ["Journal", "Position", "RunState", "Session"]
+
+
+@dataclass
+class Position:
+    """Where a run is: its id, start input and context, the current `step` (snapshot + the
+    effects it asks for), the events so far (packed or not), their usage, and — for a run
+    continued from a `RunResult` — the children it already ran."""
+
+    run_id: str
+    input: Any
+    step: Step
+    context: Any = None
+    events: list[Any] = field(default_factory=list)
+    usage: Usage = NO_USAGE
+    children: dict[str, RunResult] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, machine: Machine, input: Any, run_id: str, context: Any = None) -> Position:
+        return cls(run_id, input, machine.start(input, context, run_id=run_id), context)
+
+    @classmethod
+    def of_result(cls, machine: Machine, result: RunResult) -> Position:
+        """Continue where `result` stopped (a suspended run)."""
+        return cls(
+            result.run_id,
+            result.input,
+            Step(result.snapshot, _effects_of(machine, result)),
+            result.context,
+            list(result.events),
+            result.usage,
+            dict(result.children),
+        )
+
+
+def _effects_of(machine: Machine, result: RunResult) -> tuple[Effect, ...]:
+    """The effects `result.snapshot` asks for, found by replaying its events."""
+    step = machine.start(result.input, result.context, run_id=result.run_id)
+    for event in result.events:
+        step = machine.step(step.snapshot, event)
+    return step.effects
+
+
+class Journal(Protocol):
+    """The persistence hook of `drive`. The store's ledger journal implements it
+    (`fsm_agents.store.journal.LedgerJournal`); in memory there is none.
+
+    - `before(machine, step, effect, tools)`: called before `effect` is performed. Writes what the
+      ledger needs ("started"), or returns the event to use instead of performing it (an
+      `EffectUncertain` for a non-idempotent effect a crash interrupted; it may raise
+      `UncertainEffect`).
+    - `after(machine, effect, event, step)`: the event answering `effect` and the step it led to.
+    - `child(task_id)`: the journal of a child run, and the child's `Position` when it has a log
+      (a resumed fan-out continues its children), else `None`.
+    """
+
+    conversation_id: str
+
+    async def before(
+        self, machine: Machine, step: Step, effect: Effect, tools: Mapping[str, Tool] | None
+    ) -> Event | None: ...
+
+    async def after(self, machine: Machine, effect: Effect, event: Event, step: Step) -> None: ...
+
+    async def child(self, machine: Machine, task: AgentTask, run_id: str) -> tuple[Journal, Position | None]: ...
+
+
+class RunState:
+    """One run in progress (a top-level run or a child): what performers need to know of it."""
+
+    __slots__ = ("children", "items", "journal", "machine", "run_id")
+
+    def __init__(self, machine: Machine, run_id: str, journal: Journal | None, children: dict[str, RunResult]) -> None:
+        self.machine = machine
+        self.run_id = run_id
+        self.journal = journal
+        self.children = children
+        self.items: Any = None  # a memory object send stream of `StepItem`s (iterate), or None
+
+
+class Session:
+    """What a run and all its children share: models by agent name, tool overrides, limits,
+    observers, the stream sink, the decisions `resume` brought, and tool executors."""
+
+    __slots__ = ("_executors", "decisions", "limits", "models", "observers", "prior", "sink", "tool_overrides")
+
+    def __init__(
+        self,
+        models: Mapping[str, Model],
+        tools: Mapping[str, Tool],
+        limits: Limits,
+        observers: Sequence[Observer],
+    ) -> None:
+        self.models = models
+        self.tool_overrides = tools
+        self.limits = limits
+        self.observers = observers
+        self.sink: Any = None  # a memory object send stream of stream events, or None
+        self.decisions: dict[str, Any] | None = None  # call id -> decision, while resuming
+        self.prior: dict[str, RunResult] = {}  # children of a suspended in-memory run, by run id
+        self._executors: dict[tuple[int, str], ToolExecutor] = {}
+
+    def executor(self, machine: Machine, agent: str) -> ToolExecutor:
+        """The tool executor of `agent` in `machine` (tool overrides applied), made once per session."""
+        key = (id(machine), agent)  # by id: a machine need not be hashable
+        ex = self._executors.get(key)
+        if ex is None:
+            tools: Mapping[str, Tool] = machine.tools_for(agent)
+            if self.tool_overrides and self.tool_overrides.keys() & tools.keys():
+                tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
+            limits = self.limits
+            ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+            self._executors[key] = ex
+        return ex
