@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
-from fsm_agents.errors import FsmAgentsError
+from fsm_agents.errors import CodecError, FsmAgentsError, ShapeMismatch  # noqa: F401 - re-exported here
 from fsm_agents.events import AgentsFinished, Effect, Event
 from fsm_agents.state import AssistantMessage, Frozen, Message, SystemMessage, ToolMessage, UserMessage
 
@@ -38,14 +38,6 @@ __all__ = [
 
 T = TypeVar("T", bound=Frozen)
 M = TypeVar("M", bound=BaseModel)
-
-
-class CodecError(FsmAgentsError):
-    """A stored event or effect cannot be decoded (unknown type, invalid fields)."""
-
-
-class ShapeMismatch(CodecError):
-    """A stored value names a pydantic class that no longer validates it (the class changed)."""
 
 
 def dump(value: Event | Effect, *, exclude: Any = None) -> dict[str, Any]:

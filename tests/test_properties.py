@@ -1,4 +1,4 @@
-"""DESIGN §12 invariants 1–8 on the agent machine, checked with hypothesis (500 examples, all at
+"""The invariants of docs/architecture.md on the agent machine, checked with hypothesis (500 examples, all at
 once), and planted bugs proving that each check can fail."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def support_desk() -> Agent:
     return Agent("triage", "Route or answer.", tools=[add, lookup], handoffs=[billing], max_steps=3)
 
 
-# What each invariant states (DESIGN §12). `test_all_invariants_together_with_full_transition_coverage`
+# What each invariant states (docs/architecture.md, Invariants). `test_all_invariants_together_with_full_transition_coverage`
 # explores all eight at once, deeply (EXAMPLES runs); the per-invariant test below only proves
 # that each can be selected and checked on its own, so it runs a few examples (they repeated the
 # same exploration eight times, a third of the suite's CPU time).

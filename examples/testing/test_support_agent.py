@@ -1,6 +1,6 @@
 """A user's own agent tested three ways with fsm_agents.testing (run by `make test`).
 
-1. invariants: `check_machine` explores the agent with hypothesis and asserts DESIGN §12;
+1. invariants: `check_machine` explores the agent with hypothesis and asserts the invariants of docs/architecture.md;
 2. a targeted property of *this* agent, written with the strategies;
 3. a cassette recorded on the embedded local model, replayed as a deterministic regression test.
 """

@@ -40,6 +40,7 @@ import stamina
 from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from fsm_agents._secrets import register_secret
+from fsm_agents.errors import MissingAPIKey, ModelConnectionError
 from fsm_agents.models.base import (
     MalformedResponse,
     ModelError,
@@ -64,18 +65,6 @@ log = logging.getLogger("fsm_agents.models.http")
 MAX_RETRY_AFTER = 120.0
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-
-
-class ModelConnectionError(ModelError):
-    """The provider could not be reached, or the connection broke (reset, refused, DNS)."""
-
-    kind = "connection"
-
-
-class MissingAPIKey(ModelError):
-    """No API key was given and the provider's environment variable is not set."""
-
-    kind = "config"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from fsm_agents.errors import FsmAgentsError
+from fsm_agents.errors import (  # noqa: F401 - re-exported here
+    FsmAgentsError,
+    MalformedResponse,
+    ModelError,
+    ModelHTTPError,
+    ModelTimeout,
+    RateLimited,
+    ScriptExhausted,
+)
 from fsm_agents.state import AssistantMessage, Frozen, ModelRequest, Usage
 
 __all__ = [
@@ -52,51 +60,3 @@ class Model(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse: ...
 
 
-class ModelError(FsmAgentsError):
-    """A model call failed. `kind` is the short name the runtime records in `ModelFailed`."""
-
-    kind = "error"
-
-
-class ModelHTTPError(ModelError):
-    """The provider answered with an HTTP error status. `status` and `body` (text) are kept."""
-
-    kind = "http"
-
-    def __init__(self, status: int, body: str, message: str | None = None) -> None:
-        self.status, self.body = status, body
-        super().__init__(message or f"HTTP {status}: {body[:500]}")
-
-
-class RateLimited(ModelHTTPError):
-    """HTTP 429. `retry_after` is the server's `Retry-After` in seconds, when it sent one."""
-
-    kind = "rate_limited"
-
-    def __init__(self, status: int, body: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        hint = f"; retry after {retry_after} s" if retry_after is not None else ""
-        super().__init__(status, body, f"rate limited (HTTP {status}){hint}: {body[:300]}")
-
-
-class ModelTimeout(ModelError):
-    """The request (or the whole call) took longer than its timeout."""
-
-    kind = "timeout"
-
-
-class MalformedResponse(ModelError):
-    """The provider's answer could not be understood (invalid JSON, missing fields, a broken
-    stream). `body` keeps the raw text for the log."""
-
-    kind = "malformed"
-
-    def __init__(self, message: str, body: str = "") -> None:
-        self.body = body
-        super().__init__(message)
-
-
-class ScriptExhausted(ModelError):
-    """A `ScriptedModel` was asked for more replies than it was given."""
-
-    kind = "exhausted"

@@ -1,4 +1,4 @@
-"""Orchestration patterns as named machines over the six phases (DESIGN §2, §9).
+"""Orchestration patterns as named machines over the six phases (docs/architecture.md, The idea).
 
 Each pattern is a `Machine` (and its own `.machine`) with a flat chart, pure transitions and child
 runs through `RunAgents`; a stage, branch, worker, route or handler may be an `Agent` or another

@@ -18,7 +18,10 @@ from typing import Any
 from pydantic import Field
 from statemachine import State
 
-from fsm_agents.errors import FsmAgentsError, InvalidDefinition
+from fsm_agents.errors import (
+    InvalidDefinition,
+    UnknownEventType,
+)
 from fsm_agents.events import Event, Observed, Step
 from fsm_agents.log import PersistentLog
 from fsm_agents.machine import compile_chart
@@ -32,16 +35,6 @@ from fsm_agents.patterns._base import (
 from fsm_agents.state import Conversation, Frozen, MessageLog, Phase, Snapshot, UserMessage
 
 __all__ = ["EventDrivenChart", "EventDrivenMachine", "EventInput", "UnknownEventType"]
-
-
-class UnknownEventType(FsmAgentsError):
-    """An event was emitted that no handler is registered for. Attributes: `event_type`, `known`."""
-
-    def __init__(self, pattern: str, event_type: str, known: tuple[str, ...]) -> None:
-        self.event_type, self.known = event_type, known
-        super().__init__(
-            f"{pattern}: no handler for event type {event_type!r}; register one in handlers= (known: {', '.join(known)})"
-        )
 
 
 def _event_driven_chart() -> ChartClass:

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from fsm_agents.errors import CassetteDivergence, InvalidDecision
+from fsm_agents.errors import InvalidDecision, RunAborted
 from fsm_agents.events import (
     AgentsFinished,
     Answer,
@@ -60,7 +60,7 @@ async def call_model(session: Session, run: RunState, effect: CallModel) -> Even
                 response = await model.stream_complete(effect.request, _delta_sender(sink, run.run_id, effect.agent))
             else:
                 response = await model.complete(effect.request)
-    except CassetteDivergence:
+    except RunAborted:
         raise
     except Exception as exc:
         return model_failed(effect.agent, exc, timeout)

@@ -1,4 +1,4 @@
-"""Event-sourced persistence (DESIGN.md §10): an append-only log per conversation.
+"""Event-sourced persistence (docs/architecture.md, Records): an append-only log per conversation.
 
 A run is fully described by its start input and its events (`step` is pure), so the store keeps
 only those — plus an effect ledger (effect started / finished, by idempotency key) and, at the

@@ -67,7 +67,14 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from fsm_agents import codec
-from fsm_agents.errors import FsmAgentsError
+from fsm_agents.errors import (  # noqa: F401 - re-exported here
+    ConversationNotFound,
+    CorruptStore,
+    FsmAgentsError,
+    ReplayMismatch,
+    StoreError,
+    UnsupportedFormatVersion,
+)
 from fsm_agents.events import AgentsFinished, Effect, Event, RunAgents
 from fsm_agents.state import (
     Message,
@@ -101,43 +108,6 @@ FORMAT_VERSION = 4
 
 KINDS = frozenset({"start", "fork", "started", "event", "finished", "end", "decision"})
 GENESIS = ""
-
-
-class StoreError(FsmAgentsError):
-    """Base of the store's errors."""
-
-
-class UnsupportedFormatVersion(StoreError):
-    """A record was written by a newer fsm_agents (format version > `FORMAT_VERSION`): upgrade
-    fsm_agents to read this conversation."""
-
-    def __init__(self, conversation_id: str, seq: int, version: int) -> None:
-        self.conversation_id, self.seq, self.version = conversation_id, seq, version
-        super().__init__(
-            f"conversation {conversation_id!r}, record {seq}: format version {version} is newer than the "
-            f"{FORMAT_VERSION} this fsm_agents reads; upgrade fsm_agents to load it"
-        )
-
-
-class CorruptStore(StoreError):
-    """The stored log cannot be trusted: the database file is damaged, a record was edited,
-    removed or reordered (hash chain broken), or a record does not decode. Restore a backup."""
-
-
-class ConversationNotFound(StoreError, KeyError):
-    """No conversation has this id in the store."""
-
-    def __init__(self, conversation_id: str) -> None:
-        self.conversation_id = conversation_id
-        super().__init__(f"no conversation {conversation_id!r} in the store (see Conversations.list())")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class ReplayMismatch(StoreError):
-    """Re-folding the log did not reproduce the stored final snapshot (its digest differs):
-    the machine's code changed since the run, or the log was altered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +167,7 @@ def chain_hash(
 def decode_row(conversation_id: str, seq: int, kind: str, version: int, created_at: float, body: str, hash: str) -> Record:
     """A stored row as a `Record`; raises `UnsupportedFormatVersion` or `CorruptStore`."""
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UnsupportedFormatVersion(conversation_id, seq, version)
+        raise UnsupportedFormatVersion(conversation_id, seq, version, FORMAT_VERSION)
     if kind not in KINDS:
         raise CorruptStore(f"conversation {conversation_id!r}, record {seq}: unknown record kind {kind!r}")
     try:

@@ -1,4 +1,4 @@
-"""`check_machine`: explore a machine with hypothesis and assert DESIGN §12's invariants.
+"""`check_machine`: explore a machine with hypothesis and assert the invariants of docs/architecture.md.
 
 A `hypothesis.stateful.RuleBasedStateMachine` with a single rule explores whole runs (by
 default four independent runs per example): the rule starts the machine on a generated input,
@@ -40,7 +40,7 @@ event, guard values) is memoized, since the engine's choice depends on nothing e
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -53,7 +53,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, rule
 
-from fsm_agents.errors import FsmAgentsError, InvalidTransition
+from fsm_agents.errors import (
+    InvalidTransition,
+    InvariantViolation,
+)
 from fsm_agents.events import Approved, AwaitInput, CallModel, Effect, Event, InputReceived, RunAgents, RunTools, Step
 from fsm_agents.machine import Machine, Transition
 from fsm_agents.runtime import as_machine
@@ -71,19 +74,6 @@ __all__ = [
 ]
 
 UserInvariant = Callable[[Snapshot[Any], Event, Snapshot[Any]], Any]
-
-
-class InvariantViolation(FsmAgentsError, AssertionError):
-    """`check_machine` found a run that breaks an invariant. `invariant` names it; the message
-    lists the (shrunk) event sequence that leads there."""
-
-    def __init__(self, invariant: str, message: str, events: Sequence[Event] = ()) -> None:
-        self.invariant = invariant
-        self.message = message
-        self.events = tuple(events)
-        lines = [f"invariant {invariant!r} violated: {message}", f"after {len(self.events)} event(s):"]
-        lines += [f"  {i + 1}. {e.name}: {e!r}"[:400] for i, e in enumerate(self.events)]
-        super().__init__("\n".join(lines))
 
 
 def history_problems(conversation: Conversation) -> list[str]:
