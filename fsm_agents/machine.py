@@ -144,7 +144,8 @@ def chart_class(name: str, attrs: Mapping[str, Any], internal: Iterable[type[Eve
 
     `internal`: the events `step` raises itself (e.g. `Observed`), declared here once; the chart
     keeps them as `internal_events` and `compile_chart` reads them from there. Build variants of
-    a chart with a factory calling this, never by subclassing a chart (python-statemachine shares State objects with subclasses).
+    a chart with a factory calling this, never by subclassing a chart (python-statemachine shares
+    `State` objects with subclasses).
     """
     body = {"__module__": attrs.get("__module__", __name__), **attrs, "internal_events": tuple(internal)}
     chart: ChartClass = type(name, (StateChart,), body)

@@ -39,7 +39,7 @@ def support_desk() -> Agent:
 
 
 # What each invariant states (docs/architecture.md, Invariants). `test_all_invariants_together_with_full_transition_coverage`
-# explores all eight at once, deeply (EXAMPLES runs); the per-invariant test below only proves
+# explores all nine at once, deeply (EXAMPLES runs); the per-invariant test below only proves
 # that each can be selected and checked on its own, so it runs a few examples (they repeated the
 # same exploration eight times, a third of the suite's CPU time).
 INVARIANTS = {
@@ -57,6 +57,8 @@ INVARIANTS = {
     "replay": "folding a run's events over `start(input)` reproduces its final snapshot exactly",
     "oracle": "python-statemachine's own engine, driven with the same events and guard functions, takes the "
     "same transition at every step as the compiled table",
+    "decisions": "every call an AwaitInput awaits is decided exactly once before the next model call: it either "
+    "runs (approved) or has its decided result, never both, and a denied call never runs",
 }
 ALONE_EXAMPLES = 25
 
@@ -70,7 +72,7 @@ def test_each_invariant_can_be_checked_alone(invariant: str) -> None:
 
 
 def test_all_invariants_together_with_full_transition_coverage() -> None:
-    """All eight invariants of INVARIANTS at once over EXAMPLES explored runs, and every declared
+    """All nine invariants of INVARIANTS at once over EXAMPLES explored runs, and every declared
     transition of the agent chart taken."""
     assert set(INVARIANTS) == set(testing_check.DEFAULT)  # the table above names every invariant
     report = check_machine(support_desk(), max_examples=EXAMPLES, seed=9, assert_full_coverage=True)

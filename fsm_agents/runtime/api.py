@@ -12,7 +12,6 @@ See docs/architecture.md, "Open runs" and "Suspension".
 from __future__ import annotations
 
 import itertools
-import math
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +20,6 @@ from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from fsm_agents._arguments import (
     check_conversation_id,
@@ -40,7 +38,7 @@ from fsm_agents.runtime.driver import Journal, Position, Session, drive
 from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.performers import check_decision_kinds
 from fsm_agents.runtime.result import Limits, Pending, RunResult
-from fsm_agents.runtime.streaming import Finished, StepItem, StreamEvent
+from fsm_agents.runtime.streaming import Channel, Finished, StepItem, StreamEvent
 from fsm_agents.tools import Tool, as_tools
 
 __all__ = ["JournalFactory", "iterate", "register_journal_factory", "resume", "run", "stream"]
@@ -334,23 +332,25 @@ class RunStream:
     def __init__(self, prepared: _Prepared) -> None:
         self._prepared = prepared
         self._tg: TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[StreamEvent] | None = None
+        self._receive: Channel | None = None
         self.result: RunResult | None = None
 
     async def __aenter__(self) -> RunStream:
         prepared = self._prepared
         position, journal = await prepared.open()
-        send, receive = anyio.create_memory_object_stream[StreamEvent](math.inf)
-        prepared.session.sink = send
-        self._receive = receive
+        channel = Channel()
+        prepared.session.sink = channel
+        self._receive = channel
         self._tg = tg = anyio.create_task_group()
         await tg.__aenter__()
 
         async def driver() -> None:
-            async with send:
+            try:
                 result = await drive(prepared.session, prepared.machine, position, journal)
                 self.result = result
-                send.send_nowait(Finished(result.run_id, result))
+                channel.send_nowait(Finished(result.run_id, result))
+            finally:
+                channel.close()
 
         tg.start_soon(driver)
         return self
@@ -368,14 +368,15 @@ class RunStream:
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         if self._receive is not None:
-            return self._receive.__aiter__()
+            return self._receive
         return self._run_through()
 
     async def _run_through(self) -> AsyncIterator[StreamEvent]:
         async with self:
             assert self._receive is not None
-            async for ev in self._receive:
-                yield ev
+            async for batch in self._receive.batches():  # one await per batch, not per event
+                while batch:
+                    yield batch.popleft()
 
 
 def stream(machine: Any, input: Any, **options: Any) -> RunStream:

@@ -11,6 +11,7 @@ See docs/architecture.md, "One run".
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,14 +68,30 @@ async def call_model(session: Session, run: RunState, effect: CallModel) -> Even
     return model_replied(response, effect.agent)
 
 
-def _delta_sender(sink: Any, run_id: str, agent: str) -> Callable[[StreamDelta], None]:
-    def send(delta: StreamDelta) -> None:
+_YIELD_EVERY = 0.001  # s: how long a burst of buffered deltas may be parsed before the watcher runs
+
+
+def _delta_sender(sink: Any, run_id: str, agent: str) -> Callable[[StreamDelta], Awaitable[None] | None]:
+    """The `on_delta` callback of `stream_complete`: each delta to the sink as a stream event.
+    Returns an awaitable (a checkpoint) only when the watcher is due to run, so a delta costs no
+    coroutine."""
+    due = 0.0  # when the watcher must next get the event loop (the first delta goes at once)
+
+    def send(delta: StreamDelta) -> Awaitable[None] | None:
+        nonlocal due
         if delta.text:
             sink.send_nowait(TextDelta(run_id, agent, delta.text))
         if delta.tool_index is not None:
             sink.send_nowait(
                 ToolCallDelta(run_id, agent, delta.tool_index, delta.tool_call_id, delta.tool_name, delta.arguments)
             )
+        # chunks that arrived together are parsed without awaiting anything: yield now and then so
+        # the watcher sees the first one at once and the rest as they come
+        now = time.perf_counter()
+        if now >= due:
+            due = now + _YIELD_EVERY
+            return anyio.lowlevel.checkpoint()
+        return None
 
     return send
 

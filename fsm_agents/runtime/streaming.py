@@ -9,8 +9,12 @@ delta, so they must be cheap. See docs/architecture.md, "Open runs".
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from fsm_agents.events import Effect, Event, Taken
 from fsm_agents.state import Snapshot
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from fsm_agents.runtime.result import Pending, RunResult
 
 __all__ = [
+    "Channel",
     "EffectFinished",
     "EffectStarted",
     "Finished",
@@ -106,6 +111,57 @@ class Finished:
 
     run_id: str
     result: RunResult
+
+
+class Channel:
+    """An unbounded single-consumer queue of stream events between the driver (`send_nowait`,
+    never blocks) and the watcher (`async for`). Lighter than a memory object stream: a delta
+    costs a deque append, and the watcher awaits only when the queue is empty."""
+
+    __slots__ = ("_closed", "_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: anyio.Event | None = None
+        self._closed = False
+
+    def send_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def close(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    async def batches(self) -> AsyncIterator[deque[Any]]:
+        """The queue each time it holds items (the caller empties it), until closed and empty."""
+        items = self._items
+        while True:
+            if items:
+                yield items
+            elif self._closed:
+                return
+            else:
+                waiter = self._waiter = anyio.Event()
+                await waiter.wait()
+
+    async def __anext__(self) -> Any:
+        items = self._items
+        while not items:
+            if self._closed:
+                raise StopAsyncIteration
+            waiter = self._waiter = anyio.Event()
+            await waiter.wait()
+        return items.popleft()
 
 
 StreamEvent = TextDelta | ToolCallDelta | TransitionTaken | EffectStarted | EffectFinished | Suspended | Finished

@@ -1,13 +1,19 @@
 """Synchronous twins of the entry points, for scripts: `run_sync`, `resume_sync`.
 
-Each call runs the async entry point to completion on an event loop of its own; calling one from
-inside a running event loop raises `EventLoopRunning` (it would block that loop).
+Each call runs the async entry point to completion: on asyncio on an event loop the calling
+thread keeps for such calls (a new loop per call costs more than a short run), on trio in a new
+`trio.run`. Calling one from inside a running event loop raises `EventLoopRunning` (it would block
+that loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -39,9 +45,54 @@ def running_event_loop() -> str | None:
     return None
 
 
+class _Loops(threading.local):
+    """One asyncio event loop per thread, reused by every synchronous call made in that thread: a
+    new loop per call (what `anyio.run` does) costs more than a short run itself."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_loops = _Loops()
+
+
+def _drop_loop() -> None:
+    loop, _loops.loop = _loops.loop, None
+    if loop is not None and not loop.is_closed():
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+os.register_at_fork(after_in_child=lambda: setattr(_loops, "loop", None))  # a loop does not survive fork
+atexit.register(_drop_loop)
+
+
+def _on_asyncio(fn: Callable[[], Awaitable[Any]]) -> Any:
+    loop = _loops.loop
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+
+    async def main() -> Any:
+        return await fn()
+
+    try:
+        return loop.run_until_complete(main())
+    except BaseException:
+        # KeyboardInterrupt and the like can leave tasks behind: cancel them, start afresh next time
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        _drop_loop()
+        raise
+
+
 def run_boxed(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
-    """Run `fn()` to completion on a new event loop of `backend`. Raises `InvalidInput` for an
-    unknown backend and `EventLoopRunning` inside a running loop."""
+    """Run `fn()` to completion on an event loop of `backend`: on asyncio, this thread's reused
+    loop; on trio, a new run. Raises `InvalidInput` for an unknown backend and
+    `EventLoopRunning` inside a running loop."""
     check_backend(backend)
     library = running_event_loop()
     if library is not None:
@@ -49,6 +100,8 @@ def run_boxed(fn: Callable[[], Awaitable[Any]], backend: str) -> Any:
             f"a synchronous entry point was called from inside a running {library} event loop, which it would "
             "block: await the async one instead (run, resume, EventDriven.emit)"
         )
+    if backend == "asyncio":
+        return _on_asyncio(fn)
     # The result travels in a box, not as the main task's result: CPython 3.11's asyncio.Runner
     # calls signal.getsignal(SIGINT), whose enum lookup formats repr() of the handler, i.e. of the
     # main task and its result.
