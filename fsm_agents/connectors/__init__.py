@@ -1,0 +1,32 @@
+"""Built-in connectors: ordinary toolsets for the tools the seed agents API ships.
+
+Each function returns a toolset, a sequence of `Tool`s: `Agent(tools=library)` or
+`Agent(tools=[*library, *search, my_tool])`.
+
+- `document_library(paths | store=)`: search local documents (text, Markdown, HTML, PDF) ranked
+  by SQLite FTS5 BM25, passages with citations (`fsm_agents.connectors.documents`);
+- `web_search(backend)`: web search through a `SearchBackend`, `SearXNG` shipped
+  (`fsm_agents.connectors.web_search`);
+- `image_generation(backend)`: images through an `ImageBackend`, `OpenAIImages` shipped, saved
+  as files of the conversation and returned as references (`fsm_agents.connectors.images`).
+"""
+
+from fsm_agents.connectors.documents import (
+    DocumentLibrary,
+    DocumentLibraryError,
+    DocumentNotFound,
+    EmptyQuery,
+    IndexStats,
+    Passage,
+    document_library,
+)
+
+__all__ = [
+    "DocumentLibrary",
+    "DocumentLibraryError",
+    "DocumentNotFound",
+    "EmptyQuery",
+    "IndexStats",
+    "Passage",
+    "document_library",
+]
