@@ -20,6 +20,16 @@ from fsm_agents.connectors.documents import (
     Passage,
     document_library,
 )
+from fsm_agents.connectors.images import (
+    GeneratedImage,
+    ImageBackend,
+    ImageBackendError,
+    ImageData,
+    ImageGeneration,
+    ImageGenerationError,
+    OpenAIImages,
+    image_generation,
+)
 from fsm_agents.connectors.web_search import (
     EmptySearchQuery,
     SearchBackend,
@@ -41,7 +51,14 @@ __all__ = [
     "DocumentNotFound",
     "EmptyQuery",
     "EmptySearchQuery",
+    "GeneratedImage",
+    "ImageBackend",
+    "ImageBackendError",
+    "ImageData",
+    "ImageGeneration",
+    "ImageGenerationError",
     "IndexStats",
+    "OpenAIImages",
     "Passage",
     "SearXNG",
     "SearchBackend",
@@ -54,5 +71,6 @@ __all__ = [
     "WebSearch",
     "WebSearchError",
     "document_library",
+    "image_generation",
     "web_search",
 ]
