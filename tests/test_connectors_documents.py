@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from fsm_agents import Agent, ToolMessage, run_sync
 from fsm_agents.connectors import (
     DocumentLibrary,
+    DocumentLibraryError,
     DocumentNotFound,
     EmptyQuery,
     Passage,
@@ -109,6 +110,18 @@ def test_markdown_sections_and_offsets_into_the_file(corpus: Path) -> None:
         assert hit.citation == f"guide.md#returns (Shipping guide › Returns), chars {hit.start}-{hit.end}"
         sections = {p.section for p in library.search("code heading line refund customs", k=10) if p.file == "guide.md"}
         assert "Shipping guide › Returns › this line is code, not a heading" not in sections
+
+
+def test_a_lone_heading_joins_the_section_below_it(tmp_path: Path) -> None:
+    write(tmp_path / "a.md", "# Lamps\n\n## Charging\n\nUse USB-C.\n")
+    with document_library(tmp_path) as library:
+        [hit] = library.search("lamps charging usb", k=5)
+    assert (hit.section, hit.anchor, hit.start, hit.text) == (
+        "Lamps › Charging",
+        "charging",
+        0,
+        "# Lamps\n\n## Charging\n\nUse USB-C.",
+    )
 
 
 def test_html_main_content_sections_and_offsets_into_extracted_text(corpus: Path) -> None:
@@ -221,7 +234,20 @@ def test_a_file_that_cannot_be_parsed_is_skipped_and_logged(tmp_path: Path, capl
     with document_library(tmp_path) as library:
         assert library.stats()["files"] == 1
         assert library.search("readable")[0].file == "ok.md"
-    assert any("broken.pdf" in r.getMessage() for r in caplog.records)
+        assert any("broken.pdf" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        assert library.refresh().failed == 1
+        assert not caplog.records  # unchanged since it failed: not parsed (nor logged) again
+
+
+def test_a_file_that_stops_parsing_loses_its_old_passages(corpus: Path) -> None:
+    with document_library(corpus, refresh_every=None) as library:
+        assert only(library, "backup codes", "faq.html")
+        (corpus / "faq.html").write_text("   \n")  # no longer an HTML document
+        assert library.refresh().failed == 1
+        assert "faq.html" not in {p.file for p in library.search("backup codes password", k=20)}
+        write(corpus / "faq.html", FAQ_HTML)  # fixed: indexed again
+        assert library.refresh().added == 1 and only(library, "backup codes", "faq.html")
 
 
 def test_empty_query_is_a_typed_error_and_fed_back_to_the_model(corpus: Path) -> None:
@@ -242,6 +268,14 @@ def test_empty_query_is_a_typed_error_and_fed_back_to_the_model(corpus: Path) ->
     answers = [m for m in result.snapshot.conversation.messages if isinstance(m, ToolMessage)]
     assert answers[0].is_error and "no word to search for" in answers[0].content
     assert not answers[1].is_error and '"file":"guide.md"' in answers[1].content and '"citation"' in answers[1].content
+
+
+def test_a_closed_library_says_so(corpus: Path) -> None:
+    library = document_library(corpus)
+    library.close()
+    library.close()  # idempotent
+    with pytest.raises(DocumentLibraryError, match="closed"):
+        library.search("refund")
 
 
 def test_k_is_capped_by_max_k(corpus: Path) -> None:

@@ -39,7 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -56,6 +56,7 @@ __all__ = [
     "DocumentNotFound",
     "EmptyQuery",
     "IndexStats",
+    "ParserMissing",
     "Passage",
     "document_library",
 ]
@@ -102,6 +103,10 @@ class DocumentLibraryError(FsmAgentsError):
 
 class DocumentNotFound(DocumentLibraryError, FileNotFoundError):
     """A path given to `document_library` does not exist, or is a file of an unsupported kind."""
+
+
+class ParserMissing(DocumentLibraryError, ImportError):
+    """The library that reads a kind of document is not installed (`fsm-agents[documents]`)."""
 
 
 class EmptyQuery(DocumentLibraryError, ValueError):
@@ -180,7 +185,7 @@ def _require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise DocumentLibraryError(
+        raise ParserMissing(
             f"reading these documents needs {module.split('.')[0]!r}: pip install 'fsm-agents[documents]'"
         ) from exc
 
@@ -503,6 +508,8 @@ class DocumentLibrary(Sequence[Tool]):
         self.base = _base_folder(self.paths)
         self._lock = threading.RLock()
         self._last_scan = -float("inf")
+        self._closed = False
+        self._failed: dict[str, tuple[int, int]] = {}  # files that could not be indexed: (mtime_ns, size)
         try:
             self._db = sqlite3.connect(
                 ":memory:" if store is None else str(store), check_same_thread=False, isolation_level=None
@@ -548,7 +555,15 @@ class DocumentLibrary(Sequence[Tool]):
     def close(self) -> None:
         """Close the index (idempotent); with `store=` the index file stays for the next time."""
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise DocumentLibraryError("this document library is closed: open it again with document_library(...)")
+            yield
 
     def __enter__(self) -> Self:
         return self
@@ -617,7 +632,7 @@ class DocumentLibrary(Sequence[Tool]):
         ones. A file that cannot be read or parsed is logged (warning) and left out; it is tried
         again when it changes. Returns what was done."""
         started = time.perf_counter()
-        with self._lock:
+        with self._locked():
             stats = self._refresh()
             self._last_scan = time.monotonic()
         return stats.model_copy(update={"seconds": time.perf_counter() - started})
@@ -638,29 +653,28 @@ class DocumentLibrary(Sequence[Tool]):
             if row is not None and row[2] == st.st_mtime_ns and row[3] == st.st_size:
                 counts["unchanged"] += 1
                 continue
+            if self._failed.get(key) == (st.st_mtime_ns, st.st_size):
+                counts["failed"] += 1  # failed before and unchanged since: not parsed again
+                continue
             try:
                 data = path.read_bytes()
-            except OSError as exc:
-                log.warning("cannot read %s: %s", path, exc)
-                counts["failed"] += 1
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            if row is not None and row[4] == digest:
-                db.execute("UPDATE files SET mtime_ns = ?, size = ? WHERE id = ?", (st.st_mtime_ns, st.st_size, row[0]))
-                counts["unchanged"] += 1
-                continue
-            try:
+                digest = hashlib.sha256(data).hexdigest()
+                if row is not None and row[4] == digest:
+                    db.execute("UPDATE files SET mtime_ns = ?, size = ? WHERE id = ?", (st.st_mtime_ns, st.st_size, row[0]))
+                    counts["unchanged"] += 1
+                    continue
                 doc = extract(path, data)
-            except DocumentLibraryError as exc:
-                if "pip install" in str(exc):
-                    raise
-                log.warning("cannot index %s: %s", path, exc)
-                counts["failed"] += 1
-                continue
-            except Exception as exc:  # a parser's own failure on one odd file must not stop the rest
+            except ParserMissing:
+                raise
+            except Exception as exc:  # an unreadable file, or a parser's failure on one odd file
                 log.warning("cannot index %s: %s: %s", path, type(exc).__name__, exc)
+                self._failed[key] = (st.st_mtime_ns, st.st_size)
                 counts["failed"] += 1
+                if row is not None:  # its old content is no longer what the file says
+                    with self._transaction():
+                        self._delete(row[0])
                 continue
+            self._failed.pop(key, None)
             with self._transaction():
                 if row is not None:
                     self._delete(row[0])
@@ -714,7 +728,7 @@ class DocumentLibrary(Sequence[Tool]):
             raise ValueError(f"k must be at least 1, got {k}")
         k = min(k, self.max_k)
         expression = _query_expression(query)
-        with self._lock:
+        with self._locked():
             if self.refresh_every is not None and time.monotonic() - self._last_scan >= self.refresh_every:
                 self.refresh()
             rows = self._db.execute(
@@ -744,7 +758,7 @@ class DocumentLibrary(Sequence[Tool]):
         text that `Passage.start`/`end` index (for PDF: pages joined by form feeds, and offsets
         are per page). Raises `DocumentNotFound` for a file the library does not hold."""
         path = Path(os.path.normpath(self.base / file))
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT 1 FROM files WHERE path = ?", (str(path),)).fetchone()
         if row is None:
             raise DocumentNotFound(f"{file!r} is not a document of this library")
@@ -752,7 +766,7 @@ class DocumentLibrary(Sequence[Tool]):
 
     def stats(self) -> dict[str, int]:
         """How much is indexed: `files`, `chunks`."""
-        with self._lock:
+        with self._locked():
             files = self._db.execute("SELECT count(*) FROM files").fetchone()[0]
             chunks = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         return {"files": int(files), "chunks": int(chunks)}
