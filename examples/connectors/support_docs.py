@@ -36,8 +36,8 @@ INSTRUCTIONS = (
 
 def library(docs: Path = HELPCENTER) -> DocumentLibrary:
     """The help center as a document library (small chunks and two passages per search: a small
-    model has a small context window)."""
-    return document_library(docs, chunk_chars=600, k=2, max_k=4)
+    model has a small context window; Sphinx's `_sources/` copies of the pages left out)."""
+    return document_library(docs, exclude=["_sources"], chunk_chars=600, k=2, max_k=4)
 
 
 def cite_first_passage(request: ModelRequest) -> str:
