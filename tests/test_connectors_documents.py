@@ -228,6 +228,15 @@ def test_bad_definitions_are_typed_errors(tmp_path: Path) -> None:
     assert isinstance(DocumentNotFound("x"), FileNotFoundError)
 
 
+def test_a_file_that_is_not_an_index_is_a_typed_error(corpus: Path, tmp_path: Path) -> None:
+    store = tmp_path / "notes.sqlite"
+    store.write_bytes(b"not a database" * 100)
+    with pytest.raises(DocumentLibraryError, match=r"cannot open the index.*delete it to rebuild it"):
+        document_library(corpus, store=store)
+    with pytest.raises(DocumentLibraryError, match="is not a document index"):
+        document_library(store=store)
+
+
 def test_a_file_that_cannot_be_parsed_is_skipped_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
     write(tmp_path / "ok.md", "# Fine\n\nreadable\n")

@@ -11,8 +11,9 @@ Extraction, per file suffix:
 - `.md`, `.markdown`: sections between headings, found by `markdown-it-py` (CommonMark: ATX and
   setext headings, never a `#` inside a code block); offsets are into the file's own text;
 - `.html`, `.htm`: the main content (`<main>`, `[role=main]`, `<article>`, else `<body>`) parsed
-  by `lxml.html`, scripts, styles, navigation and Sphinx permalink marks dropped; sections start
-  at each `<h1>`–`<h6>`; offsets are into the extracted text (`DocumentLibrary.text(file)`);
+  by lxml's HTML parser (libxml2; `<meta charset>` honoured), scripts, styles, navigation and
+  Sphinx permalink marks dropped; sections start at each `<h1>`–`<h6>`; offsets are into the
+  extracted text (`DocumentLibrary.text(file)`);
 - `.pdf`: one section per page, text extracted by `pypdf`; offsets are into the page's text.
 
 Sections longer than `chunk_chars` are cut at paragraph, then line, then word boundaries.
@@ -39,7 +40,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -516,6 +517,8 @@ class DocumentLibrary(Sequence[Tool]):
             )
             self._open_schema()
         except sqlite3.Error as exc:
+            with suppress(Exception):
+                self._db.close()
             raise DocumentLibraryError(f"cannot open the index {store}: {exc}; delete it to rebuild it") from exc
         self._tool = self._make_tool(name, description)
 
