@@ -7,7 +7,9 @@ any folder of text, Markdown, HTML or PDF files given with `--docs` (try
 `--docs /usr/share/doc/python3-doc/html "How do I read a CSV file?"`). The agent searches with
 `search_documents`, then answers citing the passage. Runs on the embedded local model
 (SmolLM2-135M via llama.cpp) when it can be served, else on a scripted model; the tests run it
-on `ScriptedModel`.
+on `ScriptedModel`. A 135M model is weak: it searches with the question and gets the right
+passage, but its answer seldom uses it; any OpenAI-compatible server does better
+(FSM_AGENTS_MODEL_URL, see `fsm_agents.local`).
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ HELPCENTER = Path(__file__).parent.parent / "data" / "helpcenter"
 QUESTION = "When will my refund arrive?"
 
 INSTRUCTIONS = (
-    "You are the support agent of Lumen, a lamp maker. Search the help center with search_documents, "
-    "then answer in one or two sentences using only the passages found, and cite the passage's file."
+    "You are the support agent of Lumen, a lamp maker. Search the help center with search_documents. "
+    "Then answer the customer's question with the sentence of the first passage that answers it, "
+    "followed by that passage's file in brackets."
 )
 
 
 def library(docs: Path = HELPCENTER) -> DocumentLibrary:
     """The help center as a document library (small chunks and two passages per search: a small
     model has a small context window; Sphinx's `_sources/` copies of the pages left out)."""
-    return document_library(docs, exclude=["_sources"], chunk_chars=600, k=2, max_k=4)
+    return document_library(docs, exclude=["_sources"], chunk_chars=600, k=2, max_k=2)
 
 
 def cite_first_passage(request: ModelRequest) -> str:
@@ -100,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"local model unavailable ({type(exc).__name__}); running on a scripted model", file=sys.stderr)
             result = ask(docs, scripted(question), question)
     for m in result.snapshot.conversation.messages:
+        for c in getattr(m, "tool_calls", ()):
+            print(f"{c.name}({c.arguments})", flush=True)
         if isinstance(m, ToolMessage):
             hits = json.loads(m.content) if not m.is_error else m.content
-            print(f"search → {[h['citation'] for h in hits] if isinstance(hits, list) else hits}", flush=True)
+            print(f"  → {[h['citation'] for h in hits] if isinstance(hits, list) else hits}", flush=True)
     if result.ok:
         print(f"DONE: {result.output}", flush=True)
     else:

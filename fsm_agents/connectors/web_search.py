@@ -293,7 +293,7 @@ class WebSearch(Sequence[Tool]):
             """Search the web; returns results with title, URL and snippet.
 
             Args:
-                query: what to search for, in a few keywords.
+                query: what to search for: a few plain keywords, not a URL.
                 max_results: how many results to return.
             """
             return await self.search(query, max_results)
