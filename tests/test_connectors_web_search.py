@@ -59,6 +59,13 @@ async def test_results_parsed_from_the_searxng_shape(anyio_backend: str) -> None
     assert seen.query == {"q": ["asyncio gather"], "format": ["json"], "categories": ["general"], "language": ["en"]}
 
 
+async def test_results_without_a_url_are_skipped() -> None:
+    payload = {**RECORDED, "results": [{"title": "no link", "url": None, "content": "x"}, *RECORDED["results"][:1]]}
+    with stub_server(Answer(200, payload)) as stub:
+        results = await SearXNG(stub.url).search("q")
+    assert [r.url for r in results] == ["https://docs.python.org/3/library/asyncio-task.html"]
+
+
 async def test_limit_cuts_the_results() -> None:
     with stub_server(Answer(200, RECORDED)) as stub:
         assert len(await SearXNG(stub.url).search("x", limit=1)) == 1
