@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
@@ -57,3 +58,29 @@ def test_open_run_snippets_run_and_show_what_they_say() -> None:
     first, last = outputs[2].splitlines()
     assert first.startswith("suspended [('refund', ") and "900" in first
     assert last == "done A1 refunded; B2 needs a manager."
+
+
+def test_connector_snippets_run() -> None:
+    """The document library and web search snippets of the README's Connectors section run as
+    they are (the code interpreter's is run by tests/test_connectors_code.py, which needs bwrap)."""
+    import os
+
+    text = README.read_text()
+    section = text.split("## Connectors", 1)[1].split("\n## ", 1)[0]
+    codes = [c for c in _blocks(section, "python") if "document_library(" in c or "web_search(" in c]
+    assert len(codes) == 2
+    cwd = os.getcwd()
+    os.chdir(README.parent)
+    try:
+        outputs = []
+        for i, code in enumerate(codes):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"README.md connectors {i}", "exec"), {"__name__": "__readme__"})
+            outputs.append(out.getvalue())
+    finally:
+        os.chdir(cwd)
+    citation, answer = outputs[0].splitlines()
+    assert citation.startswith("returns.md") and answer == "Within 5 business days."
+    urls = ast.literal_eval(outputs[1])  # a printed list of URLs
+    assert len(urls) == 2 and all(u.startswith("http") for u in urls)
