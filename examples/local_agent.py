@@ -5,7 +5,8 @@
 Starts the local llama.cpp server (`fsm_agents.local.serve`) and runs a `Sequential` pattern of
 two agents sharing one conversation: a researcher with a lookup tool over
 `examples/data/countries.csv`, then an analyst with a safe calculator. Every transition of the
-pattern and of each agent is printed live, then the outcome and a transcript summary. A 135M
+pattern and of each agent is printed live, with the model's words as it writes them (the run is
+watched through `fsm_agents.stream`), then the outcome and a transcript summary. A 135M
 model is weak: each agent ends in DONE or FAILED(budget_exhausted), and the run always keeps a
 complete, well-formed history. Set FSM_AGENTS_MODEL_URL (and FSM_AGENTS_MODEL_NAME) to use any
 other OpenAI-compatible server instead.
@@ -24,11 +25,24 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fsm_agents import Agent, AssistantMessage, ToolMessage, run_sync, tool
+import anyio
+
+from fsm_agents import (
+    Agent,
+    AssistantMessage,
+    EffectFinished,
+    Finished,
+    TextDelta,
+    ToolCallDelta,
+    ToolMessage,
+    TransitionTaken,
+    stream,
+    tool,
+)
 from fsm_agents.agent import guided_tool_choice
 from fsm_agents.local import serve
 from fsm_agents.models import Model, ModelSettings
-from fsm_agents.observers import PrintObserver
+from fsm_agents.observers import Redactor, describe_event
 from fsm_agents.patterns import Sequential
 from fsm_agents.runtime import Limits, RunResult
 
@@ -164,6 +178,35 @@ def summary(result: RunResult, elapsed: float) -> str:
     return "\n".join(lines)
 
 
+async def watch(team: Sequential, question: str) -> RunResult:
+    """Run `team` through `fsm_agents.stream`, printing as it goes: the model's words and tool
+    calls as the local model writes them, what each effect returned, every transition."""
+    result: RunResult | None = None
+    writing: str | None = None  # the agent whose reply is being printed
+    redact = Redactor()
+    async for ev in stream(team, question, limits=Limits(model_timeout=180, tool_timeout=5)):
+        if isinstance(ev, (TextDelta, ToolCallDelta)):
+            if writing != ev.agent:
+                print(f"    ✎ {ev.agent}: ", end="")
+                writing = ev.agent
+            text = ev.text if isinstance(ev, TextDelta) else (f"{ev.name}(" if ev.name else "") + ev.arguments
+            print(redact(text), end="", flush=True)
+            continue
+        if writing is not None:
+            print(flush=True)
+            writing = None
+        if isinstance(ev, EffectFinished):
+            print(redact(f"    · {describe_event(ev.event)}"), flush=True)
+        elif isinstance(ev, TransitionTaken):
+            t = ev.taken
+            who = ev.run_id.partition("/")[2] or team.name  # a child run's id ends with its task id
+            print(f"  {who:>14} step {t.step:>3}: {t.source:<9} --{t.event}--> {t.target}", flush=True)
+        elif isinstance(ev, Finished):
+            result = ev.result
+    assert result is not None
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     question = " ".join(args) or QUESTION
@@ -171,12 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with serve() as model:
         print(f"model ready: {model!r}", flush=True)
         started = time.monotonic()
-        result = run_sync(
-            build_team(model),
-            question,
-            observers=[PrintObserver(sys.stdout)],
-            limits=Limits(model_timeout=180, tool_timeout=5),
-        )
+        result = anyio.run(watch, build_team(model), question)
         elapsed = time.monotonic() - started
     print(summary(result, elapsed), flush=True)
     return 0 if result.phase.is_final else 1
