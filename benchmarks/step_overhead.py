@@ -11,7 +11,8 @@ several batches; each batch starts after a `gc.collect()` (untimed), with the in
 default GC settings. The model is free (its replies are built before timing), so this is the
 framework's own cost: control flow, state updates, tool dispatch and argument parsing.
 
-Each framework runs the loop in its normal way:
+Each framework runs the loop in its normal way (and fsm_agents also per call, `run_sync` from plain
+synchronous code, the "fsm_agents (run_sync)" row, measured after the interleaved ones):
 - fsm_agents: `await fsm_agents.run(agent, ...)` — the public run path — with a real `@tool`; the
   `FunctionModel` picks its reply from the number of messages (O(1): `request.messages` is a
   `PersistentLog`, never copied). Measured with `add` inline (`@tool(thread=False)`, the reference
@@ -104,6 +105,45 @@ def _fsm_prepare(k: int, *, thread: bool) -> RunOnce:
         return result.snapshot.conversation.messages
 
     return run_once
+
+
+def _fsm_sync_batch(k: int, runs: int, warmup: int) -> tuple[float, Any]:
+    """µs per step of `runs` sequential `fsm_agents.run_sync` calls from plain synchronous code
+    (the per-call path a script takes: each call enters an event loop and leaves it)."""
+    add_tool = tool(thread=False)(add)
+    calls = [
+        AssistantMessage(tool_calls=(ToolCall(id=f"call_{i}", name="add", arguments=json.dumps({"a": i, "b": 1})),))
+        for i in range(k - 1)
+    ]
+    answer = AssistantMessage(content=f"The result is {k - 1}.")
+
+    def reply(request: ModelRequest) -> AssistantMessage:
+        turn = (len(request.messages) - 1) // 2
+        return calls[turn] if turn < k - 1 else answer
+
+    agent = fsm_agents.Agent("calculator", instructions=SYSTEM, model=FunctionModel(reply), tools=[add_tool], max_steps=k)
+    result = None
+    for _ in range(warmup):
+        result = fsm_agents.run_sync(agent, USER)
+    gc.collect()
+    started = time.perf_counter()
+    for _ in range(runs):
+        result = fsm_agents.run_sync(agent, USER)
+    return (time.perf_counter() - started) / (runs * k) * 1e6, result
+
+
+def sync_rows(configs: Sequence[Config]) -> list[Row]:
+    """The `run_sync` per-call rows (outside any event loop, so not interleaved with the others)."""
+    rows = []
+    for cfg in configs:
+        samples = []
+        for _ in range(cfg.repeats):
+            us, result = _fsm_sync_batch(cfg.k, cfg.runs, cfg.warmup)
+            if not result.ok:
+                raise RuntimeError(f"fsm_agents run_sync failed: {result.failure}")
+            samples.append(us)
+        rows.append(Row(SYNC, cfg.k, statistics.median(samples), samples))
+    return rows
 
 
 def _fsm_tool_results(history: Sequence[Any]) -> int:
@@ -283,6 +323,7 @@ IMPLS: tuple[Impl, ...] = (
     Impl("langgraph", _langgraph_prepare, _langgraph_tool_results),
 )
 REFERENCE = "fsm_agents"
+SYNC = "fsm_agents (run_sync)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +430,8 @@ def _table(rows: Sequence[Row], configs: Sequence[Config]) -> str:
     ref = {r.k: r.us_per_step for r in rows if r.impl == REFERENCE}
     lines = [f"{'framework':<22} {'K':>5} {'runs×batches':>13} {'µs/step':>10} {'× fsm_agents':>13}  note"]
     runs = {c.k: c.runs for c in configs}
-    for row in sorted(rows, key=lambda r: (r.k, [i.name for i in IMPLS].index(r.impl))):
+    order = [i.name for i in IMPLS] + [SYNC]
+    for row in sorted(rows, key=lambda r: (r.k, order.index(r.impl))):
         if row.us_per_step is None:
             lines.append(f"{row.impl:<22} {row.k:>5} {'-':>13} {'-':>10} {'-':>13}  {row.note}")
             continue
@@ -404,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches: a smoke test, not a measurement")
     parser.add_argument(
-        "--only", nargs="+", metavar="NAME", help=f"frameworks to run, among: {', '.join(i.name for i in IMPLS)}"
+        "--only", nargs="+", metavar="NAME", help=f"frameworks to run, among: {', '.join(i.name for i in IMPLS)}, {SYNC}"
     )
     parser.add_argument(
         "--budget",
@@ -422,12 +464,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  gc enabled: {gc.isenabled()}; event loop: asyncio via anyio.run; timer: time.perf_counter")
     print()
     rows = anyio.run(bench, impls, configs, args.budget, backend="asyncio")
+    if not args.only or SYNC in args.only:
+        rows += sync_rows(configs)
     print(_table(rows, configs))
     print()
     ref = {r.k: r.us_per_step for r in rows if r.impl == REFERENCE and r.us_per_step is not None}
     if 10 in ref:
         verdict = "ok" if ref[10] <= 50 else "MISSED"
         print(f"fsm_agents at K=10: {ref[10]:.1f} µs/step (target ≤ 50: {verdict})")
+    per_call = {r.k: r.us_per_step for r in rows if r.impl == SYNC and r.us_per_step is not None}
+    if 10 in ref and 10 in per_call:
+        ratio = per_call[10] / ref[10]
+        verdict = "ok" if ratio <= 1.3 else "MISSED"
+        print(
+            f"fsm_agents run_sync per call at K=10: {per_call[10]:.1f} µs/step, {ratio:.2f}× the awaited path (target ≤ 1.3: {verdict})"
+        )
     if 10 in ref and 1000 in ref:
         growth = ref[1000] / ref[10]
         verdict = "ok" if growth <= 1.3 else "MISSED"

@@ -56,11 +56,15 @@ async def call_model(session: Session, run: RunState, effect: CallModel) -> Even
     timeout = session.limits.model_timeout
     sink = session.sink
     try:
-        with anyio.fail_after(timeout):
-            if sink is not None and hasattr(model, "stream_complete"):
-                response = await model.stream_complete(effect.request, _delta_sender(sink, run.run_id, effect.agent))
-            else:
-                response = await model.complete(effect.request)
+        if timeout is None and sink is None:  # the common path: no cancel scope to enter and leave
+            response = await model.complete(effect.request)
+        else:
+            with anyio.fail_after(timeout):
+                if sink is not None and hasattr(model, "stream_complete"):
+                    on_delta = _delta_sender(sink, run.run_id, effect.agent)
+                    response = await model.stream_complete(effect.request, on_delta)
+                else:
+                    response = await model.complete(effect.request)
     except RunAborted:
         raise
     except Exception as exc:
