@@ -27,12 +27,13 @@ from typing import Any
 
 import anyio
 
-from fsm_agents.errors import MachineStalled
+from fsm_agents.errors import MachineStalled, RunAborted
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
     AgentTask,
     AwaitInput,
+    CallModel,
     Effect,
     Event,
     ModelReplied,
@@ -42,7 +43,7 @@ from fsm_agents.events import (
 from fsm_agents.machine import Machine
 from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.performers import PERFORMERS as EFFECT_PERFORMERS
-from fsm_agents.runtime.performers import Performer, usage_of
+from fsm_agents.runtime.performers import Performer, model_failed, model_replied, usage_of
 from fsm_agents.runtime.result import Pending, RunResult, packed
 from fsm_agents.runtime.session import Journal, Position, RunState, Session
 from fsm_agents.runtime.streaming import (
@@ -53,7 +54,7 @@ from fsm_agents.runtime.streaming import (
     TransitionTaken,
 )
 from fsm_agents.state import Failure, Phase
-from fsm_agents.tools import _RUN_ID, Tool
+from fsm_agents.tools import Tool
 
 __all__ = ["PERFORMERS", "Journal", "Position", "RunState", "Session", "drive", "run_child"]
 
@@ -63,7 +64,7 @@ log = logging.getLogger("fsm_agents.runtime")
 async def run_child(session: Session, parent: RunState, machine: Machine, task: AgentTask) -> RunResult:
     """Run (or continue) the child `machine` of `parent` for `task`, under `<parent id>/<task id>`."""
     run_id = f"{parent.run_id}/{task.task_id}"
-    prior = session.prior.pop(run_id, None)
+    prior = session.prior.pop(run_id, None) if session.prior else None
     if prior is not None:  # an in-memory resume: a finished child stays finished
         if not prior.pending:
             return prior
@@ -151,7 +152,8 @@ async def drive(
     Raises `MachineStalled` when a non-final step asks for no effect or for several (a bug in
     the machine); lets `CassetteDivergence` and cancellation through.
     """
-    run = RunState(machine, position.run_id, journal, position.children)
+    run_id, input, context = position.run_id, position.input, position.context
+    run = RunState(machine, run_id, journal, position.children)
     run.items = items
     observers = session.observers
     sink = session.sink
@@ -159,66 +161,79 @@ async def drive(
     snapshot, effects, _ = position.step
     events = position.events
     usage = position.usage
+    del position  # a live run keeps only what it needs: each object it holds costs in full GC collections
+    models = session.models
+    plain = sink is None and session.limits.model_timeout is None  # model calls need no cancel scope
     pending: tuple[Pending, ...] = ()
-    token = _RUN_ID.set(journal.conversation_id if journal is not None else run.run_id)
     if observers:
-        notify(observers, "on_run_start", run.run_id, machine.name)
-    try:
-        while snapshot.phase not in finals:
-            if len(effects) != 1:
-                raise MachineStalled(
-                    f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} asks for {len(effects)} effects; "
-                    "a non-final step must ask for exactly one"
-                )
-            effect = effects[0]
-            if items is not None:
-                await items.turn()  # an open run performs an effect only when its caller asks for more
-            event: Event | None = None
-            if journal is not None:
-                event = await journal.before(machine, Step(snapshot, effects), effect, _tools_of(session, machine, effect))
-            if event is None:
-                if observers:
-                    notify(observers, "on_effect", effect)
-                if sink is not None:
-                    sink.send_nowait(EffectStarted(run.run_id, effect))
-                event = await PERFORMERS[type(effect)](session, run, effect)
-                if event is None:  # suspended: a human must decide
-                    pending = _pending_of(run, effect)
-                    if sink is not None:
-                        sink.send_nowait(Suspended(run.run_id, pending))
-                    break
-                if observers:
-                    notify(observers, "on_event", effect, event)
-                if sink is not None:
-                    sink.send_nowait(EffectFinished(run.run_id, effect, event))
-            if type(event) is ModelReplied or type(event) is AgentsFinished:
-                usage = usage + usage_of(event)
-            events.append(packed(event))
-            step = machine.step(snapshot, event)
-            if journal is not None:
-                await journal.after(machine, effect, event, step)
-            snapshot, effects, taken = step
-            del step, effect
+        notify(observers, "on_run_start", run_id, machine.name)
+    while snapshot.phase not in finals:
+        if len(effects) != 1:
+            raise MachineStalled(
+                f"{machine.name}: phase {snapshot.phase} at step {snapshot.step} asks for {len(effects)} effects; "
+                "a non-final step must ask for exactly one"
+            )
+        effect = effects[0]
+        if items is not None:
+            await items.turn()  # an open run performs an effect only when its caller asks for more
+        event: Event | None = None
+        if journal is not None:
+            event = await journal.before(machine, Step(snapshot, effects), effect, _tools_of(session, machine, effect))
+        effects = ()  # not kept alive through the await: every object a live run holds costs in GC
+        if event is None:
             if observers:
-                for t in taken:
-                    notify(observers, "on_transition", t, snapshot)
+                notify(observers, "on_effect", effect)
             if sink is not None:
-                for t in taken:
-                    sink.send_nowait(TransitionTaken(run.run_id, t))
-            if items is not None:
-                await items.send(StepItem(run.run_id, event, taken, effects, snapshot))
-            del taken, event
-    finally:
-        _RUN_ID.reset(token)
+                sink.send_nowait(EffectStarted(run.run_id, effect))
+            if type(effect) is CallModel and plain:
+                # the CallModel performer's plain case, inline: one coroutine less per live run
+                agent, request = effect.agent, effect.request
+                if journal is None and not observers:
+                    effect = None  # type: ignore[assignment]  # nothing reads it after the call: not kept alive through it
+                try:
+                    event = model_replied(await models[agent].complete(request), agent)
+                except RunAborted:
+                    raise
+                except Exception as exc:
+                    event = model_failed(agent, exc, None)
+                del request
+            else:
+                event = await PERFORMERS[type(effect)](session, run, effect)
+            if event is None:  # suspended: a human must decide
+                pending = _pending_of(run, effect)
+                if sink is not None:
+                    sink.send_nowait(Suspended(run.run_id, pending))
+                break
+            if observers:
+                notify(observers, "on_event", effect, event)
+            if sink is not None:
+                sink.send_nowait(EffectFinished(run.run_id, effect, event))
+        if type(event) is ModelReplied or type(event) is AgentsFinished:
+            usage = usage + usage_of(event)
+        events.append(packed(event))
+        step = machine.step(snapshot, event)
+        if journal is not None:
+            await journal.after(machine, effect, event, step)
+        snapshot, effects, taken = step
+        del step, effect
+        if observers:
+            for t in taken:
+                notify(observers, "on_transition", t, snapshot)
+        if sink is not None:
+            for t in taken:
+                sink.send_nowait(TransitionTaken(run.run_id, t))
+        if items is not None:
+            await items.send(StepItem(run.run_id, event, taken, effects, snapshot))
+        del taken, event
     result = RunResult(
-        run_id=position.run_id,
-        input=position.input,
+        run_id=run_id,
+        input=input,
         snapshot=snapshot,
         events=tuple(events),
         usage=usage,
         children=run.children,
         machine=machine,
-        context=position.context,
+        context=context,
         pending=pending,
         _packed=True,
     )

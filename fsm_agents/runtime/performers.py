@@ -37,7 +37,7 @@ from fsm_agents.models.base import ModelError, ModelResponse, StreamDelta
 from fsm_agents.runtime.session import RunState, Session
 from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
 from fsm_agents.state import ToolResult, Usage, _made, fields_set
-from fsm_agents.tools import _text_of
+from fsm_agents.tools import _RUN_ID, _text_of
 
 __all__ = ["PERFORMERS", "Performer", "check_decision_kinds", "model_failed", "model_replied", "usage_of"]
 
@@ -55,6 +55,7 @@ async def call_model(session: Session, run: RunState, effect: CallModel) -> Even
     model = session.models[effect.agent]
     timeout = session.limits.model_timeout
     sink = session.sink
+    # (the driver calls the model itself, as below, when there is neither a timeout nor a watcher)
     try:
         if timeout is None and sink is None:  # the common path: no cancel scope to enter and leave
             response = await model.complete(effect.request)
@@ -106,10 +107,15 @@ async def run_tools(session: Session, run: RunState, effect: RunTools) -> Event:
     executor = session.executor(run.machine, effect.agent)
     calls = effect.calls
     results: tuple[ToolResult, ...]
-    if len(calls) == 1:
-        results = (await executor.run_one(calls[0]),)
-    else:
-        results = await executor.run(calls)
+    # the tools see which run calls them (`fsm_agents.tools.current_run_id`), for as long as they run
+    token = _RUN_ID.set(run.journal.conversation_id if run.journal is not None else run.run_id)
+    try:
+        if len(calls) == 1:
+            results = (await executor.run_one(calls[0]),)
+        else:
+            results = await executor.run(calls)
+    finally:
+        _RUN_ID.reset(token)
     return _made(ToolsFinished, {"results": results}, _TOOLS_FINISHED_FIELDS)
 
 

@@ -114,7 +114,7 @@ class Session:
         self.observers = observers
         self.sink: Any = None  # a memory object send stream of stream events, or None
         self.decisions: dict[str, Any] | None = None  # call id -> decision, while resuming
-        self.prior: dict[str, RunResult] = {}  # children of a suspended in-memory run, by run id
+        self.prior: dict[str, RunResult] | None = None  # children of a suspended in-memory run, by run id
         self._executors: dict[tuple[int, str], ToolExecutor] = {}
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
