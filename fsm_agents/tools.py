@@ -51,7 +51,7 @@ from pydantic.fields import FieldInfo
 from fsm_agents.errors import RunAborted, ToolDefinitionError
 from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set, is_valid_name
 
-__all__ = ["Tool", "ToolExecutor", "ask_user", "current_run_id", "tool"]
+__all__ = ["SingleToolset", "Tool", "ToolExecutor", "ask_user", "current_run_id", "tool"]
 
 log = logging.getLogger("fsm_agents.tools")
 
@@ -235,6 +235,24 @@ def tool(
     if fn is not None:
         return _build_tool(fn, **options)  # type: ignore[arg-type]
     return lambda f: _build_tool(f, **options)  # type: ignore[arg-type]
+
+
+class SingleToolset(Sequence[Tool]):
+    """A toolset of one `Tool` kept in `self._tool`, usable where a list of tools is:
+    `Agent(tools=toolset)` or `Agent(tools=[*toolset, other])`. The connectors
+    (`fsm_agents.connectors`) are such toolsets, with the resources their tool needs."""
+
+    _tool: Tool
+
+    @overload
+    def __getitem__(self, index: int) -> Tool: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Tool]: ...
+    def __getitem__(self, index: int | slice) -> Tool | Sequence[Tool]:
+        return (self._tool,)[index]
+
+    def __len__(self) -> int:
+        return 1
 
 
 def ask_user(name: str = "ask_user", description: str | None = None) -> Tool:

@@ -56,10 +56,10 @@ import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 import anyio
 import pydantic_core
@@ -67,7 +67,7 @@ from anyio.abc import ByteReceiveStream, Process
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fsm_agents.errors import CodeFailed, CodeRejected, SandboxUnavailable, ToolDefinitionError
-from fsm_agents.tools import Tool, current_run_id, tool
+from fsm_agents.tools import SingleToolset, Tool, current_run_id, tool
 
 __all__ = ["CodeInterpreter", "CodeResult", "SandboxLimits", "WrittenFile", "code_interpreter"]
 
@@ -346,7 +346,7 @@ def _kill_group(proc: Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-class CodeInterpreter(Sequence[Tool]):
+class CodeInterpreter(SingleToolset):
     """The code interpreter toolset: one tool, `run_python(code)` (renamed with `name=`).
 
     Made by `code_interpreter()`. Also usable directly: `await ci.run(code, conversation=...)`;
@@ -417,16 +417,6 @@ class CodeInterpreter(Sequence[Tool]):
         self._probe()
 
     # -- the toolset -------------------------------------------------------------------------
-    @overload
-    def __getitem__(self, index: int) -> Tool: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Tool]: ...
-    def __getitem__(self, index: int | slice) -> Tool | Sequence[Tool]:
-        return (self._tool,)[index]
-
-    def __len__(self) -> int:
-        return 1
-
     def __repr__(self) -> str:
         return f"CodeInterpreter(tool={self._tool.name!r}, workdir={str(self.workdir)!r}, limits={self.limits!r})"
 

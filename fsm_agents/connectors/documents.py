@@ -44,12 +44,12 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any, Self, overload
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
-from fsm_agents.tools import Tool, tool
+from fsm_agents.tools import SingleToolset, Tool, tool
 
 __all__ = [
     "DocumentLibrary",
@@ -474,7 +474,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts
 """
 
 
-class DocumentLibrary(Sequence[Tool]):
+class DocumentLibrary(SingleToolset):
     """A searchable library of local documents, and the toolset that lets an agent search it.
 
     It is a sequence of one `Tool` (named `name`, default `search_documents`; arguments `query`
@@ -540,16 +540,6 @@ class DocumentLibrary(Sequence[Tool]):
             "their citation (file, section or page, character offsets); cite them in your answer."
         )
         return tool(name=name, description=text)(search_documents)
-
-    @overload
-    def __getitem__(self, index: int) -> Tool: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Tool]: ...
-    def __getitem__(self, index: int | slice) -> Tool | Sequence[Tool]:
-        return (self._tool,)[index]
-
-    def __len__(self) -> int:
-        return 1
 
     def __repr__(self) -> str:
         return f"DocumentLibrary({[str(p) for p in self.paths]}, store={self.store}, tool={self._tool.name!r})"

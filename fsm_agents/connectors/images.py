@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, overload, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import anyio
@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
 from fsm_agents.models._http import HTTPModel, MissingAPIKey
 from fsm_agents.models.base import ModelError, ModelHTTPError, RateLimited
-from fsm_agents.tools import Tool, current_run_id, tool
+from fsm_agents.tools import SingleToolset, current_run_id, tool
 
 __all__ = [
     "GeneratedImage",
@@ -258,7 +258,7 @@ def _safe_segment(segment: str) -> str:
     return "_" if cleaned in ("", ".", "..") else cleaned
 
 
-class ImageGeneration(Sequence[Tool]):
+class ImageGeneration(SingleToolset):
     """The toolset of `image_generation`: one `Tool` (default name `generate_image`; arguments
     `prompt`, optionally `n` and `size`) that writes the images to the conversation's folder and
     returns a JSON list of `GeneratedImage` references. `folder` is the toolset's root folder."""
@@ -304,16 +304,6 @@ class ImageGeneration(Sequence[Tool]):
         images = await self.backend.generate(prompt.strip(), n=n, size=size)
         folder = self.folder_for(current_run_id())
         return await anyio.to_thread.run_sync(_write_images, folder, list(images))
-
-    @overload
-    def __getitem__(self, index: int) -> Tool: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Tool]: ...
-    def __getitem__(self, index: int | slice) -> Tool | Sequence[Tool]:
-        return (self._tool,)[index]
-
-    def __len__(self) -> int:
-        return 1
 
     def __repr__(self) -> str:
         return f"ImageGeneration({self.backend!r}, folder={str(self.folder)!r}, tool={self._tool.name!r})"

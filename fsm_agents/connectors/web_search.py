@@ -27,7 +27,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self, overload, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import anyio
 import httpx
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
 from fsm_agents.models._http import _event_loop_token, parse_retry_after
-from fsm_agents.tools import Tool, tool
+from fsm_agents.tools import SingleToolset, tool
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -279,7 +279,7 @@ def _parse_results(payload: Any, limit: int) -> tuple[SearchResult, ...]:
     return tuple(out)
 
 
-class WebSearch(Sequence[Tool]):
+class WebSearch(SingleToolset):
     """The toolset of `web_search`: one `Tool` (default name `web_search`; arguments `query` and
     optionally `max_results`) returning a JSON list of `SearchResult`s. Use as
     `Agent(tools=search)` or `Agent(tools=[*search, other_tool])`; `backend` is the backend."""
@@ -310,16 +310,6 @@ class WebSearch(Sequence[Tool]):
             raise EmptySearchQuery("the query is empty: search with a few keywords")
         n = self.max_results if max_results is None else max(1, min(max_results, self.limit))
         return list(await self.backend.search(query.strip(), limit=n))
-
-    @overload
-    def __getitem__(self, index: int) -> Tool: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Tool]: ...
-    def __getitem__(self, index: int | slice) -> Tool | Sequence[Tool]:
-        return (self._tool,)[index]
-
-    def __len__(self) -> int:
-        return 1
 
     def __repr__(self) -> str:
         return f"WebSearch({self.backend!r}, tool={self._tool.name!r})"
