@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import httpx
+from _stub import free_port, wait_ready
 
 from fsm_agents.models import OpenAIChat
 from fsm_agents.state import ModelRequest, ToolSpec, UserMessage
@@ -72,25 +71,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 QUESTION = "What's the weather in Paris?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("the stub server exited")
-        try:
-            httpx.post(f"{url}/chat/completions", json={}, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("the stub server did not start")
 
 
 async def measure(call: Callable[[], Awaitable[Any]], requests: int, concurrency: int) -> float:

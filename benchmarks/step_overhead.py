@@ -83,7 +83,8 @@ def add(a: int, b: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _fsm_prepare(k: int, *, thread: bool) -> RunOnce:
+def _fsm_agent(k: int, *, thread: bool) -> fsm_agents.Agent:
+    """The calculator agent whose `FunctionModel` calls `add` K−1 times, then answers."""
     add_tool = tool(thread=thread)(add)
     calls = [
         AssistantMessage(tool_calls=(ToolCall(id=f"call_{i}", name="add", arguments=json.dumps({"a": i, "b": 1})),))
@@ -96,7 +97,11 @@ def _fsm_prepare(k: int, *, thread: bool) -> RunOnce:
         turn = (len(request.messages) - 1) // 2
         return calls[turn] if turn < k - 1 else answer
 
-    agent = fsm_agents.Agent("calculator", instructions=SYSTEM, model=FunctionModel(reply), tools=[add_tool], max_steps=k)
+    return fsm_agents.Agent("calculator", instructions=SYSTEM, model=FunctionModel(reply), tools=[add_tool], max_steps=k)
+
+
+def _fsm_prepare(k: int, *, thread: bool) -> RunOnce:
+    agent = _fsm_agent(k, thread=thread)
 
     async def run_once() -> Any:
         result = await fsm_agents.run(agent, USER)
@@ -110,18 +115,7 @@ def _fsm_prepare(k: int, *, thread: bool) -> RunOnce:
 def _fsm_sync_batch(k: int, runs: int, warmup: int) -> tuple[float, Any]:
     """µs per step of `runs` sequential `fsm_agents.run_sync` calls from plain synchronous code
     (the per-call path a script takes: each call enters an event loop and leaves it)."""
-    add_tool = tool(thread=False)(add)
-    calls = [
-        AssistantMessage(tool_calls=(ToolCall(id=f"call_{i}", name="add", arguments=json.dumps({"a": i, "b": 1})),))
-        for i in range(k - 1)
-    ]
-    answer = AssistantMessage(content=f"The result is {k - 1}.")
-
-    def reply(request: ModelRequest) -> AssistantMessage:
-        turn = (len(request.messages) - 1) // 2
-        return calls[turn] if turn < k - 1 else answer
-
-    agent = fsm_agents.Agent("calculator", instructions=SYSTEM, model=FunctionModel(reply), tools=[add_tool], max_steps=k)
+    agent = _fsm_agent(k, thread=False)
     result = None
     for _ in range(warmup):
         result = fsm_agents.run_sync(agent, USER)
@@ -477,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = per_call[10] / ref[10]
         verdict = "ok" if ratio <= 1.3 else "MISSED"
         print(
-            f"fsm_agents run_sync per call at K=10: {per_call[10]:.1f} µs/step, {ratio:.2f}× the awaited path (target ≤ 1.3: {verdict})"
+            f"fsm_agents run_sync per call at K=10: {per_call[10]:.1f} µs/step, {ratio:.2f}× the awaited path "
+            f"(target ≤ 1.3: {verdict})"
         )
     if 10 in ref and 1000 in ref:
         growth = ref[1000] / ref[10]

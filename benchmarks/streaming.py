@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import httpx
+from _stub import free_port, wait_ready
 
 import fsm_agents
 from fsm_agents import Agent, TextDelta, stream
@@ -84,25 +83,6 @@ async def app(scope, receive, send):
     await send({{"type": "http.response.body", "body": BODY}})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("the stub server exited")
-        try:
-            httpx.post(f"{url}/chat/completions", json={}, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("the stub server did not start")
 
 
 Way = Callable[[], Awaitable[tuple[float, float, int]]]  # -> (first delta s, first to last delta s, deltas)
