@@ -153,7 +153,7 @@ def test_eight_processes_appending_exactly_one_wins_each_seq(
 ) -> None:
     target = str(tmp_path / "c.db") if backend == "sqlite" else fresh_database(request.getfixturevalue("postgres_dsn"))
     open_store(backend, target).close()  # create the schema once
-    go_at = time.time() + 2.0  # every child waits for this instant, then they all race
+    go_at = time.time() + 6.0  # every child waits for this instant, then they all race (slow starts on a loaded host)
     code = "import store_helpers, sys; store_helpers.append_child(*sys.argv[1:])"
     procs = [
         subprocess.Popen(python_c(code, backend, target, "shared", f"w{i}", str(TOTAL), str(go_at)), stdout=subprocess.PIPE)
