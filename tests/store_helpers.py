@@ -90,14 +90,17 @@ def open_store(backend: str, target: str) -> Any:
     return SQLiteStore(target) if backend == "sqlite" else PostgresStore(target)
 
 
-def append_child(backend: str, target: str, cid: str, writer: str, total: str, go_at: str) -> None:
-    """Entry point of a concurrency child: append one record at a time with `expected_seq` (the
-    length it last saw) until the log holds `total` records; print `win <seq>` / `lose <seq>`."""
+def append_child(backend: str, target: str, cid: str, writer: str, total: str, go_file: str) -> None:
+    """Entry point of a concurrency child: print `ready` once its store is open, wait for
+    `go_file` to exist (the parent makes it when every child is ready, so they all race whatever
+    their start-up time), then append one record at a time with `expected_seq` (the length it
+    last saw) until the log holds `total` records; print `win <seq>` / `lose <seq>`."""
     from fsm_agents.errors import ConcurrencyConflict
     from fsm_agents.store import Record
 
     store = open_store(backend, target)
-    while time.time() < float(go_at):
+    print("ready", flush=True)
+    while not os.path.exists(go_file):
         time.sleep(0.001)
     seq = 0
     lines: list[str] = []

@@ -153,12 +153,17 @@ def test_eight_processes_appending_exactly_one_wins_each_seq(
 ) -> None:
     target = str(tmp_path / "c.db") if backend == "sqlite" else fresh_database(request.getfixturevalue("postgres_dsn"))
     open_store(backend, target).close()  # create the schema once
-    go_at = time.time() + 6.0  # every child waits for this instant, then they all race (slow starts on a loaded host)
+    go_file = tmp_path / "go"  # made once every child is ready: they all race, however slowly they started
     code = "import store_helpers, sys; store_helpers.append_child(*sys.argv[1:])"
     procs = [
-        subprocess.Popen(python_c(code, backend, target, "shared", f"w{i}", str(TOTAL), str(go_at)), stdout=subprocess.PIPE)
+        subprocess.Popen(
+            python_c(code, backend, target, "shared", f"w{i}", str(TOTAL), str(go_file)), stdout=subprocess.PIPE
+        )
         for i in range(WRITERS)
     ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
+    go_file.touch()
     outputs = [p.communicate(timeout=120)[0].decode().split("\n") for p in procs]
     assert all(p.returncode == 0 for p in procs)
     wins: dict[int, list[int]] = {}
