@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps test lint demo
+.PHONY: setup sysdeps test lint demo nightly mutation
 
 setup: sysdeps $(STAMP)
 
@@ -32,3 +32,16 @@ test: lint
 
 demo: setup
 	$(PY) -m examples.local_agent
+
+# Not run by `make test`: many random hypothesis examples (the `nightly` profile, tests/conftest.py).
+nightly: setup
+	HYPOTHESIS_PROFILE=nightly $(PY) -m pytest -n 2
+
+# Not run by `make test` (hours on 2 cores): mutation testing of the pure core and the tool
+# executor with mutmut 3 ([tool.mutmut] in pyproject.toml); results and equivalent mutants in
+# docs/mutation.md. mutmut resumes where it stopped; `rm -rf mutants` starts afresh.
+MUTATION_JOBS ?= 2
+mutation: setup
+	$(PY) -m pip install -q -e '.[mutation]'
+	HYPOTHESIS_PROFILE=mutation $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS)
+	$(VENV)/bin/mutmut results
