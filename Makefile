@@ -40,8 +40,14 @@ nightly: setup
 # Not run by `make test` (hours on 2 cores): mutation testing of the pure core and the tool
 # executor with mutmut 3 ([tool.mutmut] in pyproject.toml); results and equivalent mutants in
 # docs/mutation.md. mutmut resumes where it stopped; `rm -rf mutants` starts afresh.
+# One file at a time, with only the tests that matter for it (a pytest -k expression):
+#   make mutation MUTANTS='fsm_agents.log.*' MUTATION_TESTS='test_log_model or test_state'
+# The memory cap turns a mutant that loops building ever-deeper tuples into a MemoryError (a kill).
 MUTATION_JOBS ?= 2
+MUTANTS ?=
+MUTATION_TESTS ?=
 mutation: setup
 	$(PY) -m pip install -q -e '.[mutation]'
-	HYPOTHESIS_PROFILE=mutation $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS)
+	ulimit -v 6000000 && HYPOTHESIS_PROFILE=mutation PYTEST_ADDOPTS="$(if $(MUTATION_TESTS),-k '$(MUTATION_TESTS)')" \
+		$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(if $(MUTANTS),'$(MUTANTS)')
 	$(VENV)/bin/mutmut results

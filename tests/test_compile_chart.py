@@ -13,6 +13,7 @@ from statemachine import State, StateChart
 
 from fsm_agents import Conversation, Event, Machine, Phase, Snapshot, Step
 from fsm_agents.errors import InvalidDefinition, InvalidTransition
+from fsm_agents.events import Effect, Taken
 from fsm_agents.machine import GuardRef, compile_chart
 
 
@@ -212,3 +213,102 @@ def test_internal_events_must_exist_and_be_the_only_way_out() -> None:
         match=r"Loop: internal event 'give_up' must be the only way out of PLANNING, which also accepts \['reply'\]",
     ):
         compile_loop(internal=frozenset({"give_up"}))
+
+
+def test_guard_refs_pass_the_snapshot_and_the_event_to_their_function() -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    def record(s: Any, e: Any) -> bool:
+        seen.append((s, e))
+        return True
+
+    assert GuardRef("g", False, record)("S", "E") is True  # type: ignore[arg-type]
+    assert seen == [("S", "E")]
+
+
+def test_internal_transitions_get_the_internal_event_and_every_effect_is_kept_in_order() -> None:
+    """One external event taking several transitions: the internal one's action receives the
+    internal event `step` raised, and the effects of all of them come out in order."""
+    got: list[str] = []
+
+    def on_results(s: Snapshot[Any], e: Event) -> Step:
+        got.append(e.name)
+        return Step(s, (Effect(key="from-results"),))
+
+    def on_seen(s: Snapshot[Any], e: Event) -> Step:
+        got.append(e.name)
+        return Step(s, (Effect(key="from-seen"),))
+
+    class Chained(StateChart):  # type: ignore[type-arg]
+        executing = State("EXECUTING", initial=True)
+        observing = State("OBSERVING")
+        done = State("DONE", final=True)
+        results = executing.to(observing, on="on_results")
+        seen = observing.to(done, on="on_seen")
+
+    class M(Machine):
+        name = "chained"
+        internal_events = MappingProxyType({"seen": Seen()})
+        table = compile_chart(
+            Chained, guards={}, actions={"on_results": on_results, "on_seen": on_seen}, internal=frozenset({"seen"})
+        )
+
+    step = M().step(snapshot(Phase.EXECUTING), Results())
+    assert got == ["results", "seen"]
+    assert [e.key for e in step.effects] == ["from-results", "from-seen"]
+    assert step.snapshot.phase is Phase.DONE and [t.target for t in step.transitions] == [Phase.OBSERVING, Phase.DONE]
+
+
+def test_transitions_an_action_reports_follow_its_own() -> None:
+    """An action may report transitions it took itself (e.g. of a machine it drives): they come
+    after the transition that ran it."""
+    inner = Taken(Phase.PLANNING, "inner", Phase.DONE, 7, 0)
+
+    def drive(s: Snapshot[Any], e: Event) -> Step:
+        return Step(s, (), (inner,))
+
+    class One(StateChart):  # type: ignore[type-arg]
+        planning = State("PLANNING", initial=True)
+        done = State("DONE", final=True)
+        reply = planning.to(done, on="drive")
+
+    class M(Machine):
+        name = "one"
+        table = compile_chart(One, guards={}, actions={"drive": drive})
+
+    step = M().step(snapshot(Phase.PLANNING), Reply())
+    assert step.transitions == (Taken(Phase.PLANNING, "reply", Phase.DONE, 1, 0), inner)
+
+
+def test_rejections_carry_the_machine_phase_and_event() -> None:
+    with pytest.raises(InvalidTransition) as info:
+        loop_machine(broke=no, lucky=no, wants=no).step(snapshot(Phase.EXECUTING), Reply())
+    assert (info.value.machine, info.value.phase, info.value.event) == ("loop", "EXECUTING", "reply")
+    stranger = snapshot(Phase.OBSERVING).evolve(machine="other")
+    with pytest.raises(InvalidTransition, match="the snapshot is not one of loop's") as info:
+        loop_machine().step(stranger, Reply())
+    assert (info.value.machine, info.value.phase, info.value.event) == ("other", "OBSERVING", "reply")
+
+
+def test_no_guard_holding_names_where_it_happened() -> None:
+    class Guarded(StateChart):  # type: ignore[type-arg]
+        planning = State("PLANNING", initial=True)
+        done = State("DONE", final=True)
+        reply = planning.to(done, cond="wants")
+
+    class M(Machine):
+        name = "guarded"
+        table = compile_chart(Guarded, guards={"wants": no}, actions={})
+
+    with pytest.raises(InvalidTransition) as info:
+        M().step(snapshot(Phase.PLANNING).evolve(machine="guarded"), Reply())
+    assert (info.value.machine, info.value.phase, info.value.event) == ("guarded", "PLANNING", "reply")
+    assert str(info.value) == "guarded: event 'reply' is not accepted in phase PLANNING: no transition's guard held"
+
+
+def test_a_state_not_named_after_a_phase_lists_the_phases() -> None:
+    planning, waiting, done = State("PLANNING", initial=True), State("WAITING"), State("DONE", final=True)
+    bad = chart("Bad2", planning=planning, waiting=waiting, done=done, go=planning.to(waiting), end=waiting.to(done))
+    with pytest.raises(InvalidDefinition) as info:
+        compile_chart(bad, guards={}, actions={})
+    assert "(PLANNING, EXECUTING, OBSERVING, HANDOFF, DONE, FAILED), e.g. State('PLANNING')" in str(info.value)
