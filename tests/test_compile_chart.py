@@ -312,3 +312,12 @@ def test_a_state_not_named_after_a_phase_lists_the_phases() -> None:
     with pytest.raises(InvalidDefinition) as info:
         compile_chart(bad, guards={}, actions={})
     assert "(PLANNING, EXECUTING, OBSERVING, HANDOFF, DONE, FAILED), e.g. State('PLANNING')" in str(info.value)
+
+
+def test_a_machine_without_start_says_so() -> None:
+    class NoStart(Machine):
+        name = "nostart"
+        table = compile_loop()
+
+    with pytest.raises(InvalidDefinition, match=r"^NoStart does not define start\(\)$"):
+        NoStart().start("hi")

@@ -5,6 +5,8 @@ fan-out and a rejected event carry, and the charts built at import time.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from fsm_agents import Agent, AgentsFinished, Phase, ToolCall, tool
+from fsm_agents import Agent, AgentsFinished, Phase, ToolCall, ToolDefinitionError, tool
 from fsm_agents.errors import InvalidTransition
 from fsm_agents.events import AgentOutcome, ModelReplied, ToolsFinished
 from fsm_agents.machine import Machine, Table, compile_chart
@@ -248,3 +250,117 @@ def test_a_chart_built_now_compiles_to_the_table_its_pattern_runs(name: str) -> 
     assert [(t.source, t.event, t.target, t.label, t.action_name) for t in fresh] == [
         (t.source, t.event, t.target, t.label, t.action_name) for t in table
     ]
+
+
+# -- tools: definitions and results the model sees ---------------------------------------------
+def test_a_tool_stays_callable_with_keywords() -> None:
+    @tool
+    def greet(name: str, punctuation: str = "!") -> str:
+        """Greet."""
+        return f"hi {name}{punctuation}"
+
+    assert greet("ann", punctuation="?") == "hi ann?" and greet(name="bob") == "hi bob!"
+
+
+def test_bad_tool_names_and_options_are_explained() -> None:
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    nameless = functools.partial(add, 1)  # a callable without __name__
+    with pytest.raises(
+        ToolDefinitionError,
+        match=r"^tool name '' must be 1-64 ASCII letters, digits, '_' or '-'; name it with @tool\(name=\.\.\.\)$",
+    ):
+        tool(nameless)
+    with pytest.raises(ToolDefinitionError, match=r"^tool name 'no spaces' must be 1-64 ASCII letters, digits, '_' or '-'$"):
+        tool(name="no spaces")(add)
+    with pytest.raises(ToolDefinitionError, match=r"^tool 'add': retries must be >= 0$"):
+        tool(retries=-1)(add)
+    with pytest.raises(ToolDefinitionError, match=r"^tool 'add': max_output_chars must be >= 1$"):
+        tool(max_output_chars=0)(add)
+    assert tool(max_output_chars=1)(add).max_output_chars == 1
+
+
+class Opaque:
+    """Not JSON-serializable: shown to the model by its str()."""
+
+    def __str__(self) -> str:
+        return "opaque thing"
+
+
+@pytest.mark.anyio
+async def test_outputs_are_serialized_and_cut_at_the_limit() -> None:
+    @tool(max_output_chars=5)
+    def text(s: str) -> str:
+        """Echo."""
+        return s
+
+    @tool
+    def opaque() -> Opaque:
+        """Opaque."""
+        return Opaque()
+
+    executor = ToolExecutor([text, opaque])
+    exact = await executor.run_one(ToolCall(id="1", name="text", arguments='{"s": "abcde"}'))
+    over = await executor.run_one(ToolCall(id="2", name="text", arguments='{"s": "abcdef"}'))
+    assert exact.content == "abcde"
+    assert over.content == "abcde\n… [truncated 1 of 6 characters]"
+    assert (await executor.run_one(ToolCall(id="3", name="opaque"))).content == "opaque thing"
+
+
+@pytest.mark.anyio
+async def test_validation_errors_list_each_problem_with_its_location() -> None:
+    @tool
+    def plan(title: str, steps: list[int]) -> str:
+        """Plan."""
+        return title
+
+    executor = ToolExecutor([plan])
+    r = await executor.run_one(ToolCall(id="1", name="plan", arguments='{"title": 3, "steps": [1, "x"]}'))
+    assert r.error == (
+        "invalid arguments: title: Input should be a valid string; steps.1: Input should be a valid integer, "
+        'unable to parse string as an integer; received: {"title": 3, "steps": [1, "x"]}'
+    )
+    r = await executor.run_one(ToolCall(id="2", name="plan", arguments="[1]"))
+    assert r.error == "invalid arguments: (arguments): Input should be an object; received: [1]"
+
+
+@pytest.mark.anyio
+async def test_one_call_gets_its_own_result_and_error_results_are_complete() -> None:
+    @tool(timeout=0.05)
+    async def slow() -> str:
+        """Slow."""
+        await anyio.sleep(30)
+        return "never"
+
+    executor = ToolExecutor([slow])
+    (one,) = await executor.run([ToolCall(id="only", name="missing")])
+    assert (one.call_id, one.name, one.ok, one.content, one.attempts) == ("only", "missing", False, "", 0)
+    assert one.error == "unknown tool 'missing'; available tools: slow"
+    started = time.perf_counter()
+    (timed_out,) = await executor.run([ToolCall(id="t", name="slow")])
+    window_ms = (time.perf_counter() - started) * 1000.0
+    assert (timed_out.call_id, timed_out.name, timed_out.ok, timed_out.attempts) == ("t", "slow", False, 1)
+    # the recorded duration lies within the time the test saw pass, and covers the timeout
+    assert 50.0 <= timed_out.duration_ms <= window_ms
+
+
+@pytest.mark.anyio
+async def test_inline_sync_tools_with_a_timeout_return_their_value_awaited_if_needed() -> None:
+    async def later(x: int) -> int:
+        return x + 1
+
+    @tool(thread=False, timeout=5)
+    def direct(x: int) -> int:
+        """Direct."""
+        return x * 2
+
+    @tool(thread=False, timeout=5)
+    def deferred(x: int) -> Any:
+        """Returns an awaitable."""
+        return later(x)
+
+    executor = ToolExecutor([direct, deferred])
+    calls = [ToolCall(id="a", name="direct", arguments='{"x": 4}'), ToolCall(id="b", name="deferred", arguments='{"x": 4}')]
+    a, b = await executor.run(calls)
+    assert (a.ok, a.content, b.ok, b.content) == (True, "8", True, "5")
