@@ -364,3 +364,58 @@ async def test_inline_sync_tools_with_a_timeout_return_their_value_awaited_if_ne
     calls = [ToolCall(id="a", name="direct", arguments='{"x": 4}'), ToolCall(id="b", name="deferred", arguments='{"x": 4}')]
     a, b = await executor.run(calls)
     assert (a.ok, a.content, b.ok, b.content) == (True, "8", True, "5")
+
+
+def test_a_tool_defined_at_run_time_gets_its_spec_from_signature_and_docstring() -> None:
+    """Tools built inside the test (module-level `@tool`s are built at import, before a mutant is
+    switched on): description, parameter descriptions and defaults, the argument model."""
+
+    def fetch_page(url: str, retries: int = 2, *, lang: str = "en") -> str:
+        """Fetch a page.
+
+        Follows redirects.
+
+        Args:
+            url: The address.
+            retries: Attempts.
+        """
+        return url
+
+    t = tool(name="fetch-page")(fetch_page)
+    assert t.description == "Fetch a page.\n\nFollows redirects."
+    assert tool(description="Custom.")(fetch_page).description == "Custom."
+    assert tool(description="")(fetch_page).description == ""
+    assert t.input_model.__name__ == "FetchPageArgs"
+    params = t.spec.parameters
+    assert params["required"] == ["url"] and params["additionalProperties"] is False
+    assert params["properties"]["url"]["description"] == "The address."
+    retries = {"default": 2, "description": "Attempts.", "title": "Retries", "type": "integer"}
+    assert params["properties"]["retries"] == retries
+    assert "description" not in params["properties"]["lang"]
+    assert t.input_model.model_validate_json('{"url": "u"}').model_dump() == {"url": "u", "retries": 2, "lang": "en"}
+
+    def bare() -> str:
+        return "x"
+
+    assert tool(bare).description == "" and tool(bare).input_model.__name__ == "BareArgs"
+
+
+@pytest.mark.anyio
+async def test_a_run_time_tool_rejects_extra_arguments_and_uses_defaults() -> None:
+    def scale(x: int, factor: int = 3) -> int:
+        """Scale."""
+        return x * factor
+
+    executor = ToolExecutor([tool(scale)])
+    ok = await executor.run_one(ToolCall(id="1", name="scale", arguments='{"x": 2}'))
+    extra = await executor.run_one(ToolCall(id="2", name="scale", arguments='{"x": 2, "y": 1}'))
+    assert ok.content == "6"
+    assert not extra.ok and "y: Extra inputs are not permitted" in (extra.error or "")
+
+
+def test_a_parameter_type_without_json_schema_is_a_definition_error() -> None:
+    def takes(handler: Callable[[int], int]) -> int:
+        return 0
+
+    with pytest.raises(ToolDefinitionError, match=r"^tool 'takes': its parameters have no JSON schema: "):
+        tool(takes)
