@@ -419,3 +419,38 @@ def test_a_parameter_type_without_json_schema_is_a_definition_error() -> None:
 
     with pytest.raises(ToolDefinitionError, match=r"^tool 'takes': its parameters have no JSON schema: "):
         tool(takes)
+
+
+@pytest.mark.anyio
+async def test_inline_sync_tools_without_a_timeout_run_once_on_the_loop() -> None:
+    async def later(x: int) -> int:
+        return x + 1
+
+    @tool(thread=False)
+    def direct(x: int) -> int:
+        """Direct."""
+        return x * 2
+
+    @tool(thread=False)
+    def deferred(x: int) -> Any:
+        """Returns an awaitable."""
+        return later(x)
+
+    executor = ToolExecutor([direct, deferred])
+    a = await executor.run_one(ToolCall(id="a", name="direct", arguments='{"x": 4}'))
+    b = await executor.run_one(ToolCall(id="b", name="deferred", arguments='{"x": 4}'))
+    assert (a.ok, a.content, a.attempts, b.ok, b.content, b.attempts) == (True, "8", 1, True, "5", 1)
+
+
+@pytest.mark.anyio
+async def test_the_executor_default_timeout_applies_to_tools_without_their_own() -> None:
+    @tool
+    async def slow() -> str:
+        """Slow."""
+        await anyio.sleep(30)
+        return "never"
+
+    r = await ToolExecutor([slow], default_timeout=0.05).run_one(ToolCall(id="1", name="slow"))
+    assert not r.ok and r.error == "tool 'slow' timed out after 0.05 s"
+    none = await ToolExecutor([]).run_one(ToolCall(id="2", name="slow"))
+    assert none.error == "unknown tool 'slow'; available tools: (none)"
