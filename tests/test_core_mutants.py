@@ -6,6 +6,7 @@ fan-out and a rejected event carry, and the charts built at import time.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from types import MappingProxyType
@@ -454,3 +455,34 @@ async def test_the_executor_default_timeout_applies_to_tools_without_their_own()
     assert not r.ok and r.error == "tool 'slow' timed out after 0.05 s"
     none = await ToolExecutor([]).run_one(ToolCall(id="2", name="slow"))
     assert none.error == "unknown tool 'slow'; available tools: (none)"
+
+
+@pytest.mark.anyio
+async def test_sync_tools_run_in_a_worker_thread_unless_told_otherwise() -> None:
+    loop_thread = threading.get_ident()
+
+    @tool
+    def where() -> bool:
+        """Whether it ran on the event loop's thread."""
+        return threading.get_ident() == loop_thread
+
+    @tool(thread=False)
+    def inline() -> bool:
+        """Same, inline."""
+        return threading.get_ident() == loop_thread
+
+    executor = ToolExecutor([where, inline])
+    threaded, on_loop = await executor.run([ToolCall(id="1", name="where"), ToolCall(id="2", name="inline")])
+    assert (threaded.content, on_loop.content) == ("false", "true")
+
+
+@pytest.mark.anyio
+async def test_an_async_tool_marked_thread_false_still_times_out() -> None:
+    @tool(thread=False, timeout=0.05)
+    async def hang() -> str:
+        """Hang."""
+        await anyio.sleep(30)
+        return "never"
+
+    r = await ToolExecutor([hang]).run_one(ToolCall(id="1", name="hang"))
+    assert not r.ok and r.error == "tool 'hang' timed out after 0.05 s"
