@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MERMAID_CLI_VERSION := 12.2.0
 MMDC := .node/node_modules/.bin/mmdc
 
-.PHONY: setup sysdeps test lint demo fuzz
+.PHONY: setup sysdeps test lint demo fuzz nightly mutation
 
 setup: sysdeps $(STAMP) $(MMDC)
 
@@ -55,3 +55,22 @@ demo: setup
 # FSM_AGENTS_FUZZ_SEED=N starts at another seed.
 fuzz: setup
 	FSM_AGENTS_FUZZ_RUNS=$${FSM_AGENTS_FUZZ_RUNS:-10000} $(PY) -m pytest tests/test_fuzz.py -q -s -p no:cacheprovider
+
+# Not run by `make test`: many random hypothesis examples (the `nightly` profile, tests/conftest.py).
+nightly: setup
+	HYPOTHESIS_PROFILE=nightly $(PY) -m pytest -n 2
+
+# Not run by `make test` (hours on 2 cores): mutation testing of the pure core and the tool
+# executor with mutmut 3 ([tool.mutmut] in pyproject.toml); results and equivalent mutants in
+# docs/mutation.md. mutmut resumes where it stopped; `rm -rf mutants` starts afresh.
+# One file at a time, with only the tests that matter for it (a pytest -k expression):
+#   make mutation MUTANTS='fsm_agents.log.*' MUTATION_TESTS='test_log_model or test_state'
+# The memory cap turns a mutant that loops building ever-deeper tuples into a MemoryError (a kill).
+MUTATION_JOBS ?= 2
+MUTANTS ?=
+MUTATION_TESTS ?=
+mutation: setup
+	$(PY) -m pip install -q -e '.[mutation]'
+	ulimit -v 6000000 && HYPOTHESIS_PROFILE=mutation PYTEST_ADDOPTS="$(if $(MUTATION_TESTS),-k '$(MUTATION_TESTS)')" \
+		$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(if $(MUTANTS),'$(MUTANTS)')
+	$(VENV)/bin/mutmut results

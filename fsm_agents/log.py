@@ -34,13 +34,14 @@ def _new_path(level: int, node: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _push_tail(size: int, level: int, parent: tuple[Any, ...], tail: tuple[Any, ...]) -> tuple[Any, ...]:
-    # `size` counts the items before the new tail leaf; the leaf goes at index `size`.
-    sub = (size >> level) & _MASK
+    # `size` counts the items before the new tail leaf; the leaf goes at index `size`. The log only
+    # grows at its end, so the leaf is always the last child of its parent, and the path to it
+    # always runs through the last child of each node (or a new one).
     if level == _BITS:
-        return (*parent, tail) if sub == len(parent) else (*parent[:sub], tail, *parent[sub + 1 :])
-    if sub < len(parent):
-        child = _push_tail(size, level - _BITS, parent[sub], tail)
-        return (*parent[:sub], child, *parent[sub + 1 :])
+        return (*parent, tail)
+    sub = (size >> level) & _MASK
+    if sub < len(parent):  # the last child has room: copy the path down to it
+        return (*parent[:sub], _push_tail(size, level - _BITS, parent[sub], tail))
     return (*parent, _new_path(level - _BITS, tail))
 
 
@@ -155,4 +156,4 @@ class PersistentLog(Sequence[T], Generic[T]):
         """True when `other` starts with every item of this log, in order."""
         if len(other) < self._size:
             return False
-        return all(a == b for a, b in zip(self, other, strict=False))
+        return all(a == b for a, b in zip(self, other))  # noqa: B905  (other may be longer)

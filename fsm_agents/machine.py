@@ -213,7 +213,7 @@ def compile_chart(
     initial = _phase_of(chart.initial_state)
     finals = frozenset(_phase_of(s) for s in chart.final_states)
     if finals - {Phase.DONE, Phase.FAILED} or not finals:
-        raise InvalidDefinition(f"{name}: final states must be DONE and/or FAILED, got {sorted(finals)}")
+        raise InvalidDefinition(f"{name}: final states must be DONE and/or FAILED, got {sorted(p.value for p in finals)}")
     transitions: list[Transition] = []
     used_guards: set[str] = set()
     for state in states:

@@ -1,8 +1,22 @@
-"""Shared fixtures: every `@pytest.mark.anyio` test runs on asyncio and on trio."""
+"""Shared fixtures: every `@pytest.mark.anyio` test runs on asyncio and on trio.
+
+Hypothesis profiles, chosen by the environment variable HYPOTHESIS_PROFILE: `ci` (the default:
+derandomized, so a run is reproducible; no deadline, CI hosts are noisy), `nightly` (`make
+nightly`: many random examples), `mutation` (`make mutation`: few examples, each mutant runs
+the tests again). A test's own `@settings(max_examples=...)` takes precedence over the profile.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=100)
+settings.register_profile("nightly", derandomize=False, deadline=None, max_examples=2000)
+settings.register_profile("mutation", derandomize=True, deadline=None, max_examples=20, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(params=["asyncio", "trio"])
