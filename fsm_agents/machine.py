@@ -166,13 +166,13 @@ def internal_events_of(chart: ChartClass) -> tuple[type[Event], ...]:
     return tuple(out)
 
 
-def _resolve(chart: str, kind: str, name: str, given: Mapping[str, Any] | None, owner: Any) -> Any:
+def _resolve(chart: str, kind: str, name: str, given: Mapping[str, Any] | None, owner: Any, where: str = "") -> Any:
     if given is not None and name in given:
         return given[name]
     fn = getattr(owner, name, None) if owner is not None else None
     if fn is None or not callable(fn):
-        where = f"{type(owner).__name__} has no method {name!r}" if owner is not None else "has no function"
-        raise InvalidDefinition(f"{chart}: {kind} {name!r}: {where}")
+        why = f" ({type(owner).__name__} has no method {name!r})" if owner is not None else ""
+        raise InvalidDefinition(f"{chart}: {kind} {name!r}{where} has no function{why}")
     return fn
 
 
@@ -229,7 +229,8 @@ def compile_chart(
                 negate = text.startswith("!")
                 gname = text[1:] if negate else text
                 used_guards.add(gname)
-                refs.append(GuardRef(gname, negate, _resolve(name, "guard", gname, guards, owner)))
+                on = f" on {t.source.id}->{t.target.id}"
+                refs.append(GuardRef(gname, negate, _resolve(name, "guard", gname, guards, owner, on)))
             action_names = [spec.func for spec in t.on if not spec.is_convention]
             if len(action_names) > 1:
                 raise InvalidDefinition(f"{name}: transition {t.source.id}->{t.target.id} has several actions")

@@ -14,7 +14,7 @@ from statemachine import State, StateChart
 from fsm_agents import Conversation, Event, Machine, Phase, Snapshot, Step
 from fsm_agents.errors import InvalidDefinition, InvalidTransition
 from fsm_agents.events import Effect, Taken
-from fsm_agents.machine import GuardRef, compile_chart
+from fsm_agents.machine import GuardRef, chart_class, compile_chart
 
 
 def yes(s: Any, e: Any) -> bool:
@@ -27,6 +27,10 @@ def no(s: Any, e: Any) -> bool:
 
 def act(s: Snapshot[Any], e: Event) -> Step:
     return Step(s)
+
+
+class Seen(Event):
+    name: ClassVar[str] = "seen"
 
 
 class Loop(StateChart):  # type: ignore[type-arg]
@@ -44,16 +48,17 @@ class Loop(StateChart):  # type: ignore[type-arg]
     give_up = planning.to(failed)
     results = executing.to(observing)
     seen = observing.to(planning)  # internal
+    internal_events = (Seen,)  # declared on the chart, once (see fsm_agents.machine.chart_class)
 
 
 def compile_loop(**changes: Any) -> Any:
     kwargs: dict[str, Any] = {
         "guards": {"broke": no, "lucky": no, "wants": yes},
         "actions": {"fail": act, "finish": act},
-        "internal": frozenset({"seen"}),
     }
     kwargs.update(changes)
-    return compile_chart(Loop, **kwargs)
+    chart = kwargs.pop("chart", Loop)
+    return compile_chart(chart, **kwargs)
 
 
 def test_the_table_lists_transitions_in_declaration_order_with_their_labels() -> None:
@@ -85,10 +90,6 @@ def test_guard_refs_negate_for_unless() -> None:
     assert (plain.label, negated.label) == ("wants", "!lucky")
     assert plain(None, None) is True and negated(None, None) is False  # type: ignore[arg-type]
     assert GuardRef("x", True, no)(None, None) is True  # type: ignore[arg-type]
-
-
-class Seen(Event):
-    name: ClassVar[str] = "seen"
 
 
 class Reply(Event):
@@ -205,14 +206,43 @@ def test_a_transition_needs_exactly_one_event_and_at_most_one_action() -> None:
         compile_chart(eventless, guards={}, actions={})
 
 
+class Nope(Event):
+    name: ClassVar[str] = "nope"
+
+
+class GiveUp(Event):
+    name: ClassVar[str] = "give_up"
+
+
+def _loop_declaring(*internal: type[Event]) -> Any:
+    planning, executing, observing = State("PLANNING", initial=True), State("EXECUTING"), State("OBSERVING")
+    done, failed = State("DONE", final=True), State("FAILED", final=True)
+    attrs = {
+        "planning": planning,
+        "executing": executing,
+        "observing": observing,
+        "done": done,
+        "failed": failed,
+        "reply": planning.to(failed, cond="broke", unless="lucky", on="fail")
+        | planning.to(executing, cond="wants")
+        | planning.to(done, on="finish"),
+        "give_up": planning.to(failed),
+        "results": executing.to(observing),
+        "seen": observing.to(planning),
+    }
+    return chart_class("Loop", attrs, internal=internal)
+
+
 def test_internal_events_must_exist_and_be_the_only_way_out() -> None:
     with pytest.raises(InvalidDefinition, match="Loop: internal event 'nope' has no transition"):
-        compile_loop(internal=frozenset({"nope"}))
+        compile_loop(chart=_loop_declaring(Seen, Nope))
     with pytest.raises(
         InvalidDefinition,
         match=r"Loop: internal event 'give_up' must be the only way out of PLANNING, which also accepts \['reply'\]",
     ):
-        compile_loop(internal=frozenset({"give_up"}))
+        compile_loop(chart=_loop_declaring(Seen, GiveUp))
+    with pytest.raises(InvalidDefinition, match=r"Loop: internal events \['nope'\] differ from those the chart declares"):
+        compile_loop(internal=frozenset({"nope"}))
 
 
 def test_guard_refs_pass_the_snapshot_and_the_event_to_their_function() -> None:
@@ -245,12 +275,13 @@ def test_internal_transitions_get_the_internal_event_and_every_effect_is_kept_in
         done = State("DONE", final=True)
         results = executing.to(observing, on="on_results")
         seen = observing.to(done, on="on_seen")
+        internal_events = (Seen,)
 
     class M(Machine):
         name = "chained"
         internal_events = MappingProxyType({"seen": Seen()})
         table = compile_chart(
-            Chained, guards={}, actions={"on_results": on_results, "on_seen": on_seen}, internal=frozenset({"seen"})
+            Chained, guards={}, actions={"on_results": on_results, "on_seen": on_seen}
         )
 
     step = M().step(snapshot(Phase.EXECUTING), Results())

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from fsm_agents import Agent, AgentsFinished, Phase, ToolCall, ToolDefinitionError, tool
+from fsm_agents.agent import agent_chart
 from fsm_agents.errors import InvalidTransition
 from fsm_agents.events import AgentOutcome, ModelReplied, ToolsFinished
 from fsm_agents.machine import Machine, Table, compile_chart
@@ -30,7 +31,6 @@ from fsm_agents.patterns import (
     Router,
     Sequential,
     event_driven,
-    handoffs,
     manager,
     parallel,
     recursive,
@@ -217,7 +217,10 @@ CHARTS: dict[str, tuple[Callable[[], Any], Callable[[], Machine]]] = {
         lambda: Router("r", lambda t: "a", {"a": Agent("a")}, default=Agent("d")),
     ),
     "event_driven": (event_driven._event_driven_chart, lambda: EventDriven("e", {"ping": Agent("a")}).machine),
-    "handoffs": (handoffs._handoffs_chart, lambda: Handoffs("h", Agent("a"), [Agent("b")], max_handoffs=1)),
+    "handoffs": (
+        lambda: agent_chart(handoff_limit=True, name="HandoffsChart"),
+        lambda: Handoffs("h", Agent("a"), [Agent("b")], max_handoffs=1),
+    ),
     "manager": (manager._manager_chart, lambda: ManagerWorker("m", Agent("boss"), [Agent("w")])),
     **{
         f"recursive:{policy}{'+synthesis' if synth else ''}": (
@@ -283,7 +286,7 @@ def test_bad_tool_names_and_options_are_explained() -> None:
 
 
 class Opaque:
-    """Not JSON-serializable: shown to the model by its str()."""
+    """Not JSON-serializable: shown to the model as its str(), as a JSON string."""
 
     def __str__(self) -> str:
         return "opaque thing"
@@ -306,7 +309,7 @@ async def test_outputs_are_serialized_and_cut_at_the_limit() -> None:
     over = await executor.run_one(ToolCall(id="2", name="text", arguments='{"s": "abcdef"}'))
     assert exact.content == "abcde"
     assert over.content == "abcde\n… [truncated 1 of 6 characters]"
-    assert (await executor.run_one(ToolCall(id="3", name="opaque"))).content == "opaque thing"
+    assert (await executor.run_one(ToolCall(id="3", name="opaque"))).content == '"opaque thing"'
 
 
 @pytest.mark.anyio
