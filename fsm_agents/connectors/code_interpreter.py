@@ -557,8 +557,8 @@ class CodeInterpreter(SingleToolset):
             limit = "cpu_time"
         elif last.startswith("MemoryError"):
             limit = "memory"
-        elif f"[Errno {errno.EAGAIN}]" in last and "BlockingIOError" in last:
-            limit = "processes"
+        elif any(f"[Errno {errno.EAGAIN}]" in line and "BlockingIOError" in line for line in stderr.splitlines()):
+            limit = "processes"  # anywhere: the forked processes' tracebacks interleave, any one may end stderr
         elif f"[Errno {errno.EFBIG}]" in last:
             limit = "file_size"
         result = CodeResult(
