@@ -186,8 +186,10 @@ class _Prepared:
         conversation_id: Any,
     ) -> None:
         self.machine = m = as_machine(machine)
-        _check_options(models, tools, limits, observers)
-        check_store(store)
+        if models is not None or tools is not None or limits is not None or observers != ():
+            _check_options(models, tools, limits, observers)  # (the defaults need no check)
+        if store is not None:
+            check_store(store)
         if context is not None:
             check_context(context)
         for name, given in (("run_id", run_id), ("conversation_id", conversation_id)):
