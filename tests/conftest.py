@@ -24,4 +24,4 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-from store_helpers import postgres_dsn  # noqa: E402, F401  (session fixture: a real PostgreSQL server)
+from store_helpers import postgres_dsn, store  # noqa: E402, F401  (session fixture: a real PostgreSQL server)

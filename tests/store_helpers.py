@@ -22,6 +22,7 @@ import pytest
 from fsm_agents import Agent, FunctionModel, tool
 from fsm_agents.models.scripted import call, reply
 from fsm_agents.state import AssistantMessage, ModelRequest
+from fsm_agents.store import MemoryStore, PostgresStore, SQLiteStore, Store
 
 ROUNDS = 25  # tool rounds: 2 events each, + the final answer = 51 events
 EVENTS = 2 * ROUNDS + 1
@@ -282,3 +283,20 @@ def cut_log(store: Any, cid: str, keep: int) -> None:
     records and the head they moved are gone (MemoryStore only)."""
     log = store._logs[cid] = store._logs[cid][:keep]
     store._heads[cid] = (log[-1][0], log[-1][5])
+
+
+BACKENDS = ["memory", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store backend in turn (a fresh PostgreSQL database per test), closed afterwards."""
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "store.db")
+    else:
+        s = PostgresStore(fresh_database(request.getfixturevalue("postgres_dsn")))
+    yield s
+    s.close()

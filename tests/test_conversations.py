@@ -4,32 +4,17 @@ own), and the API is async throughout with blocking `_sync` twins."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import fresh_database
 
 from fsm_agents import Agent, FunctionModel, ScriptedModel
 from fsm_agents.errors import EventLoopRunning
 from fsm_agents.state import ModelRequest
-from fsm_agents.store import Conversations, MemoryStore, PostgresStore, SQLiteStore, Store
+from fsm_agents.store import Conversations, MemoryStore, SQLiteStore, Store
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store
-    if request.param == "memory":
-        s = MemoryStore()
-    elif request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "store.db")
-    else:
-        s = PostgresStore(fresh_database(request.getfixturevalue("postgres_dsn")))
-    yield s
-    s.close()
 
 
 # -- 12. a fork of a pattern's conversation branches --------------------------------------------

@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
-from store_helpers import cut_log, fresh_database
+from store_helpers import cut_log
 
 from fsm_agents import Agent, ConcurrencyConflict, FunctionModel, ScriptedModel, tool
 from fsm_agents.events import EffectUncertain, ModelReplied, ToolsFinished
@@ -24,7 +23,6 @@ from fsm_agents.store import (
     Conversations,
     CorruptStore,
     MemoryStore,
-    PostgresStore,
     Record,
     ReplayMismatch,
     SQLiteStore,
@@ -37,19 +35,6 @@ from fsm_agents.store import (
 from fsm_agents.store._records import decode_event, encode_event
 
 BACKENDS = ["memory", "sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store
-    if request.param == "memory":
-        s = MemoryStore()
-    elif request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "store.db")
-    else:
-        s = PostgresStore(fresh_database(request.getfixturevalue("postgres_dsn")))
-    yield s
-    s.close()
 
 
 def ev(i: int) -> Record:

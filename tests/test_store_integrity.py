@@ -8,14 +8,13 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from store_helpers import fresh_database, raw_sql, remove_tail, scripted_agent
+from store_helpers import raw_sql, remove_tail, scripted_agent
 
 from fsm_agents import Agent, FunctionModel, ScriptedModel, tool
 from fsm_agents.models.scripted import call, reply
@@ -27,7 +26,6 @@ from fsm_agents.store import (
     Conversations,
     CorruptStore,
     MemoryStore,
-    PostgresStore,
     SQLiteStore,
     Store,
     StoreError,
@@ -39,19 +37,6 @@ from fsm_agents.store._records import Record, chain_hash, verify
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store
-    if request.param == "memory":
-        s = MemoryStore()
-    elif request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "store.db")
-    else:
-        s = PostgresStore(fresh_database(request.getfixturevalue("postgres_dsn")))
-    yield s
-    s.close()
 
 
 # -- 1. text JSON-in-UTF-8 cannot carry: lone surrogates ----------------------------------------
