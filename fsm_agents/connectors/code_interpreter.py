@@ -476,9 +476,12 @@ class CodeInterpreter(SingleToolset):
     async def _execute(self, folder: Path, source: bytes) -> _Run:
         limits = self.limits
         run = _Run(out=_Capture(limits.output_bytes), err=_Capture(limits.output_bytes))
-        # a call that starts over the disk limits may run (to delete files) but not grow the folder
+        # a call that starts over the disk limits may run (to delete files) but not grow the folder;
+        # past the limit, a little slack absorbs what a previous call killed mid-write still flushes
         start = await anyio.to_thread.run_sync(_usage, folder, sys.maxsize, 100 * limits.max_files)
-        caps = max(limits.disk_mb * _MIB, start[0]), max(limits.max_files, start[1])
+        over_already = start[0] > limits.disk_mb * _MIB or start[1] > limits.max_files
+        slack = (_MIB, 8) if over_already else (0, 0)
+        caps = max(limits.disk_mb * _MIB, start[0]) + slack[0], max(limits.max_files, start[1]) + slack[1]
 
         def over() -> bool:
             used, entries = _usage(folder, *caps)
