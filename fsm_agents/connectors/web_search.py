@@ -26,8 +26,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx
@@ -36,7 +35,7 @@ import stamina
 from pydantic import BaseModel, ConfigDict
 
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition
-from fsm_agents.models._http import _event_loop_token, parse_retry_after
+from fsm_agents.models._http import PooledClient, parse_retry_after
 from fsm_agents.tools import SingleToolset, tool
 
 __all__ = [
@@ -130,7 +129,7 @@ def _retryable(exc: Exception) -> bool | float:
     return isinstance(exc, (SearchTimeout, SearchConnectionError))
 
 
-class SearXNG:
+class SearXNG(PooledClient):
     """A SearXNG instance's JSON API (see the module docstring for the wire format and errors).
 
     - `base_url`: the instance root, e.g. `http://127.0.0.1:8888`;
@@ -184,28 +183,10 @@ class SearXNG:
     def __repr__(self) -> str:
         return f"SearXNG({self.base_url!r})"
 
-    def _client_for_loop(self) -> httpx.AsyncClient:
-        loop = _event_loop_token()
-        if self._client is None or self._client.is_closed or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=httpx.Timeout(self.timeout), headers=self._headers, transport=self._transport
-            )
-            self._client_loop = loop
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP client (idempotent; the next search opens a new one)."""
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url, timeout=httpx.Timeout(self.timeout), headers=self._headers, transport=self._transport
+        )
 
     async def search(self, query: str, *, limit: int = 5) -> tuple[SearchResult, ...]:
         """At most `limit` results for `query`, in SearXNG's order (one page, ~20 results at

@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -118,7 +119,45 @@ def _event_loop_token() -> object:
     return asyncio.get_running_loop()
 
 
-class HTTPModel:
+class PooledClient(ABC):
+    """One pooled `httpx.AsyncClient`, opened on first use and again when the event loop changes
+    (a client is bound to the loop that opened it), closed by `aclose` or `async with`.
+    Subclasses say how to open it (`_new_client`)."""
+
+    _client: httpx.AsyncClient | None = None
+    _client_loop: object = None
+
+    @abstractmethod
+    def _new_client(self) -> httpx.AsyncClient:
+        """A new client for the running event loop."""
+
+    def _client_for_loop(self) -> httpx.AsyncClient:
+        loop = _event_loop_token()
+        client = self._client
+        if client is None or client.is_closed or self._client_loop is not loop:
+            if client is not None and not client.is_closed:
+                log.debug("%s: event loop changed; opening a new HTTP client", type(self).__name__)
+            client = self._new_client()
+            self._client, self._client_loop = client, loop
+        return client
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client (idempotent). The object stays usable: a new client is
+        opened on the next request."""
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class HTTPModel(PooledClient):
     """Base of the HTTP provider clients.
 
     - `base_url`: the API root; `timeout`: seconds per HTTP request (connect, each read, write);
@@ -162,36 +201,14 @@ class HTTPModel:
         """Headers carrying the key; subclasses override. Raise `MissingAPIKey` when needed."""
         return {}
 
-    def _client_for_loop(self) -> httpx.AsyncClient:
-        loop = _event_loop_token()
-        client = self._client
-        if client is None or client.is_closed or self._client_loop is not loop:
-            if client is not None and not client.is_closed:
-                log.debug("%s: event loop changed; opening a new HTTP client", type(self).__name__)
-            client = httpx.AsyncClient(
-                base_url=self.base_url,
-                timeout=httpx.Timeout(self.timeout),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-                transport=self._transport,
-                headers={"accept": "application/json", **self._extra_headers},
-            )
-            self._client, self._client_loop = client, loop
-        return client
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP client (idempotent). The model stays usable: a new client is
-        opened on the next request."""
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(self.timeout),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            transport=self._transport,
+            headers={"accept": "application/json", **self._extra_headers},
+        )
 
     # -- errors ---------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
