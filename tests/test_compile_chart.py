@@ -137,7 +137,9 @@ def test_an_internal_event_sent_from_outside_is_rejected() -> None:
     assert info.value.machine == "loop" and info.value.accepted == ()
 
 
-def test_no_guard_holding_is_an_invalid_transition_saying_so() -> None:
+def guarded_machine() -> Machine:
+    """One transition, PLANNING --reply [wants]--> DONE, whose guard never holds."""
+
     class Guarded(StateChart):  # type: ignore[type-arg]
         planning = State("PLANNING", initial=True)
         done = State("DONE", final=True)
@@ -147,8 +149,12 @@ def test_no_guard_holding_is_an_invalid_transition_saying_so() -> None:
         name = "guarded"
         table = compile_chart(Guarded, guards={"wants": no}, actions={})
 
+    return M()
+
+
+def test_no_guard_holding_is_an_invalid_transition_saying_so() -> None:
     with pytest.raises(InvalidTransition, match="no transition's guard held") as info:
-        M().step(snapshot(Phase.PLANNING), Reply())
+        guarded_machine().step(snapshot(Phase.PLANNING), Reply())
     assert info.value.no_guard and info.value.accepted == ("reply",)
 
 
@@ -322,17 +328,8 @@ def test_rejections_carry_the_machine_phase_and_event() -> None:
 
 
 def test_no_guard_holding_names_where_it_happened() -> None:
-    class Guarded(StateChart):  # type: ignore[type-arg]
-        planning = State("PLANNING", initial=True)
-        done = State("DONE", final=True)
-        reply = planning.to(done, cond="wants")
-
-    class M(Machine):
-        name = "guarded"
-        table = compile_chart(Guarded, guards={"wants": no}, actions={})
-
     with pytest.raises(InvalidTransition) as info:
-        M().step(snapshot(Phase.PLANNING).evolve(machine="guarded"), Reply())
+        guarded_machine().step(snapshot(Phase.PLANNING).evolve(machine="guarded"), Reply())
     assert (info.value.machine, info.value.phase, info.value.event) == ("guarded", "PLANNING", "reply")
     assert str(info.value) == "guarded: event 'reply' is not accepted in phase PLANNING: no transition's guard held"
 
