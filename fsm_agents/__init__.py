@@ -6,6 +6,7 @@ See docs/architecture.md for the architecture.
 """
 
 from fsm_agents.agent import Agent, AgentMachine
+from fsm_agents.context import RunContext
 from fsm_agents.errors import (
     CassetteDivergence,
     ConcurrencyConflict,
@@ -126,6 +127,7 @@ __all__ = [
     "Pending",
     "Phase",
     "RunAgents",
+    "RunContext",
     "RunResult",
     "RunTools",
     "ScriptedModel",

@@ -184,6 +184,7 @@ class _Prepared:
         run_id: Any,
         store: Any,
         conversation_id: Any,
+        deps: Any = None,
     ) -> None:
         self.machine = m = as_machine(machine)
         if models is not None or tools is not None or limits is not None or observers != ():
@@ -198,10 +199,11 @@ class _Prepared:
         if store is not None:
             _journal_factory(store)
         collected = collect_models(m, models)
-        if tools is None and limits is None and not observers:
+        if tools is None and limits is None and not observers and deps is None:
             self.session = shared_session(m, collected)
         else:
             self.session = Session(collected, _tool_map(tools), limits or _NO_LIMITS, tuple(observers))
+            self.session.deps = deps
         self.input, self.context, self.store = input, context, store
         self.run_id = _run_id(run_id, conversation_id)
         self.conversation_id = conversation_id or self.run_id
@@ -245,6 +247,7 @@ async def run(
     run_id: str | None = None,
     store: Any = None,
     conversation_id: str | None = None,
+    deps: Any = None,
 ) -> RunResult:
     """Run `machine` (a `Machine`, an `Agent` or a pattern) on `input` until DONE or FAILED, or
     until a tool call needs a human (`result.status == "suspended"`; see `resume`).
@@ -257,7 +260,10 @@ async def run(
       digits, a random prefix drawn once per process and a counter);
     - `store`: a `fsm_agents.store.Store` to persist the run to as it goes, under
       `conversation_id` (default: `run_id`); continue it after a crash with `resume`. Children of
-      a `RunAgents` effect persist under `<conversation id>/<task id>`.
+      a `RunAgents` effect persist under `<conversation id>/<task id>`;
+    - `deps`: anything the tools, dynamic instructions and guardrails need (a client, a pool, a
+      stateful API object); each gets it as `ctx.deps` of a `RunContext` first parameter. It is
+      never stored or copied: pass it again to `resume`.
 
     A budget, a model failure or an invalid output end in FAILED, not in an exception. Raises
     `NotAMachine` for something that is not a machine; `InvalidInput` for an input that is not
@@ -267,7 +273,7 @@ async def run(
     with a `store`, `ConcurrencyConflict` when `conversation_id` already exists (use `resume`)
     and the store's errors (`fsm_agents.store.StoreError`).
     """
-    prepared = _Prepared(machine, input, models, tools, limits, observers, context, run_id, store, conversation_id)
+    prepared = _Prepared(machine, input, models, tools, limits, observers, context, run_id, store, conversation_id, deps)
     session, m, rid = prepared.session, prepared.machine, prepared.run_id
     if store is None:  # no local holds the start position or `prepared` while the run goes
         del prepared
@@ -343,7 +349,7 @@ async def iterate(machine: Any, input: Any, **options: Any) -> AsyncIterator[Ope
 
 
 def _run_options(options: dict[str, Any]) -> dict[str, Any]:
-    known = ("models", "tools", "limits", "observers", "context", "run_id", "store", "conversation_id")
+    known = ("models", "tools", "limits", "observers", "context", "run_id", "store", "conversation_id", "deps")
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise InvalidInput(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(known)}")
@@ -437,6 +443,7 @@ async def resume(
     observers: Sequence[Observer] = (),
     context: Any = None,
     machines: Sequence[Any] = (),
+    deps: Any = None,
 ) -> RunResult:
     """Continue a run: `target` is a conversation id with `store=` (a run persisted by `run`, after
     a crash or a suspension), or a suspended `RunResult` (in memory).
@@ -452,7 +459,8 @@ async def resume(
     child resumes its own log), else the machine gets `EffectUncertain` →
     FAILED(`uncertain_effect`). A finished run is returned as is. For the last segment of a
     `Conversations` conversation, `machine` is that segment's machine and `machines` the
-    machines of the earlier segments.
+    machines of the earlier segments. `deps` are the run's dependencies, as for `run` (they are
+    never stored: give them again).
 
     Raises `InvalidDecision` (unknown id, an awaited call left undecided, a wrong kind of
     decision) and `NotSuspended` (decisions for a run that awaits none) before anything is
@@ -512,6 +520,7 @@ async def resume(
     finals = m.table.finals
     used = {} if position.step.snapshot.phase in finals else collect_models(m, models)
     session = Session(used, _tool_map(tools), limits or _NO_LIMITS, tuple(observers))
+    session.deps = deps
     session.decisions = given
     session.prior = prior
     return await drive(session, m, position, journal)

@@ -153,7 +153,7 @@ async def drive(
     the machine); lets `CassetteDivergence` and cancellation through.
     """
     run_id, input, context = position.run_id, position.input, position.context
-    run = RunState(machine, run_id, journal, position.children)
+    run = RunState(machine, run_id, journal, position.children, position.usage)
     run.items = items
     observers = session.observers
     sink = session.sink
@@ -209,7 +209,7 @@ async def drive(
             if sink is not None:
                 sink.send_nowait(EffectFinished(run.run_id, effect, event))
         if type(event) is ModelReplied or type(event) is AgentsFinished:
-            usage = usage + usage_of(event)
+            usage = run.usage = usage + usage_of(event)
         events.append(packed(event))
         step = machine.step(snapshot, event)
         if journal is not None:

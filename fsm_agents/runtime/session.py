@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fsm_agents.context import RunContext
 from fsm_agents.events import AgentTask, Effect, Event, Step
 from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model
@@ -85,21 +86,30 @@ class Journal(Protocol):
 class RunState:
     """One run in progress (a top-level run or a child): what performers need to know of it."""
 
-    __slots__ = ("children", "items", "journal", "machine", "run_id")
+    __slots__ = ("children", "items", "journal", "machine", "run_id", "usage")
 
-    def __init__(self, machine: Machine, run_id: str, journal: Journal | None, children: dict[str, RunResult]) -> None:
+    def __init__(
+        self,
+        machine: Machine,
+        run_id: str,
+        journal: Journal | None,
+        children: dict[str, RunResult],
+        usage: Usage = NO_USAGE,
+    ) -> None:
         self.machine = machine
         self.run_id = run_id
         self.journal = journal
         self.children = children
+        self.usage = usage  # the run's usage so far (kept by the driver)
         self.items: Any = None  # a memory object send stream of `StepItem`s (iterate), or None
 
 
 class Session:
     """What a run and all its children share: models by agent name, tool overrides, limits,
-    observers, the stream sink, the decisions `resume` brought, and tool executors."""
+    observers, the caller's `deps`, the stream sink, the decisions `resume` brought, and tool
+    executors."""
 
-    __slots__ = ("_executors", "decisions", "limits", "models", "observers", "prior", "sink", "tool_overrides")
+    __slots__ = ("_executors", "decisions", "deps", "limits", "models", "observers", "prior", "sink", "tool_overrides")
 
     def __init__(
         self,
@@ -112,10 +122,15 @@ class Session:
         self.tool_overrides = tools
         self.limits = limits
         self.observers = observers
+        self.deps: Any = None  # `run(..., deps=...)`: given to tools, instructions and guardrails in a RunContext
         self.sink: Any = None  # a memory object send stream of stream events, or None
         self.decisions: dict[str, Any] | None = None  # call id -> decision, while resuming
         self.prior: dict[str, RunResult] | None = None  # children of a suspended in-memory run, by run id
         self._executors: dict[tuple[int, str], ToolExecutor] = {}
+
+    def run_context(self, run: RunState, agent: str) -> RunContext[Any]:
+        """The `RunContext` of a call made for `agent` in `run`, now (deps, ids, usage so far)."""
+        return RunContext(self.deps, run.run_id, agent, run.usage)
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
         """The tool executor of `agent` in `machine` (tool overrides applied), made once per session."""
