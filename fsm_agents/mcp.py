@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import anyio.abc
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -72,55 +73,88 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 
 
 class _Connection:
-    """One open MCP session: the transport and `ClientSession` in an exit stack (entered and
-    left in one task), and its tools, listed once."""
+    """One open MCP session, run in a task of its own (started in a task group of the task that
+    opens it): the SDK's transport and `ClientSession` are entered and left in that task, so a
+    transport that fails (an HTTP server that went away) ends this task — its calls then fail
+    with "closed" — and never cancels the run. Its tools are listed once, when it starts."""
 
     def __init__(self, server: _MCPServer) -> None:
         self.server = server
-        self.stack = AsyncExitStack()
         self.session: ClientSession | None = None
         self.tools: tuple[Tool, ...] = ()
+        self._closing = anyio.Event()
+        self._stack: AsyncExitStack | None = None
 
     async def start(self) -> None:
-        server = self.server
+        """Connect, `initialize`, list the tools. Raises `MCPServerError` or `InvalidDefinition`
+        (see the module's docstring); the connection is then already closed."""
+        stack = AsyncExitStack()
+        tg = await stack.enter_async_context(anyio.create_task_group())
         try:
-            read, write = await self.stack.enter_async_context(server._transport())
-            session = await self.stack.enter_async_context(ClientSession(read, write))
-            with anyio.fail_after(server.connect_timeout):
-                await session.initialize()
-                listed = await _list_all(session)
-        except TimeoutError:
-            await self._close_quietly()
-            raise MCPServerError(
-                f"MCP server {server.name!r} did not answer initialize/tools/list within "
-                f"{server.connect_timeout} s (connect_timeout=): is it an MCP server, and does it start?"
-            ) from None
-        except ValidationError as exc:
-            await self._close_quietly()
-            raise InvalidDefinition(f"MCP server {server.name!r} sent a malformed tool listing: {exc}") from exc
-        except Exception as exc:
-            await self._close_quietly()
-            raise MCPServerError(f"cannot connect to MCP server {server.name!r}: {_describe(exc)}") from exc
-        except BaseException:
-            await self._close_quietly()
+            failure = await tg.start(self._serve)
+        except BaseException as exc:  # the opening task is cancelled
+            self._closing.set()
+            tg.cancel_scope.cancel()
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        self.session = session
-        try:
-            self.tools = tuple(server._tool_of(self, t) for t in listed)
-        except BaseException:
-            await self._close_quietly()
-            raise
+        if failure is not None:
+            await stack.aclose()
+            raise failure
+        self._stack = stack
 
     async def close(self) -> None:
-        self.session = None
-        await self.stack.aclose()
+        """Disconnect (a stdio server's process is stopped: the SDK closes its stdin, then
+        terminates it) and wait until the connection's task has ended."""
+        self._closing.set()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
 
-    async def _close_quietly(self) -> None:
+    async def _serve(self, *, task_status: anyio.abc.TaskStatus[BaseException | None]) -> None:
+        server = self.server
+        started = False
         try:
-            with anyio.CancelScope(shield=True):
-                await self.close()
-        except Exception:
-            log.debug("closing MCP server %r after a failed start raised", self.server.name, exc_info=True)
+            async with server._transport() as (read, write), ClientSession(read, write) as session:
+                with anyio.fail_after(server.connect_timeout):
+                    await session.initialize()
+                    listed = await _list_all(session)
+                self.tools = tuple(server._tool_of(self, t) for t in listed)
+                self.session = session
+                started = True
+                task_status.started(None)
+                await self._closing.wait()
+        except Exception as exc:
+            if not started:
+                task_status.started(_start_failure(server, exc))
+            else:
+                log.warning("the connection to MCP server %r ended: %s", server.name, _describe(exc))
+        finally:
+            self.session = None
+
+
+def _start_failure(server: _MCPServer, exc: BaseException) -> BaseException:
+    """The typed error for a server that could not be listed."""
+    leaves = _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, (InvalidDefinition, MCPServerError)):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, TimeoutError):
+            return MCPServerError(
+                f"MCP server {server.name!r} did not answer initialize/tools/list within "
+                f"{server.connect_timeout} s (connect_timeout=): is it an MCP server, and does it start?"
+            )
+    for leaf in leaves:
+        if isinstance(leaf, ValidationError):
+            return InvalidDefinition(f"MCP server {server.name!r} sent a malformed tool listing: {leaf}")
+    return MCPServerError(f"cannot connect to MCP server {server.name!r}: {_describe(exc)}")
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside `exc`, exception groups (anyio's task groups) opened."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 async def _list_all(session: ClientSession) -> list[mcp_types.Tool]:
@@ -139,8 +173,7 @@ async def _list_all(session: ClientSession) -> list[mcp_types.Tool]:
 def _describe(exc: BaseException) -> str:
     """An exception's type and message; an exception group's first leaf (anyio's task groups
     wrap a transport's failure)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = _leaves(exc)[0]
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
