@@ -25,12 +25,14 @@ import pytest
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
-from fsm_agents import Agent, Approved, Denied, FunctionModel, InvalidDefinition, resume, run, stream, tool
+from fsm_agents import Agent, Approved, Denied, FunctionModel, InvalidDefinition, iterate, resume, run, stream, tool
 from fsm_agents.errors import MCPServerError
+from fsm_agents.events import ToolsFinished
 from fsm_agents.mcp import MCPServerHTTP, MCPServerStdio, result_text
 from fsm_agents.models import call, reply
 from fsm_agents.patterns import Sequential
 from fsm_agents.state import ModelRequest, ToolMessage
+from fsm_agents.store import MemoryStore
 from fsm_agents.tools import Toolset
 
 STUB = str(Path(__file__).with_name("mcp_stub_server.py"))
@@ -306,6 +308,43 @@ async def test_stream_opens_toolsets_in_the_runs_task() -> None:
     model = Caller(call("echo", text="streamed"))
     events = [ev async for ev in stream(Agent("a", "", model.model, tools=[stub()]), "go")]
     assert json.loads(events[-1].result.output.split("\n")[0]) == {"text": "streamed"}
+
+
+@pytest.mark.anyio
+async def test_iterate_opens_toolsets_in_the_runs_task_and_closes_them_when_left_early() -> None:
+    server = stub()
+    model = Caller(call("pid"))
+    async with iterate(Agent("a", "", model.model, tools=[server]), "go") as steps:
+        async for item in steps:
+            if isinstance(item.event, ToolsFinished):
+                assert item.event.results[0].ok
+                break  # leaving early cancels the run; its connection closes with it
+    assert "pid" in model.offered()
+    async with server:  # and the server can be opened again
+        assert [t.name for t in await server.list_tools()][:2] == ["echo", "pid"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_a_run_stopped_during_an_mcp_call_resumes_by_the_tools_annotations(idempotent: bool) -> None:
+    """With a store, the "started" record of an MCP call knows the listed tool: a call that was
+    cut is run again on resume when the server says it is idempotent, else the run ends
+    FAILED(uncertain_effect) without calling it again."""
+    hang = {"name": "hang", "inputSchema": {"type": "object"}, "annotations": {"idempotentHint": idempotent}}
+
+    def agent(timeout: float | None) -> Agent:
+        return Agent("a", "", Caller(call("hang")).model, tools=[stub({"tools": [hang]}, timeout=timeout)])
+
+    store = MemoryStore()
+    with anyio.move_on_after(2):  # the process stops mid-call (here: the run is cancelled)
+        await run(agent(None), "go", store=store, conversation_id="c")
+        pytest.fail("the call should still be running")
+    resumed = await resume("c", agent(0.5), store=store)  # (the same agent, its calls now time out)
+    if idempotent:
+        assert resumed.status == "done" and "timed out after 0.5 s" in resumed.output  # run again
+    else:
+        assert resumed.status == "failed" and resumed.failure is not None
+        assert resumed.failure.kind == "uncertain_effect" and resumed.failure.detail == "hang"
 
 
 # -- approval: the pure core decides from static data ------------------------------------------
