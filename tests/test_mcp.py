@@ -6,7 +6,7 @@
 - `tests/mcp_stub_server.py`, a hand-written stdio server that misbehaves on purpose (errors,
   garbage, a crash, a hang, bad listings) and starts in milliseconds.
 
-Most tests run on asyncio only (a stdio server costs a process start); one runs on trio.
+Most tests run on asyncio only (a stdio server costs a process start); a few run on trio too.
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ async def test_an_http_server_that_goes_away_mid_run_gives_error_results_not_a_c
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_every_server_failure_is_a_fed_back_error_and_the_run_goes_on() -> None:
     """isError, a JSON-RPC error, a result that is not a CallToolResult and a hang (the server's
     timeout): each call gets an error result, the other calls of the reply keep theirs, the run
@@ -230,6 +231,7 @@ async def test_every_server_failure_is_a_fed_back_error_and_the_run_goes_on() ->
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_a_server_that_exits_mid_call_gives_error_results_at_once() -> None:
     """The process exits during a call: that call, a concurrent one (`hang`, which would wait
     for its timeout otherwise) and a later one get error results; nothing waits for a timeout."""
