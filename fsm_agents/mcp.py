@@ -427,8 +427,8 @@ class MCPServerStdio(_MCPServer):
       "mcp_server_time"]`); `env`: variables added to the SDK's safe default environment;
       `cwd`: its working directory; `errlog`: where its stderr goes (default `sys.stderr`);
     - `prefix`: name the tools `<prefix>_<name>` (to avoid clashes);
-    - `timeout`: seconds per tool call (`None`: no limit); `connect_timeout`: seconds to start,
-      `initialize` and list the tools;
+    - `timeout`: seconds per tool call (`None`: the run's `Limits.tool_timeout`, if any);
+      `connect_timeout`: seconds to start, `initialize` and list the tools;
     - `requires_approval`: `True` for every tool, or the server's names of the tools whose calls
       wait for a human's decision (the run suspends; see `fsm_agents.resume`);
     - `name`: names the server in errors (default: the command's file name and its arguments).
