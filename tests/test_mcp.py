@@ -306,6 +306,29 @@ async def test_toolsets_of_a_patterns_children_are_listed_and_one_server_is_open
 
 
 @pytest.mark.anyio
+async def test_listed_tools_are_offered_to_their_own_agent_only() -> None:
+    """After a handoff, the agent that owns the toolset is offered its tools; the other is not."""
+    front_requests: list[ModelRequest] = []
+
+    def front(request: ModelRequest) -> Any:
+        front_requests.append(request)
+        return reply(None, call("transfer_to_back"))
+
+    back_requests: list[ModelRequest] = []
+
+    def back(request: ModelRequest) -> Any:
+        back_requests.append(request)
+        pids = [m.content for m in request.messages if isinstance(m, ToolMessage) and m.name == "pid"]
+        return pids[0] if pids else reply(None, call("pid"))
+
+    agent = Agent("front", "", FunctionModel(front), handoffs=[Agent("back", "", FunctionModel(back), tools=[stub()])])
+    result = await run(agent, "go")
+    assert result.status == "done" and result.output.isdigit()
+    assert [t.name for t in front_requests[0].tools] == ["transfer_to_back"]
+    assert "pid" in {t.name for t in back_requests[0].tools}
+
+
+@pytest.mark.anyio
 async def test_stream_opens_toolsets_in_the_runs_task() -> None:
     model = Caller(call("echo", text="streamed"))
     events = [ev async for ev in stream(Agent("a", "", model.model, tools=[stub()]), "go")]
