@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, cast
 
 from pydantic import BaseModel, ValidationError
 from statemachine import State
@@ -67,7 +67,7 @@ from fsm_agents.state import (
     is_valid_name,
     messages_from,
 )
-from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, as_tools, truncate
+from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, Toolset, as_tools, truncate
 
 if TYPE_CHECKING:
     from fsm_agents.models.base import Model
@@ -194,7 +194,8 @@ class Agent:
     """An LLM agent: a name, instructions (the system prompt), a model, tools.
 
     - `model`: a `fsm_agents.models.Model` (or `None` and pass `models=` to `run`);
-    - `tools`: `Tool`s or typed functions (wrapped with `@tool`);
+    - `tools`: `Tool`s or typed functions (wrapped with `@tool`), and toolsets whose tools are
+      listed when a run starts (`fsm_agents.mcp.MCPServerStdio`, `MCPServerHTTP`: a `Toolset`);
     - `handoffs`: agents (or their names, for cycles) this agent may transfer control to; each
       becomes a `transfer_to_<name>` tool;
     - `output_type`: a frozen pydantic model the final answer must validate against (JSON);
@@ -218,7 +219,7 @@ class Agent:
         name: str,
         instructions: str = "",
         model: Model | None = None,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | Callable[..., Any] | Toolset] | Toolset = (),
         handoffs: Iterable[Agent | str] = (),
         output_type: type[BaseModel] | None = None,
         max_steps: int = 10,
@@ -268,7 +269,8 @@ class Agent:
         self.name = name
         self.instructions = instructions
         self.model = model
-        self.tools = as_tools(tools)
+        plain, self.toolsets = _split_toolsets(name, tools)
+        self.tools = as_tools(plain)
         for t in self.tools:
             if t.name.startswith(TRANSFER_PREFIX):
                 raise InvalidDefinition(f"agent {name!r}: tool names starting with {TRANSFER_PREFIX!r} are reserved")
@@ -292,6 +294,38 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, tools={[t.name for t in self.tools]}, max_steps={self.max_steps})"
+
+
+def _split_toolsets(agent: str, tools: Any) -> tuple[Any, tuple[Toolset, ...]]:
+    """(the plain tools, the toolsets) of an `Agent(tools=...)` argument. Raises
+    `InvalidDefinition` for one toolset given twice, and for a toolset whose every tool needs
+    approval but whose calls cannot be told apart before listing (no prefix, another toolset)."""
+    if _is_toolset(tools):
+        return (), (tools,)
+    if isinstance(tools, (Tool, str, bytes)) or callable(tools) or not isinstance(tools, Iterable):
+        return tools, ()  # as_tools says what is wrong
+    items = list(tools)
+    toolsets = tuple(t for t in items if _is_toolset(t))
+    if not toolsets:
+        return items, ()
+    if len({id(t) for t in toolsets}) != len(toolsets):
+        raise InvalidDefinition(f"agent {agent!r}: a toolset is given twice in tools ({toolsets[0].name!r}...)")
+    for t in toolsets:
+        if t.requires_approval is True and t.prefix is None and len(toolsets) > 1:
+            raise InvalidDefinition(
+                f"agent {agent!r}: toolset {t.name!r} has requires_approval=True and no prefix, beside other "
+                "toolsets: its calls cannot be told apart before its tools are listed; give it a prefix= "
+                "or name the tools that need approval"
+            )
+    return [t for t in items if not _is_toolset(t)], toolsets
+
+
+def _is_toolset(obj: Any) -> TypeGuard[Toolset]:
+    """`isinstance(obj, Toolset)`, without the protocol check's cost (tens of µs) for the tools
+    and functions a tool list is made of."""
+    if type(obj) is Tool or callable(obj) or not hasattr(obj, "requires_approval"):
+        return False
+    return isinstance(obj, Toolset)
 
 
 def _is_object(call: ToolCall) -> bool:
@@ -351,14 +385,31 @@ def model_request(
 class _Resolved:
     """Per-agent static parts of the machine, computed once at definition time."""
 
-    __slots__ = ("agent", "awaits", "template", "tools", "transfers")
+    __slots__ = ("agent", "awaits", "template", "tools", "toolset_approval", "transfers")
 
     def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
         self.agent = agent
         self.transfers = transfers  # transfer tool name -> target agent name
         self.template = template
         self.tools: Mapping[str, Tool] = MappingProxyType({t.name: t for t in agent.tools})
-        self.awaits = any(t.requires_approval or t.asks_user for t in agent.tools)  # some call may wait for a human
+        # toolsets whose calls may wait for a human (their tools are not known before a run lists them)
+        self.toolset_approval = tuple(t for t in agent.toolsets if t.requires_approval)
+        # some call may wait for a human
+        self.awaits = any(t.requires_approval or t.asks_user for t in agent.tools) or bool(self.toolset_approval)
+
+    def toolset_needs_approval(self, name: str) -> bool:
+        """Whether a call of `name` (not one of the agent's own tools) is a toolset's call that
+        waits for a human: decided from the toolsets' static `requires_approval` and `prefix`."""
+        if name in self.transfers:
+            return False
+        for t in self.toolset_approval:
+            wanted = t.requires_approval
+            if wanted is True:
+                if t.prefix is None or name.startswith(f"{t.prefix}_"):
+                    return True
+            elif wanted is not False and name in wanted:
+                return True
+        return False
 
 
 def _collect(entry: Agent) -> dict[str, Agent]:
@@ -430,8 +481,13 @@ class AgentMachine(Machine):
         return self._resolved[agent].tools
 
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
-        """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included."""
+        """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included
+        (not the tools its toolsets list when a run starts: the runtime adds those)."""
         return self._resolved[agent].template.tools
+
+    def toolsets(self) -> Mapping[str, tuple[Toolset, ...]]:
+        """The toolsets of each agent that has some, by agent name (listed when a run starts)."""
+        return {name: a.toolsets for name, a in self.agents.items() if a.toolsets}
 
     def models(self) -> Mapping[str, Model | None]:
         """Each agent's configured model, by agent name."""
@@ -585,7 +641,10 @@ class AgentMachine(Machine):
                         question=question if isinstance(question, str) else c.arguments,
                     )
                 )
-            elif (t is not None and t.requires_approval) or (policy is not None and policy(c)):
+            elif (
+                (t.requires_approval if t is not None else resolved.toolset_needs_approval(c.name))
+                or (policy is not None and policy(c))
+            ):
                 requests.append(InputRequest(call_id=c.id, tool=c.name, arguments=c.arguments, kind="approval"))
         return tuple(requests)
 

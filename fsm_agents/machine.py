@@ -331,6 +331,11 @@ class Machine:
         """Machines this one runs through `RunAgents`, by name (empty for a plain agent)."""
         return MappingProxyType({})
 
+    def toolsets(self) -> Mapping[str, tuple[Any, ...]]:
+        """Toolsets (`fsm_agents.tools.Toolset`) by agent name: tools the runtime lists when a run
+        starts and adds to that agent's (empty unless an agent has some)."""
+        return MappingProxyType({})
+
     def step(self, snapshot: Snapshot[Any], event: Event) -> Step:
         """Consume `event` in `snapshot.phase`; return the next snapshot and its effects.
 

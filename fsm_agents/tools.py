@@ -34,11 +34,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from types import SimpleNamespace
-from typing import Any, TypeVar, get_type_hints, overload
+from typing import Any, Protocol, TypeVar, get_type_hints, overload, runtime_checkable
 
 import anyio
 import docstring_parser
@@ -51,7 +52,7 @@ from pydantic.fields import FieldInfo
 from fsm_agents.errors import RunAborted, ToolDefinitionError
 from fsm_agents.state import ToolCall, ToolResult, ToolSpec, _made, fields_set, is_valid_name
 
-__all__ = ["SingleToolset", "Tool", "ToolExecutor", "ask_user", "current_run_id", "tool"]
+__all__ = ["SingleToolset", "Tool", "ToolExecutor", "Toolset", "ask_user", "current_run_id", "tool"]
 
 log = logging.getLogger("fsm_agents.tools")
 
@@ -76,7 +77,9 @@ class Tool:
     - `requires_approval`: a call waits for a human's `Approved()` / `Denied(reason)` (the run
       suspends; see `fsm_agents.resume`);
     - `asks_user`: the call is a question to the human (its `question` argument); the human's
-      `Answer(text)` is its result and `fn` is never called (see `ask_user`).
+      `Answer(text)` is its result and `fn` is never called (see `ask_user`);
+    - `parameters_json`: the JSON schema the model sees, as given by someone else (an MCP
+      server's `inputSchema`), instead of `input_model`'s; `input_model` still validates.
     """
 
     name: str
@@ -93,10 +96,13 @@ class Tool:
     thread: bool = True
     requires_approval: bool = False
     asks_user: bool = False
+    parameters_json: str | None = field(default=None, repr=False)
 
     @cached_property
     def spec(self) -> ToolSpec:
         """The provider-neutral description: name, description, JSON schema of the arguments."""
+        if self.parameters_json is not None:
+            return ToolSpec(name=self.name, description=self.description, parameters_json=self.parameters_json)
         schema = self.input_model.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(name=self.name, description=self.description, parameters_json=pydantic_core.to_json(schema).decode())
@@ -235,6 +241,37 @@ def tool(
     if fn is not None:
         return _build_tool(fn, **options)  # type: ignore[arg-type]
     return lambda f: _build_tool(f, **options)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    """Tools listed when a run starts, not known when the agent is made (an MCP server:
+    `fsm_agents.mcp`). A toolset goes in `Agent(tools=[...])` beside plain tools.
+
+    - `name`: names the toolset in error messages;
+    - `prefix`: when not None, every tool it lists is named `<prefix>_<its name>`;
+    - `requires_approval`: `True` (every tool it lists) or the names (as the model sees them)
+      whose calls wait for a human's decision. Static: the pure core decides from it before
+      anything is listed (with `True` and no prefix, every call of a name that is not one of
+      the agent's own tools is the toolset's);
+    - `open()`: an async context manager that lists the tools for one run: the runtime enters it
+      when the run starts (in the run's task) and leaves it when the run ends. Raises
+      `MCPServerError` (or its toolset's own `FsmAgentsError`) when it cannot list, and
+      `InvalidDefinition` for a listed tool that cannot be offered to a model.
+
+    See docs/architecture.md, "MCP toolsets".
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def prefix(self) -> str | None: ...
+
+    @property
+    def requires_approval(self) -> bool | frozenset[str]: ...
+
+    def open(self) -> AbstractAsyncContextManager[Sequence[Tool]]: ...
 
 
 class SingleToolset(Sequence[Tool]):

@@ -39,6 +39,7 @@ from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.performers import check_decision_kinds
 from fsm_agents.runtime.result import Limits, Pending, RunResult
 from fsm_agents.runtime.streaming import Channel, Finished, StepItem, StreamEvent
+from fsm_agents.runtime.toolsets import toolsets_of, toolsets_opened
 from fsm_agents.tools import Tool, as_tools
 
 __all__ = ["JournalFactory", "iterate", "register_journal_factory", "resume", "run", "stream"]
@@ -199,7 +200,7 @@ class _Prepared:
         if store is not None:
             _journal_factory(store)
         collected = collect_models(m, models)
-        if tools is None and limits is None and not observers and deps is None:
+        if tools is None and limits is None and not observers and deps is None and not toolsets_of(m):
             self.session = shared_session(m, collected)
         else:
             self.session = Session(collected, _tool_map(tools), limits or _NO_LIMITS, tuple(observers))
@@ -275,12 +276,28 @@ async def run(
     """
     prepared = _Prepared(machine, input, models, tools, limits, observers, context, run_id, store, conversation_id, deps)
     session, m, rid = prepared.session, prepared.machine, prepared.run_id
+    if toolsets_of(m):
+        position, journal = await prepared.open()
+        del prepared
+        return await drive_with_toolsets(session, m, position, journal)
     if store is None:  # no local holds the start position or `prepared` while the run goes
         del prepared
         return await drive(session, m, Position.start(m, input, rid, context), None)
     position, journal = await prepared.open()
     del prepared
     return await drive(session, m, position, journal)
+
+
+async def drive_with_toolsets(
+    session: Session, machine: Machine, position: Position, journal: Journal | None, items: Any = None
+) -> RunResult:
+    """`drive`, with the toolsets of `machine` (and its children) open for the run: their tools
+    listed into `session` first, and the toolsets left when the run ends, in this task (see
+    `fsm_agents.runtime.toolsets`). A run that is already over opens none."""
+    if not toolsets_of(machine) or position.step.snapshot.phase in machine.table.finals:
+        return await drive(session, machine, position, journal, items)
+    async with toolsets_opened(session, machine):
+        return await drive(session, machine, position, journal, items)
 
 
 class OpenRun:
@@ -333,7 +350,7 @@ async def iterate(machine: Any, input: Any, **options: Any) -> AsyncIterator[Ope
 
     async def driver() -> None:
         try:
-            opened.result = await drive(prepared.session, prepared.machine, position, journal, opened)
+            opened.result = await drive_with_toolsets(prepared.session, prepared.machine, position, journal, opened)
         finally:
             opened.close()
 
@@ -388,7 +405,7 @@ class RunStream:
 
         async def driver() -> None:
             try:
-                result = await drive(prepared.session, prepared.machine, position, journal)
+                result = await drive_with_toolsets(prepared.session, prepared.machine, position, journal)
                 self.result = result
                 channel.send_nowait(Finished(result.run_id, result))
             finally:
@@ -523,7 +540,7 @@ async def resume(
     session.deps = deps
     session.decisions = given
     session.prior = prior
-    return await drive(session, m, position, journal)
+    return await drive_with_toolsets(session, m, position, journal)
 
 
 def _flatten_children(result: RunResult) -> dict[str, RunResult]:

@@ -51,21 +51,29 @@ _MODEL_REPLIED_FIELDS = fields_set(ModelReplied)
 
 async def call_model(session: Session, run: RunState, effect: CallModel) -> Event:
     """`CallModel` → `ModelReplied` / `ModelFailed`, through the agent's model (streamed, with
-    `stream_complete`, when someone watches the run's deltas), under `Limits.model_timeout`."""
+    `stream_complete`, when someone watches the run's deltas), under `Limits.model_timeout`. The
+    request offers the agent's own tools (from the effect) and the tools its toolsets listed
+    when the run started (from the session)."""
     model = session.models[effect.agent]
     timeout = session.limits.model_timeout
     sink = session.sink
-    # (the driver calls the model itself, as below, when there is neither a timeout nor a watcher)
+    request = effect.request
+    if session.listed is not None:  # the tools the agent's toolsets listed join its own
+        listed = session.listed_specs(run.machine, effect.agent)
+        if listed:
+            request = request.model_copy(update={"tools": (*request.tools, *listed)})
+    # (the driver calls the model itself, as below, when there is neither a timeout, a watcher nor
+    # a toolset)
     try:
         if timeout is None and sink is None:  # the common path: no cancel scope to enter and leave
-            response = await model.complete(effect.request)
+            response = await model.complete(request)
         else:
             with anyio.fail_after(timeout):
                 if sink is not None and hasattr(model, "stream_complete"):
                     on_delta = _delta_sender(sink, run.run_id, effect.agent)
-                    response = await model.stream_complete(effect.request, on_delta)
+                    response = await model.stream_complete(request, on_delta)
                 else:
-                    response = await model.complete(effect.request)
+                    response = await model.complete(request)
     except RunAborted:
         raise
     except Exception as exc:

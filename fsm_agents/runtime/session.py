@@ -13,7 +13,7 @@ from fsm_agents.machine import Machine
 from fsm_agents.models.base import Model
 from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.result import NO_USAGE, Limits, RunResult
-from fsm_agents.state import Usage
+from fsm_agents.state import ToolSpec, Usage
 from fsm_agents.tools import Tool, ToolExecutor
 
 __all__ = ["Journal", "Position", "RunState", "Session"]
@@ -107,9 +107,20 @@ class RunState:
 class Session:
     """What a run and all its children share: models by agent name, tool overrides, limits,
     observers, the caller's `deps`, the stream sink, the decisions `resume` brought, and tool
-    executors."""
+    executors, and the tools its toolsets listed when the run started."""
 
-    __slots__ = ("_executors", "decisions", "deps", "limits", "models", "observers", "prior", "sink", "tool_overrides")
+    __slots__ = (
+        "_executors",
+        "decisions",
+        "deps",
+        "limits",
+        "listed",
+        "models",
+        "observers",
+        "prior",
+        "sink",
+        "tool_overrides",
+    )
 
     def __init__(
         self,
@@ -127,19 +138,32 @@ class Session:
         self.decisions: dict[str, Any] | None = None  # call id -> decision, while resuming
         self.prior: dict[str, RunResult] | None = None  # children of a suspended in-memory run, by run id
         self._executors: dict[tuple[int, str], ToolExecutor] = {}
+        # (id(machine), agent) -> (tools by name, their specs): what the agent's toolsets listed
+        # when the run started (`fsm_agents.runtime.toolsets`); None when no agent has a toolset
+        self.listed: dict[tuple[int, str], tuple[Mapping[str, Tool], tuple[ToolSpec, ...]]] | None = None
+
+    def listed_specs(self, machine: Machine, agent: str) -> tuple[ToolSpec, ...]:
+        """The specs of the tools `agent`'s toolsets listed for this run (the `CallModel` performer
+        adds them to the request, which names only the agent's own tools)."""
+        listed = self.listed.get((id(machine), agent)) if self.listed is not None else None
+        return listed[1] if listed is not None else ()
 
     def run_context(self, run: RunState, agent: str) -> RunContext[Any]:
         """The `RunContext` of a call made for `agent` in `run`, now (deps, ids, usage so far)."""
         return RunContext(self.deps, run.run_id, agent, run.usage)
 
     def executor(self, machine: Machine, agent: str) -> ToolExecutor:
-        """The tool executor of `agent` in `machine` (tool overrides applied), made once per session."""
+        """The tool executor of `agent` in `machine` (tool overrides applied, the tools its toolsets
+        listed added), made once per session."""
         key = (id(machine), agent)  # by id: a machine need not be hashable
         ex = self._executors.get(key)
         if ex is None:
             tools: Mapping[str, Tool] = machine.tools_for(agent)
             if self.tool_overrides and self.tool_overrides.keys() & tools.keys():
                 tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
+            listed = self.listed.get(key) if self.listed is not None else None
+            if listed is not None:
+                tools = {**tools, **listed[0]}
             limits = self.limits
             ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
             self._executors[key] = ex
