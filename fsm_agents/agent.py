@@ -18,7 +18,9 @@ results into the conversation, each cut to `max_tool_output_chars`), then back t
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
@@ -110,13 +112,17 @@ def guided_tool_choice(tool: str) -> ToolChoicePolicy:
     return choose
 
 
-def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name: str = "AgentChart") -> ChartClass:
+def agent_chart(
+    *, handoff_limit: bool = False, awaits_input: bool = False, output_function: bool = False, name: str = "AgentChart"
+) -> ChartClass:
     """The topology of the agent loop (guards and actions are named; see `AgentMachine`).
 
     `handoff_limit=True` (the `Handoffs` pattern) inserts `model_replied [handoff_limit] → FAILED`
     just before the handoff transition: a transfer past the budget fails instead of moving on.
     `awaits_input=True` (an agent with tools that wait for a human) adds `EXECUTING
-    --input_received--> EXECUTING` (`apply_decisions`). Guards of one event are tried in the
+    --input_received--> EXECUTING` (`apply_decisions`). `output_function=True` (an agent whose
+    `output_type` is a function) adds `OBSERVING --observed [tool_gave_output]--> DONE`
+    (`finish_from_tool`) before the way back to PLANNING. Guards of one event are tried in the
     order written.
     """
     planning = State("PLANNING", initial=True)
@@ -151,7 +157,12 @@ def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name
             "tools_finished": executing.to(observing, on="observe"),
             # resume: a non-idempotent tool may have run
             "effect_uncertain": executing.to(failed, on="fail_uncertain"),
-            "observed": observing.to(planning, on="call_model"),  # internal: raised by step
+            # internal: raised by step
+            "observed": (
+                observing.to(done, cond="tool_gave_output", on="finish_from_tool") | observing.to(planning, on="call_model")
+                if output_function
+                else observing.to(planning, on="call_model")
+            ),
             "handed_off": handoff.to(planning, on="call_model"),  # internal: raised by step
         },
         internal=(Observed, HandedOff),
@@ -162,16 +173,23 @@ AgentChart = agent_chart()
 AwaitingAgentChart = agent_chart(awaits_input=True, name="AwaitingAgentChart")
 
 
-_AWAITING: dict[ChartClass, ChartClass] = {AgentChart: AwaitingAgentChart}
+_VARIANTS: dict[tuple[ChartClass, bool, bool], ChartClass] = {(AgentChart, True, False): AwaitingAgentChart}
 
 
-def _awaiting(chart: ChartClass) -> ChartClass:
-    """`chart` with EXECUTING waiting for a human's decisions (made once per chart)."""
-    found = _AWAITING.get(chart)
+def _variant(chart: ChartClass, awaits: bool, output_function: bool) -> ChartClass:
+    """`chart` with EXECUTING waiting for a human's decisions (`awaits`) and/or OBSERVING ending
+    the run on an output function's result (`output_function`); made once per combination."""
+    if not awaits and not output_function:
+        return chart
+    found = _VARIANTS.get((chart, awaits, output_function))
     if found is None:
         handoff_limit = any("handoff_limit" in str(t.cond) for s in chart.states for t in s.transitions)
-        found = _AWAITING[chart] = agent_chart(
-            handoff_limit=handoff_limit, awaits_input=True, name=f"Awaiting{chart.__name__}"
+        prefix = ("Awaiting" if awaits else "") + ("OutputFunction" if output_function else "")
+        found = _VARIANTS[(chart, awaits, output_function)] = agent_chart(
+            handoff_limit=handoff_limit,
+            awaits_input=awaits,
+            output_function=output_function,
+            name=f"{prefix}{chart.__name__}",
         )
     return found
 
@@ -205,7 +223,11 @@ class Agent:
     - `output_type`: the type of the final answer: anything pydantic validates and builds a
       JSON schema for — a frozen model, `list[str]`, `int`, `dict[str, float]`, `Literal[...]`,
       a union of models, a `TypedDict`, a frozen dataclass (`None` or `str`: plain text). The
-      value is kept frozen: lists come back as tuples, dicts as `FrozenDict`s;
+      value is kept frozen: lists come back as tuples, dicts as `FrozenDict`s. A function (or
+      a `Tool`) is an *output function*: offered as a tool, it runs like any tool when the model
+      calls it, and its successful result — its return value, validated as its return
+      annotation — ends the run DONE (pydantic-ai's output functions, the OpenAI Agents SDK's
+      `StopAtTools`): the answer's values come from code, not from the model's words;
     - `output_mode`: how the model is asked for it — `"native"` (the default: the provider's
       structured output, OpenAI-compatible `response_format` json_schema or the llama.cpp
       server's JSON-schema grammar; a provider without it gets the schema in the system
@@ -276,6 +298,20 @@ class Agent:
             )
         if output_mode not in _OUTPUT_MODES:
             raise InvalidDefinition(f"agent {name!r}: output_mode must be one of {_OUTPUT_MODES}, got {output_mode!r}")
+        output_function: Tool | None = None
+        if isinstance(output_type, Tool) or inspect.isroutine(output_type):
+            output_function = output_type if isinstance(output_type, Tool) else as_tools([output_type])[0]
+            try:
+                output_type = typing.get_type_hints(output_function.fn).get("return")
+            except Exception as exc:  # an annotation that does not resolve
+                raise InvalidDefinition(
+                    f"agent {name!r}: output_type {output_function.name}: its return annotation does not resolve ({exc})"
+                ) from None
+            if output_type is None:
+                raise InvalidDefinition(
+                    f"agent {name!r}: output_type {output_function.name} is an output function: annotate what it "
+                    "returns (its return value is the run's output)"
+                )
         if output_type is str:
             output_type = None  # plain text
         if output_type is not None:
@@ -291,6 +327,13 @@ class Agent:
         self.instructions = instructions
         self.model = model
         self.tools = as_tools(tools)
+        if output_function is not None:
+            if any(t.name == output_function.name for t in self.tools):
+                raise InvalidDefinition(
+                    f"agent {name!r}: the output function {output_function.name!r} is also in tools: list it once, "
+                    "as output_type"
+                )
+            self.tools += (output_function,)
         for t in self.tools:
             if t.name.startswith(TRANSFER_PREFIX):
                 raise InvalidDefinition(f"agent {name!r}: tool names starting with {TRANSFER_PREFIX!r} are reserved")
@@ -301,6 +344,7 @@ class Agent:
                 )
         self.handoffs: tuple[Agent | str, ...] = tuple(handoffs)
         self.output_type = output_type
+        self.output_function = output_function
         self.output_mode: OutputMode = output_mode
         self.max_steps = max_steps
         self.description = description
@@ -359,12 +403,17 @@ def model_request(
     `"native"` → `output_schema_json`; `"prompt"` → appended to the instructions; `"tool"` →
     the output tool `final_result` (schema as its parameters) after `tools`, when the machine
     handles it (`output_tool=True`, as `AgentMachine` does; otherwise native), with a
-    `tool_choice` of `"none"` turned into `final_result` so the answer can still be given.
+    `tool_choice` of `"none"` turned into `final_result` so the answer can still be given. An
+    output function is one of `tools` already: nothing is added (a `"none"` choice names it).
     An explicit `output_type` is always native. `tools` are the specs offered.
     """
+    choice = tool_choice if tool_choice is not None else agent.tool_choice
     mode = "native" if output_type is not None else agent.output_mode
     schema_type = output_type if output_type is not None else agent.output_type
-    choice = tool_choice if tool_choice is not None else agent.tool_choice
+    if output_type is None and agent.output_function is not None:
+        schema_type = None  # the output function is one of the agent's tools: nothing else to send
+        if choice == "none" and output_tool:
+            choice = agent.output_function.name
     text = agent.instructions if instructions is None else instructions
     specs = tuple(tools)
     schema_json: str | None = None
@@ -389,11 +438,11 @@ def model_request(
 
 
 @lru_cache(maxsize=256)
-def _text_in_tool_mode(output_type: Any, content: str | None) -> tuple[Any, str | None]:
+def _text_in_tool_mode(output_type: Any, content: str | None, tool: str = OUTPUT_TOOL) -> tuple[Any, str | None]:
     value, error = _validate_output(output_type, content)
     if error is None:
         return value, None  # a text reply that validates is accepted too
-    return None, f"{error} (give the final answer by calling the {OUTPUT_TOOL} tool)"
+    return None, f"{error} (give the final answer by calling the {tool} tool)"
 
 
 def _tool_output(output_type: Any, message: AssistantMessage) -> tuple[Any, str | None]:
@@ -424,7 +473,7 @@ def _output_call_answers(message: AssistantMessage, text: str, *, ok: bool) -> l
 class _Resolved:
     """Per-agent static parts of the machine, computed once at definition time."""
 
-    __slots__ = ("agent", "awaits", "output_tool", "template", "tools", "transfers")
+    __slots__ = ("agent", "answer_tool", "awaits", "output_function", "output_tool", "template", "tools", "transfers")
 
     def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
         self.agent = agent
@@ -433,6 +482,9 @@ class _Resolved:
         self.tools: Mapping[str, Tool] = MappingProxyType({t.name: t for t in agent.tools})
         self.awaits = any(t.requires_approval or t.asks_user for t in agent.tools)  # some call may wait for a human
         self.output_tool = any(t.name == OUTPUT_TOOL for t in template.tools)  # output_mode="tool"
+        self.output_function = agent.output_function.name if agent.output_function is not None else None
+        # the tool that gives the final answer, which a tool_choice of "none" names instead
+        self.answer_tool = OUTPUT_TOOL if self.output_tool else self.output_function
 
 
 def _collect(entry: Agent) -> dict[str, Agent]:
@@ -496,7 +548,7 @@ class AgentMachine(Machine):
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
         awaits = any(r.awaits or r.agent.approval is not None for r in resolved.values())
-        chart = self.chart_class if not awaits else _awaiting(self.chart_class)
+        chart = _variant(self.chart_class, awaits, any(r.output_function is not None for r in resolved.values()))
         self.table = compile_chart(chart, owner=self)
 
     # -- resources the runtime needs (not part of any snapshot) --------------------------------
@@ -507,6 +559,12 @@ class AgentMachine(Machine):
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
         """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included."""
         return self._resolved[agent].template.tools
+
+    def output_tool_type(self, agent: str) -> Any:
+        """The output type `agent`'s output tool `final_result` takes (`None` without one): the
+        testing kit draws valid calls of it."""
+        resolved = self._resolved[agent]
+        return resolved.agent.output_type if resolved.output_tool else None
 
     def models(self) -> Mapping[str, Model | None]:
         """Each agent's configured model, by agent name."""
@@ -560,8 +618,8 @@ class AgentMachine(Machine):
             request = resolved.template.model_copy(update={"messages": messages})
         else:
             choice = policy(messages)
-            if choice == "none" and resolved.output_tool:
-                choice = OUTPUT_TOOL  # "answer now" is a call of the output tool
+            if choice == "none" and resolved.answer_tool is not None:
+                choice = resolved.answer_tool  # "answer now" is a call of the output tool
             request = resolved.template.model_copy(update={"messages": messages, "tool_choice": choice})
         return _made(CallModel, {"key": effect_key(s), "agent": agent, "request": request}, _CALL_MODEL_FIELDS)
 
@@ -594,9 +652,27 @@ class AgentMachine(Machine):
     def _output(self, s: Snapshot[Any], e: Event) -> tuple[Any, str | None]:
         resolved = self._resolved[cast(str, s.agent)]
         message = self._reply(s, e)
-        if not resolved.output_tool:
-            return _validate_output(resolved.agent.output_type, message.content)
-        return _tool_output(resolved.agent.output_type, message)
+        if resolved.output_tool:
+            return _tool_output(resolved.agent.output_type, message)
+        if resolved.output_function is not None:
+            return _text_in_tool_mode(resolved.agent.output_type, message.content, resolved.output_function)
+        return _validate_output(resolved.agent.output_type, message.content)
+
+    def _tool_gave(self, s: Snapshot[Any]) -> tuple[bool, Any]:
+        """(found, value): the first successful result of the active agent's output function
+        among the results just observed that validates as its return type."""
+        resolved = self._resolved[cast(str, s.agent)]
+        name = resolved.output_function
+        for r in s.results:
+            if r.name == name and r.ok:
+                value, error = _validate_output(resolved.agent.output_type, r.content)
+                if error is None:
+                    return True, value
+        return False, None
+
+    # guard on `observed` (charts of agents with an output function only)
+    def tool_gave_output(self, s: Snapshot[Any], e: Event) -> bool:
+        return self._tool_gave(s)[0]
 
     def output_retry(self, s: Snapshot[AgentData], e: Event) -> bool:
         agent = self._resolved[cast(str, s.agent)].agent
@@ -753,6 +829,11 @@ class AgentMachine(Machine):
         else:
             conversation = s.conversation.append(message)
         return Step(s.moved(to, conversation=conversation, output=output))
+
+    @fused
+    def finish_from_tool(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """DONE with the output function's return value (its result is in the conversation)."""
+        return Step(s.moved(to, output=self._tool_gave(s)[1]))
 
     @fused
     def fail_model(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:

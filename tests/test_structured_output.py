@@ -314,3 +314,108 @@ def test_output_tool_call_ids_are_attributed_like_any_call() -> None:
     )
     s = finish(tool_agent(tools=[add]), message)
     assert s.phase is Phase.DONE and history_problems(s.conversation) == []
+
+
+# -- output functions -----------------------------------------------------------------------------
+class Density(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    country: str
+    people_per_km2: float
+
+
+AREAS = {"Japan": (124_500_000, 377_975)}
+
+
+def density(country: str) -> Density:
+    """The population density of a country.
+
+    Args:
+        country: the country's English name.
+    """
+    population, area = AREAS[country]
+    return Density(country=country, people_per_km2=round(population / area, 1))
+
+
+def test_an_output_function_ends_the_run_with_its_return_value_not_the_models_words() -> None:
+    m = Agent("analyst", output_type=density).machine
+    request = m.start("q").effects[0].request  # type: ignore[attr-defined]
+    assert [t.name for t in request.tools] == ["density"] and request.output_schema_json is None
+    result = run_sync_with(m, [reply(None, call("density", "c1", country="Japan"))])
+    assert result.phase is Phase.DONE and result.output == Density(country="Japan", people_per_km2=329.4)
+    assert model_calls(result) == 1  # no model call after the function's result
+    assert [t.target for t in result.trace][-3:] == [Phase.EXECUTING, Phase.OBSERVING, Phase.DONE]
+    assert history_problems(result.snapshot.conversation) == []
+
+
+def test_an_output_functions_error_is_fed_back_and_the_model_may_call_it_again() -> None:
+    m = Agent("analyst", output_type=density, max_steps=3).machine
+    result = run_sync_with(
+        m, [reply(None, call("density", "c1", country="Atlantis")), reply(None, call("density", "c2", country="Japan"))]
+    )
+    assert result.phase is Phase.DONE and result.output.people_per_km2 == 329.4 and model_calls(result) == 2
+    error = next(x for x in result.snapshot.conversation.messages if isinstance(x, ToolMessage))
+    assert error.is_error and "Atlantis" in error.content
+
+
+def test_an_output_function_needs_a_return_annotation_and_is_listed_once() -> None:
+    def untyped(country: str):  # type: ignore[no-untyped-def]
+        """No return annotation."""
+        return country
+
+    with pytest.raises(InvalidDefinition, match="output_type untyped is an output function: annotate what it returns"):
+        Agent("a", output_type=untyped)
+    with pytest.raises(InvalidDefinition, match="also in tools"):
+        Agent("a", output_type=density, tools=[density])
+    agent = Agent("a", output_type=tool(density), tool_choice="none")  # a Tool works too
+    assert agent.output_type is Density and agent.machine.start("q").effects[0].request.tool_choice == "density"  # type: ignore[attr-defined]
+
+
+def model_calls(result: Any) -> int:
+    return sum(1 for e in result.events if isinstance(e, ModelReplied))
+
+
+def run_sync_with(machine: Any, replies: list[AssistantMessage]) -> Any:
+    from fsm_agents import run_sync
+
+    return run_sync(machine, "How dense is Japan?", models={machine.entry.name: ScriptedModel(replies)})
+
+
+def count(n: int) -> int:
+    """Count.
+
+    Args:
+        n: a number.
+    """
+    return n
+
+
+def test_check_machine_explores_output_functions_and_the_output_tool() -> None:
+    """check_machine takes every transition of an agent with an output function (its results
+    validate, or not) and of one with the output tool (its calls' arguments drawn valid and
+    invalid), with all invariants holding."""
+    from fsm_agents.testing import check_machine
+
+    handoffs = {("PLANNING", "model_replied", "HANDOFF"), ("HANDOFF", "handed_off", "PLANNING")}  # no handoff here
+
+    def uncovered(report: Any) -> set[tuple[str, str, str]]:
+        return {(t.source, t.event, t.target) for t in report.uncovered}
+
+    report = check_machine(Agent("a", output_type=count, tools=[add], max_steps=3), max_examples=60, seed=3)
+    assert ("OBSERVING", "observed", "DONE") in {(t.source, t.event, t.target) for t in report.declared}
+    assert uncovered(report) <= handoffs
+    tool_mode = Agent("b", output_type=City, output_mode="tool", tools=[add], max_steps=3)
+    report = check_machine(tool_mode, max_examples=60, seed=3)
+    assert uncovered(report) <= handoffs
+    assert report.guards["output_invalid"][0] > 0 and report.guards["output_invalid"][1] > 0
+
+
+def test_handoffs_keep_each_agents_output_mode_and_output_function() -> None:
+    from fsm_agents.patterns import Handoffs
+
+    finder = Agent("finder", output_type=City, output_mode="tool", description="finds cities")
+    analyst = Agent("analyst", output_type=density, description="computes densities")
+    team = Handoffs("team", finder, [analyst], max_handoffs=3)
+    assert OUTPUT_TOOL in [t.name for t in team.tool_specs("finder")]
+    assert "density" in [t.name for t in team.tool_specs("analyst")]
+    s = team.step(team.start("q").snapshot, replied(reply(None, call(OUTPUT_TOOL, "c", city="Lima", country="Peru"))))
+    assert s.snapshot.phase is Phase.DONE and s.snapshot.output == City(city="Lima", country="Peru")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -43,6 +44,7 @@ from fsm_agents.events import (
     ToolsFinished,
 )
 from fsm_agents.machine import Machine
+from fsm_agents.output import OUTPUT_TOOL, output_spec
 from fsm_agents.runtime import as_machine
 from fsm_agents.state import (
     AssistantMessage,
@@ -145,7 +147,21 @@ def messages() -> st.SearchStrategy[Message]:
     )
 
 
-ToolLike = Tool | ToolSpec
+@dataclass(frozen=True)
+class _OutputTool:
+    """An agent's output tool (`final_result`, `output_mode="tool"`): its valid arguments are a
+    value of the output type, drawn by `st.from_type` (wrapped as `{"response": ...}` when the
+    type is sent wrapped)."""
+
+    spec: ToolSpec
+    output_type: Any
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+ToolLike = Tool | ToolSpec | _OutputTool
 
 
 @lru_cache(maxsize=512)
@@ -153,6 +169,14 @@ def _arguments(t: ToolLike) -> st.SearchStrategy[str]:
     if isinstance(t, Tool):
         model = t.input_model
         return st.builds(model).map(lambda args: args.model_dump_json())
+    if isinstance(t, _OutputTool):
+        spec = output_spec(t.output_type)
+
+        def encode(value: Any) -> str:
+            data = spec.adapter.dump_python(value, mode="json")
+            return json.dumps({"response": data} if spec.wrapped else data)
+
+        return st.from_type(t.output_type).map(encode)
     return st.just("{}")  # a bare spec (e.g. a handoff tool): no model to build arguments from
 
 
@@ -335,6 +359,10 @@ def _replies_for(key: _ByIdentity, agent: str) -> st.SearchStrategy[Event]:
     machine = key.machine
     tools = machine.tools_for(agent)
     offered: list[ToolLike] = [tools.get(s.name, s) for s in machine.tool_specs(agent)]
+    # an agent's output tool (`AgentMachine.output_tool_type`): valid calls carry a drawn output
+    output_type = getattr(machine, "output_tool_type", lambda agent: None)(agent)
+    if output_type is not None:
+        offered = [_OutputTool(t, output_type) if isinstance(t, ToolSpec) and t.name == OUTPUT_TOOL else t for t in offered]
     # a machine may name final answers worth drawing (route labels, structured outputs) through
     # an `example_replies(agent) -> Sequence[str]` method: half the replies are drawn from them
     hint = getattr(machine, "example_replies", None)
