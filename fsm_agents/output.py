@@ -79,7 +79,10 @@ def freeze(value: Any) -> Any:
 
 
 def type_name(tp: Any) -> str:
-    """A short readable name of a type: `Weather`, `list[str]`, `Literal['a', 'b']`."""
+    """A short readable name of a type: `Weather`, `list[str]`, `Literal['a', 'b']` (an
+    `Annotated` type by the type it annotates)."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return type_name(typing.get_args(tp)[0])
     if isinstance(tp, type) and not isinstance(tp, types.GenericAlias) and typing.get_origin(tp) is None:
         return tp.__name__
     return re.sub(r"\b(?:typing|typing_extensions|builtins)\.", "", repr(tp)).replace("__main__.", "")

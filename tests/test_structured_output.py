@@ -419,3 +419,15 @@ def test_handoffs_keep_each_agents_output_mode_and_output_function() -> None:
     assert "density" in [t.name for t in team.tool_specs("analyst")]
     s = team.step(team.start("q").snapshot, replied(reply(None, call(OUTPUT_TOOL, "c", city="Lima", country="Peru"))))
     assert s.snapshot.phase is Phase.DONE and s.snapshot.output == City(city="Lima", country="Peru")
+
+
+def test_annotated_constraints_hold_and_the_feedback_names_the_plain_type() -> None:
+    from typing import Annotated
+
+    from pydantic import Field
+
+    m = Agent("a", output_type=Annotated[int, Field(gt=0)]).machine
+    s = m.step(m.start("q").snapshot, replied('{"response": -1}')).snapshot
+    assert s.phase is Phase.PLANNING
+    assert "does not match int: response: Input should be greater than 0" in s.conversation.messages[-1].content
+    assert finish(Agent("a", output_type=Annotated[int, Field(gt=0)]), "5").output == 5
