@@ -227,7 +227,8 @@ class Agent:
       a `Tool`) is an *output function*: offered as a tool, it runs like any tool when the model
       calls it, and its successful result — its return value, validated as its return
       annotation — ends the run DONE (pydantic-ai's output functions, the OpenAI Agents SDK's
-      `StopAtTools`): the answer's values come from code, not from the model's words;
+      `StopAtTools`): the answer's values come from code, not from the model's words (a text
+      reply is fed back asking for the call, as an invalid answer);
     - `output_mode`: how the model is asked for it — `"native"` (the default: the provider's
       structured output, OpenAI-compatible `response_format` json_schema or the llama.cpp
       server's JSON-schema grammar; a provider without it gets the schema in the system
@@ -445,6 +446,11 @@ def _text_in_tool_mode(output_type: Any, content: str | None, tool: str = OUTPUT
     return None, f"{error} (give the final answer by calling the {tool} tool)"
 
 
+@lru_cache(maxsize=64)
+def _no_output_function(name: str) -> str:
+    return f"a reply is not the final answer here: call the {name} tool, whose result is the answer"
+
+
 def _tool_output(output_type: Any, message: AssistantMessage) -> tuple[Any, str | None]:
     """The final answer of a reply to an agent with the output tool: the arguments of its first
     `final_result` call, or (no such call) its text."""
@@ -566,6 +572,14 @@ class AgentMachine(Machine):
         resolved = self._resolved[agent]
         return resolved.agent.output_type if resolved.output_tool else None
 
+    def output_function_of(self, agent: str) -> tuple[str, Any] | None:
+        """(name, return type) of `agent`'s output function (`None` without one, or when it
+        returns text): the testing kit draws its results as values of that type."""
+        resolved = self._resolved[agent]
+        if resolved.output_function is None or resolved.agent.output_type is None:
+            return None
+        return resolved.output_function, resolved.agent.output_type
+
     def models(self) -> Mapping[str, Model | None]:
         """Each agent's configured model, by agent name."""
         return {name: a.model for name, a in self.agents.items()}
@@ -655,7 +669,7 @@ class AgentMachine(Machine):
         if resolved.output_tool:
             return _tool_output(resolved.agent.output_type, message)
         if resolved.output_function is not None:
-            return _text_in_tool_mode(resolved.agent.output_type, message.content, resolved.output_function)
+            return None, _no_output_function(resolved.output_function)
         return _validate_output(resolved.agent.output_type, message.content)
 
     def _tool_gave(self, s: Snapshot[Any]) -> tuple[bool, Any]:

@@ -357,6 +357,15 @@ def test_an_output_functions_error_is_fed_back_and_the_model_may_call_it_again()
     assert error.is_error and "Atlantis" in error.content
 
 
+def test_a_text_reply_is_never_the_answer_of_an_agent_with_an_output_function() -> None:
+    """Even JSON that would validate: the answer's values must come from the function."""
+    m = Agent("analyst", output_type=density, output_retries=1).machine
+    s1 = m.step(m.start("q").snapshot, replied('{"country": "Japan", "people_per_km2": 1.0}')).snapshot
+    assert s1.phase is Phase.PLANNING and "call the density tool" in s1.conversation.messages[-1].content
+    s2 = m.step(s1, replied("329.4")).snapshot
+    assert s2.phase is Phase.FAILED and s2.failure is not None and s2.failure.kind == "invalid_output"
+
+
 def test_an_output_function_needs_a_return_annotation_and_is_listed_once() -> None:
     def untyped(country: str):  # type: ignore[no-untyped-def]
         """No return annotation."""
@@ -400,9 +409,14 @@ def test_check_machine_explores_output_functions_and_the_output_tool() -> None:
     def uncovered(report: Any) -> set[tuple[str, str, str]]:
         return {(t.source, t.event, t.target) for t in report.uncovered}
 
+    # an agent with an output function ends on its result only: a text reply is never its answer
+    text_answer = {("PLANNING", "model_replied", "DONE")}
     report = check_machine(Agent("a", output_type=count, tools=[add], max_steps=3), max_examples=60, seed=3)
     assert ("OBSERVING", "observed", "DONE") in {(t.source, t.event, t.target) for t in report.declared}
-    assert uncovered(report) <= handoffs
+    assert uncovered(report) <= handoffs | text_answer
+    # a model returned: its results are drawn as Density values, so the run can end on one
+    report = check_machine(Agent("c", output_type=density, max_steps=3), max_examples=60, seed=3)
+    assert uncovered(report) <= handoffs | text_answer
     tool_mode = Agent("b", output_type=City, output_mode="tool", tools=[add], max_steps=3)
     report = check_machine(tool_mode, max_examples=60, seed=3)
     assert uncovered(report) <= handoffs

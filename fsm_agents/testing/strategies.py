@@ -272,7 +272,7 @@ def tool_results(
 ) -> st.SearchStrategy[tuple[ToolResult, ...]]:
     """One result per call (ok, or an error when `failures`); with `lossy`, results may also be
     dropped, duplicated or reordered — the machine must still answer every call exactly once."""
-    return _tool_results(tuple(calls), failures, lossy)
+    return _tool_results(tuple(calls), failures, lossy, None)
 
 
 _LOSS = st.integers(0, 2)  # 0: every result once, in order; 1: reordered; 2: dropped / duplicated
@@ -288,14 +288,26 @@ def _picks(n: int) -> st.SearchStrategy[list[int]]:
     return st.lists(st.integers(0, n - 1), max_size=n + 1)
 
 
+@lru_cache(maxsize=64)
+def _returned(output_type: Any) -> st.SearchStrategy[str]:
+    """What an output function returning `output_type` reports: a drawn value as the executor
+    writes it (JSON), or (one in three) a note that need not validate."""
+    adapter = output_spec(output_type).adapter
+    values = st.from_type(output_type).map(lambda v: adapter.dump_json(v).decode())
+    return _weighted((values, 2), (_notes, 1))
+
+
 @st.composite
-def _tool_results(draw: st.DrawFn, calls: tuple[ToolCall, ...], failures: bool, lossy: bool) -> tuple[ToolResult, ...]:
+def _tool_results(
+    draw: st.DrawFn, calls: tuple[ToolCall, ...], failures: bool, lossy: bool, output: tuple[str, Any] | None
+) -> tuple[ToolResult, ...]:
     results = []
     for call in calls:
         if failures and draw(_MAYBE):
             results.append(ToolResult(call_id=call.id, name=call.name, ok=False, error=draw(_notes)))
         else:
-            results.append(ToolResult(call_id=call.id, name=call.name, ok=True, content=draw(_notes)))
+            returned = _returned(output[1]) if output is not None and call.name == output[0] else _notes
+            results.append(ToolResult(call_id=call.id, name=call.name, ok=True, content=draw(returned)))
     if not lossy or not results:
         return tuple(results)
     loss = draw(_LOSS)
@@ -382,12 +394,16 @@ def _model_failed(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any,
 
 
 @lru_cache(maxsize=1024)
-def _results_for(pending: tuple[ToolCall, ...]) -> st.SearchStrategy[Event]:
-    return tool_results(pending).map(lambda rs: ToolsFinished(results=rs))
+def _results_for(pending: tuple[ToolCall, ...], output: tuple[str, Any] | None = None) -> st.SearchStrategy[Event]:
+    return _tool_results(pending, True, True, output).map(lambda rs: ToolsFinished(results=rs))
 
 
 def _tools_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
-    return _results_for(snapshot.pending)
+    # an agent's output function (`AgentMachine.output_function_of`): its results are drawn as
+    # values of its return type, so the run can end on one
+    hint = getattr(machine, "output_function_of", None)
+    output = hint(snapshot.agent) if callable(hint) and snapshot.agent is not None else None
+    return _results_for(snapshot.pending, output)
 
 
 def _agents_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
