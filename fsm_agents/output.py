@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError, create_model
+from typing_extensions import is_typeddict  # also knows typing_extensions.TypedDict (pydantic's on 3.11)
 
 from fsm_agents.errors import InvalidDefinition
 
@@ -91,7 +92,7 @@ def type_name(tp: Any) -> str:
 def _is_model_like(tp: Any) -> bool:
     """A model, a dataclass or a `TypedDict`: its schema is an object with named properties."""
     return isinstance(tp, type) and (
-        issubclass(tp, BaseModel) or dataclasses.is_dataclass(tp) or typing.is_typeddict(tp)
+        issubclass(tp, BaseModel) or dataclasses.is_dataclass(tp) or is_typeddict(tp)
     )
 
 
@@ -106,7 +107,7 @@ def _mutable_part(tp: Any, seen: set[int]) -> str | None:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         params = getattr(tp, "__dataclass_params__", None)
         return None if params is not None and params.frozen else tp.__name__
-    if isinstance(tp, type) and typing.is_typeddict(tp):
+    if isinstance(tp, type) and is_typeddict(tp):
         hints = typing.get_type_hints(tp)
         return next((m for m in (_mutable_part(h, seen) for h in hints.values()) if m), None)
     return next((m for m in (_mutable_part(a, seen) for a in typing.get_args(tp)) if m), None)

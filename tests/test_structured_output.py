@@ -115,6 +115,8 @@ def test_a_non_object_type_is_sent_wrapped_and_a_model_as_it_is() -> None:
     assert union["type"] == "object" and set(union["$defs"]) == {"Cat", "Dog"}
     plain = json.loads(output_spec(City).schema_json)
     assert plain["title"] == "City" and set(plain["properties"]) == {"city", "country"}
+    for model_like in (Point, Span):  # a TypedDict and a dataclass are objects already
+        assert not output_spec(model_like).wrapped and json.loads(output_spec(model_like).schema_json)["type"] == "object"
     request = Agent("a", output_type=list[str]).machine.start("q").effects[0].request  # type: ignore[attr-defined]
     assert json.loads(request.output_schema_json) == wrapped and not request.tools
 
