@@ -447,3 +447,32 @@ def test_annotated_constraints_hold_and_the_feedback_names_the_plain_type() -> N
     assert s.phase is Phase.PLANNING
     assert "does not match int: response: Input should be greater than 0" in s.conversation.messages[-1].content
     assert finish(Agent("a", output_type=Annotated[int, Field(gt=0)]), "5").output == 5
+
+
+def test_frozen_dict_pickles_prints_and_its_shape_is_checked_when_loaded() -> None:
+    import pickle
+
+    from fsm_agents.codec import json_shape, rebuilt
+    from fsm_agents.errors import CodecError
+
+    value = FrozenDict({"a": (1, FrozenDict({"b": 2}))})
+    assert pickle.loads(pickle.dumps(value)) == value and type(pickle.loads(pickle.dumps(value))) is FrozenDict
+    assert repr(FrozenDict({"a": 1})) == "FrozenDict({'a': 1})"
+    shape = json_shape(value)
+    assert shape == {"frozendict": {"a": {"tuple": [None, {"frozendict": {"b": None}}]}}}
+    loaded = rebuilt(json.loads(json.dumps(value)), shape)
+    assert loaded == value and type(loaded["a"][1]) is FrozenDict
+    with pytest.raises(CodecError, match="frozendict"):
+        rebuilt({"a": [1, {"b": 2}], "extra": 1}, shape)
+    with pytest.raises(CodecError, match="frozendict"):
+        rebuilt([1], shape)
+
+
+def test_a_generic_server_without_instructions_gets_the_schema_as_a_first_system_message() -> None:
+    from fsm_agents.state import ModelRequest
+
+    schema = output_spec(City).schema_json
+    request = ModelRequest(agent="a", messages=(UserMessage(content="x"),), output_schema_json=schema)
+    messages = OpenAIChat("m", "http://127.0.0.1:9/v1").payload(request)["messages"]
+    assert messages[0]["role"] == "system" and messages[0]["content"].startswith("Reply with only a JSON object")
+    assert messages[1:] == [{"role": "user", "content": "x"}]
