@@ -11,6 +11,8 @@ results into the conversation, each cut to `max_tool_output_chars`), then back t
   empty answer is fed back `output_retries` times, then FAILED(`invalid_output`)); with
   `output_mode="tool"` a reply calling the output tool `final_result` is the final answer (its
   arguments validated the same way; docs/architecture.md, Structured output);
+- an agent whose `output_type` is a function (an output function): its successful result ends
+  the run, OBSERVING → DONE with its return value;
 - a model failure → FAILED(`model_error`);
 - a reply asking for tools after `max_steps` model calls → FAILED(`budget_exhausted`); its tool
   calls are answered with error results so the history stays well formed.
