@@ -4,12 +4,14 @@
 
 Starts the local llama.cpp server (`fsm_agents.local.serve`) and runs a `Sequential` pattern of
 two agents sharing one conversation: a researcher with a lookup tool over
-`examples/data/countries.csv`, then an analyst with a safe calculator. Every transition of the
-pattern and of each agent is printed live, with the model's words as it writes them (the run is
-watched through `fsm_agents.stream`), then the outcome and a transcript summary. A 135M
-model is weak: each agent ends in DONE or FAILED(budget_exhausted), and the run always keeps a
-complete, well-formed history. Set FSM_AGENTS_MODEL_URL (and FSM_AGENTS_MODEL_NAME) to use any
-other OpenAI-compatible server instead.
+`examples/data/countries.csv`, then an analyst whose answer is typed: a `Density`, built by its
+output function `compute_density` (the country's population / area, worked out by the safe
+calculator), so the number in the answer is the one the tool computed, not one the model wrote.
+Every transition of the pattern and of each agent is printed live, with the model's words as it
+writes them (the run is watched through `fsm_agents.stream`), then the outcome and a transcript
+summary. A 135M model is weak: each agent ends in DONE or FAILED(budget_exhausted), and the run
+always keeps a complete, well-formed history. Set FSM_AGENTS_MODEL_URL (and
+FSM_AGENTS_MODEL_NAME) to use any other OpenAI-compatible server instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import BaseModel, ConfigDict
 
 from fsm_agents import (
     Agent,
@@ -101,13 +104,9 @@ def _normalise(name: str) -> str:
     return " ".join("".join(ch if ch.isalpha() or ch == " " else " " for ch in name.lower()).split())
 
 
-@tool(timeout=2)
-def lookup_country(name: str) -> str:
-    """Look up a country (or its capital): capital, continent, population and area in km².
-
-    Args:
-        name: the country's English name, e.g. "Japan".
-    """
+def _row(name: str) -> dict[str, str]:
+    """The data row of a country (or of the country of a capital), forgiving small misspellings.
+    Raises `ValueError` naming the known countries."""
     rows = _countries()
     key = _normalise(name)
     row = rows.get(key) or next((r for r in rows.values() if r["capital"].lower() == key), None)
@@ -116,10 +115,42 @@ def lookup_country(name: str) -> str:
         if not close:
             raise ValueError(f"no country named {name!r}; known: {', '.join(r['country'] for r in rows.values())}")
         row = rows[close[0]]
+    return row
+
+
+@tool(timeout=2)
+def lookup_country(name: str) -> str:
+    """Look up a country (or its capital): capital, continent, population and area in km².
+
+    Args:
+        name: the country's English name, e.g. "Japan".
+    """
+    row = _row(name)
     return (
         f"{row['country']}: capital {row['capital']}, continent {row['continent']}, "
         f"population {int(row['population']):,}, area {int(row['area_km2']):,} km²."
     )
+
+
+class Density(BaseModel):
+    """A country's population density: the analyst's typed answer."""
+
+    model_config = ConfigDict(frozen=True)
+    country: str
+    people_per_km2: float
+
+
+@tool(timeout=2)
+def compute_density(country: str) -> Density:
+    """Compute a country's population density in people per km² (population / area).
+
+    Args:
+        country: the country's English name, e.g. "Japan".
+    """
+    row = _row(country)
+    # the numbers a 135M model would have to copy come from the data; the division is the calculator's
+    value = calculate(f"{row['population']} / {row['area_km2']}")
+    return Density(country=row["country"], people_per_km2=round(value, 1))
 
 
 # -- the team -------------------------------------------------------------------------------------
@@ -127,11 +158,15 @@ SETTINGS = ModelSettings(temperature=0.0, seed=42, max_tokens=48)
 
 
 def build_team(model: Model, *, max_steps: int = 4) -> Sequential:
-    """The demo team: a researcher (lookup) then an analyst (calculator), deterministic sampling.
+    """The demo team: a researcher (lookup) then an analyst (a typed `Density`), deterministic
+    sampling.
 
     A 135M model rarely calls a tool unprompted and, left free, calls tools forever: each agent is
-    steered to call its tool first, then to answer in text (`guided_tool_choice`). The machines
-    cope either way: budgets end a runaway agent in FAILED."""
+    steered to call its tool first (`guided_tool_choice`), the researcher then answers in text.
+    The analyst's `output_type` is its output function `compute_density`: its result ends the run
+    with the computed `Density` (a 135M model cannot be trusted to copy "124,500,000" into a
+    calculator call, nor a computed 329.4 into its sentence: it writes other numbers). The
+    machines cope either way: budgets end a runaway agent in FAILED."""
     researcher = Agent(
         "researcher",
         "You look up facts about countries with the lookup_country tool, then state them briefly.",
@@ -143,13 +178,12 @@ def build_team(model: Model, *, max_steps: int = 4) -> Sequential:
     )
     analyst = Agent(
         "analyst",
-        "You compute numbers with the calculate tool, using the population and area found above "
-        "(density = population / area), then answer the question in one sentence.",
+        "You compute the population density of the country found above with the compute_density tool.",
         model=model,
-        tools=[calculate],
+        output_type=compute_density,
         max_steps=max_steps,
         settings=SETTINGS,
-        tool_choice=guided_tool_choice("calculate"),
+        tool_choice=guided_tool_choice("compute_density"),
     )
     return Sequential("geo_team", [researcher, analyst])
 
@@ -171,7 +205,8 @@ def summary(result: RunResult, elapsed: float) -> str:
     lines.append(f"messages: {len(result.snapshot.conversation)}; model calls: {result.usage.requests}; "
                  f"tokens in/out: {result.usage.input_tokens}/{result.usage.output_tokens}; {elapsed:.1f} s")  # fmt: skip
     if result.ok:
-        lines.append(f"DONE: {result.output}")
+        output = result.output
+        lines.append(f"DONE: {output!r}" if isinstance(output, BaseModel) else f"DONE: {output}")
     else:
         failure = result.failure
         lines.append(f"FAILED({failure.kind if failure else '?'}): {failure.message if failure else ''}")

@@ -8,7 +8,11 @@ results into the conversation, each cut to `max_tool_output_chars`), then back t
 - a reply with tool calls → EXECUTING; the tool results → OBSERVING → PLANNING;
 - a reply calling `transfer_to_<agent>` → HANDOFF → PLANNING with that agent active;
 - a final reply → DONE with the answer (validated against `output_type` if set; an invalid or
-  empty answer is fed back `output_retries` times, then FAILED(`invalid_output`));
+  empty answer is fed back `output_retries` times, then FAILED(`invalid_output`)); with
+  `output_mode="tool"` a reply calling the output tool `final_result` is the final answer (its
+  arguments validated the same way; docs/architecture.md, Structured output);
+- an agent whose `output_type` is a function (an output function): its successful result ends
+  the run, OBSERVING → DONE with its return value;
 - a model failure → FAILED(`model_error`);
 - a reply asking for tools after `max_steps` model calls → FAILED(`budget_exhausted`); its tool
   calls are answered with error results so the history stays well formed.
@@ -16,14 +20,14 @@ results into the conversation, each cut to `max_tool_output_chars`), then back t
 
 from __future__ import annotations
 
+import inspect
 import json
-import re
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, cast, get_args
 
-from pydantic import BaseModel, ValidationError
 from statemachine import State
 
 from fsm_agents.errors import InvalidDefinition
@@ -46,6 +50,7 @@ from fsm_agents.events import (
     effect_key,
 )
 from fsm_agents.machine import ChartClass, Machine, chart_class, compile_chart, fused
+from fsm_agents.output import OUTPUT_TOOL, OUTPUT_TOOL_DESCRIPTION, output_spec, prompt_instructions, validate_output
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -79,11 +84,15 @@ __all__ = [
     "AgentData",
     "AgentMachine",
     "AwaitingAgentChart",
+    "OutputMode",
     "agent_chart",
     "model_request",
 ]
 
 TRANSFER_PREFIX = "transfer_to_"
+
+OutputMode = Literal["native", "tool", "prompt"]
+_OUTPUT_MODES: tuple[str, ...] = get_args(OutputMode)
 
 
 ToolChoicePolicy = Callable[[Sequence[Message]], str]
@@ -105,13 +114,17 @@ def guided_tool_choice(tool: str) -> ToolChoicePolicy:
     return choose
 
 
-def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name: str = "AgentChart") -> ChartClass:
+def agent_chart(
+    *, handoff_limit: bool = False, awaits_input: bool = False, output_function: bool = False, name: str = "AgentChart"
+) -> ChartClass:
     """The topology of the agent loop (guards and actions are named; see `AgentMachine`).
 
     `handoff_limit=True` (the `Handoffs` pattern) inserts `model_replied [handoff_limit] → FAILED`
     just before the handoff transition: a transfer past the budget fails instead of moving on.
     `awaits_input=True` (an agent with tools that wait for a human) adds `EXECUTING
-    --input_received--> EXECUTING` (`apply_decisions`). Guards of one event are tried in the
+    --input_received--> EXECUTING` (`apply_decisions`). `output_function=True` (an agent whose
+    `output_type` is a function) adds `OBSERVING --observed [tool_gave_output]--> DONE`
+    (`finish_from_tool`) before the way back to PLANNING. Guards of one event are tried in the
     order written.
     """
     planning = State("PLANNING", initial=True)
@@ -146,7 +159,12 @@ def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name
             "tools_finished": executing.to(observing, on="observe"),
             # resume: a non-idempotent tool may have run
             "effect_uncertain": executing.to(failed, on="fail_uncertain"),
-            "observed": observing.to(planning, on="call_model"),  # internal: raised by step
+            # internal: raised by step
+            "observed": (
+                observing.to(done, cond="tool_gave_output", on="finish_from_tool") | observing.to(planning, on="call_model")
+                if output_function
+                else observing.to(planning, on="call_model")
+            ),
             "handed_off": handoff.to(planning, on="call_model"),  # internal: raised by step
         },
         internal=(Observed, HandedOff),
@@ -157,16 +175,23 @@ AgentChart = agent_chart()
 AwaitingAgentChart = agent_chart(awaits_input=True, name="AwaitingAgentChart")
 
 
-_AWAITING: dict[ChartClass, ChartClass] = {AgentChart: AwaitingAgentChart}
+_VARIANTS: dict[tuple[ChartClass, bool, bool], ChartClass] = {(AgentChart, True, False): AwaitingAgentChart}
 
 
-def _awaiting(chart: ChartClass) -> ChartClass:
-    """`chart` with EXECUTING waiting for a human's decisions (made once per chart)."""
-    found = _AWAITING.get(chart)
+def _variant(chart: ChartClass, awaits: bool, output_function: bool) -> ChartClass:
+    """`chart` with EXECUTING waiting for a human's decisions (`awaits`) and/or OBSERVING ending
+    the run on an output function's result (`output_function`); made once per combination."""
+    if not awaits and not output_function:
+        return chart
+    found = _VARIANTS.get((chart, awaits, output_function))
     if found is None:
         handoff_limit = any("handoff_limit" in str(t.cond) for s in chart.states for t in s.transitions)
-        found = _AWAITING[chart] = agent_chart(
-            handoff_limit=handoff_limit, awaits_input=True, name=f"Awaiting{chart.__name__}"
+        prefix = ("Awaiting" if awaits else "") + ("OutputFunction" if output_function else "")
+        found = _VARIANTS[(chart, awaits, output_function)] = agent_chart(
+            handoff_limit=handoff_limit,
+            awaits_input=awaits,
+            output_function=output_function,
+            name=f"{prefix}{chart.__name__}",
         )
     return found
 
@@ -198,7 +223,21 @@ class Agent:
       listed when a run starts (`fsm_agents.mcp.MCPServerStdio`, `MCPServerHTTP`: a `Toolset`);
     - `handoffs`: agents (or their names, for cycles) this agent may transfer control to; each
       becomes a `transfer_to_<name>` tool;
-    - `output_type`: a frozen pydantic model the final answer must validate against (JSON);
+    - `output_type`: the type of the final answer: anything pydantic validates and builds a
+      JSON schema for — a frozen model, `list[str]`, `int`, `dict[str, float]`, `Literal[...]`,
+      a union of models, a `TypedDict`, a frozen dataclass (`None` or `str`: plain text). The
+      value is kept frozen: lists come back as tuples, dicts as `FrozenDict`s. A function (or
+      a `Tool`) is an *output function*: offered as a tool, it runs like any tool when the model
+      calls it, and its successful result — its return value, validated as its return
+      annotation — ends the run DONE (pydantic-ai's output functions, the OpenAI Agents SDK's
+      `StopAtTools`): the answer's values come from code, not from the model's words (a text
+      reply is fed back asking for the call, as an invalid answer);
+    - `output_mode`: how the model is asked for it — `"native"` (the default: the provider's
+      structured output, OpenAI-compatible `response_format` json_schema or the llama.cpp
+      server's JSON-schema grammar; a provider without it gets the schema in the system
+      prompt), `"tool"` (an output tool `final_result` whose parameters are the schema: a reply
+      calling it is the final answer; the other calls of that reply are not executed), or
+      `"prompt"` (the schema in the instructions, nothing else);
     - `max_steps`: model calls allowed in one run (the entry agent's value governs a run);
     - `output_retries`: how often an invalid/empty final answer is fed back before FAILED;
     - `max_tool_output_chars`: each tool result is cut to this many characters in the history;
@@ -208,7 +247,9 @@ class Agent:
     - `approval`: a pure function `(tool_call) -> bool`: calls it returns True for wait for a
       human's decision, like the calls of tools made with `@tool(requires_approval=True)`.
 
-    Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, a count that is not an
+    Raises `InvalidDefinition` for a bad name, an `output_type` pydantic cannot build a schema
+    for (or a non-frozen model or dataclass in it), an unknown `output_mode`, a tool named
+    `final_result` beside the output tool, a count that is not an
     int in range (`max_steps` ≥ 1, `output_retries` ≥ 0, `max_tool_output_chars` ≥ 1), an argument
     of the wrong type (instructions, description, model, settings, tool_choice), and
     `ToolDefinitionError` for tools that are not a list of tools or typed functions.
@@ -221,9 +262,10 @@ class Agent:
         model: Model | None = None,
         tools: Iterable[Tool | Callable[..., Any] | Toolset] | Toolset = (),
         handoffs: Iterable[Agent | str] = (),
-        output_type: type[BaseModel] | None = None,
+        output_type: Any = None,
         max_steps: int = 10,
         *,
+        output_mode: OutputMode = "native",
         description: str = "",
         output_retries: int = 1,
         max_tool_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
@@ -258,24 +300,57 @@ class Agent:
             raise InvalidDefinition(
                 f"agent {name!r}: approval must be a function of the tool call, got {type(approval).__name__}"
             )
-        if output_type is not None:
-            if not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
-                raise InvalidDefinition(f"agent {name!r}: output_type must be a pydantic model class")
-            if not output_type.model_config.get("frozen"):
+        if output_mode not in _OUTPUT_MODES:
+            raise InvalidDefinition(f"agent {name!r}: output_mode must be one of {_OUTPUT_MODES}, got {output_mode!r}")
+        output_function: Tool | None = None
+        if isinstance(output_type, Tool) or inspect.isroutine(output_type):
+            output_function = output_type if isinstance(output_type, Tool) else as_tools([output_type])[0]
+            try:
+                output_type = typing.get_type_hints(output_function.fn).get("return")
+            except Exception as exc:  # an annotation that does not resolve
                 raise InvalidDefinition(
-                    f"agent {name!r}: output_type {output_type.__name__} must be frozen "
-                    "(model_config = ConfigDict(frozen=True)) so snapshots stay immutable"
+                    f"agent {name!r}: output_type {output_function.name}: its return annotation does not resolve ({exc})"
+                ) from None
+            if output_type is None:
+                raise InvalidDefinition(
+                    f"agent {name!r}: output_type {output_function.name} is an output function: annotate what it "
+                    "returns (its return value is the run's output)"
                 )
+        if output_type is str:
+            output_type = None  # plain text
+        if output_type is not None:
+            try:
+                output_spec(output_type)
+            except InvalidDefinition as exc:
+                raise InvalidDefinition(f"agent {name!r}: {exc}") from None
+            except TypeError:  # an unhashable type (e.g. Annotated with unhashable metadata)
+                raise InvalidDefinition(
+                    f"agent {name!r}: output_type {output_type!r} is not hashable: use a model or a plain type"
+                ) from None
         self.name = name
         self.instructions = instructions
         self.model = model
         plain, self.toolsets = _split_toolsets(name, tools)
         self.tools = as_tools(plain)
+        if output_function is not None:
+            if any(t.name == output_function.name for t in self.tools):
+                raise InvalidDefinition(
+                    f"agent {name!r}: the output function {output_function.name!r} is also in tools: list it once, "
+                    "as output_type"
+                )
+            self.tools += (output_function,)
         for t in self.tools:
             if t.name.startswith(TRANSFER_PREFIX):
                 raise InvalidDefinition(f"agent {name!r}: tool names starting with {TRANSFER_PREFIX!r} are reserved")
+            if t.name == OUTPUT_TOOL and output_type is not None and output_mode == "tool":
+                raise InvalidDefinition(
+                    f"agent {name!r}: a tool is named {OUTPUT_TOOL!r}, the name of the output tool "
+                    "(output_mode='tool'): rename the tool"
+                )
         self.handoffs: tuple[Agent | str, ...] = tuple(handoffs)
         self.output_type = output_type
+        self.output_function = output_function
+        self.output_mode: OutputMode = output_mode
         self.max_steps = max_steps
         self.description = description
         self.output_retries = output_retries
@@ -335,25 +410,17 @@ def _is_object(call: ToolCall) -> bool:
         return False
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-
-
 @lru_cache(maxsize=256)
-def _validate_output(output_type: type[BaseModel] | None, content: str | None) -> tuple[Any, str | None]:
-    """(value, error): the final answer, or why it is not acceptable. Pure and cached."""
+def _validate_output(output_type: Any, content: str | None) -> tuple[Any, str | None]:
+    """(value, error): the final answer, or why it is not acceptable. Pure and cached.
+
+    `output_type` `None`: the text itself; else the JSON `content` validated as `output_type`
+    (`fsm_agents.output.validate_output`: frozen, unwrapped)."""
     if content is None or not content.strip():
         return None, "the reply was empty: answer the user, or call a tool"
     if output_type is None:
         return content, None
-    match = _FENCE.match(content)
-    text = match.group(1) if match else content
-    try:
-        return output_type.model_validate_json(text), None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
-        return None, f"the final answer does not match {output_type.__name__}: {problems}"
+    return validate_output(output_type, content)
 
 
 def model_request(
@@ -362,30 +429,103 @@ def model_request(
     instructions: str | None = None,
     tools: Iterable[ToolSpec] = (),
     tool_choice: str | None = None,
-    output_type: type[BaseModel] | None = None,
+    output_type: Any = None,
+    output_tool: bool = False,
 ) -> ModelRequest:
     """The request template (no messages yet) a machine sends to `agent`'s model.
 
     Defaults come from `agent`: its instructions, its `tool_choice` when a string (`"auto"` when
-    it is a per-call policy: the machine fills it in per call), the JSON schema of its
-    `output_type` (pydantic's `model_json_schema`), its settings. `tools` are the specs offered.
+    it is a per-call policy: the machine fills it in per call), its settings, and its
+    `output_type`'s JSON schema (`fsm_agents.output.output_spec`) by its `output_mode`:
+    `"native"` → `output_schema_json`; `"prompt"` → appended to the instructions; `"tool"` →
+    the output tool `final_result` (schema as its parameters) after `tools`, when the machine
+    handles it (`output_tool=True`, as `AgentMachine` does; otherwise native), with a
+    `tool_choice` of `"none"` turned into `final_result` so the answer can still be given. An
+    output function is one of `tools` already: nothing is added (a `"none"` choice names it).
+    An explicit `output_type` is always native. `tools` are the specs offered.
     """
-    schema_type = output_type if output_type is not None else agent.output_type
     choice = tool_choice if tool_choice is not None else agent.tool_choice
+    mode = "native" if output_type is not None else agent.output_mode
+    schema_type = output_type if output_type is not None else agent.output_type
+    if output_type is None and agent.output_function is not None:
+        schema_type = None  # the output function is one of the agent's tools: nothing else to send
+        if choice == "none" and output_tool:
+            choice = agent.output_function.name
+    text = agent.instructions if instructions is None else instructions
+    specs = tuple(tools)
+    schema_json: str | None = None
+    if schema_type is not None:
+        spec = output_spec(schema_type)
+        if mode == "tool" and output_tool:
+            specs += (ToolSpec(name=OUTPUT_TOOL, description=OUTPUT_TOOL_DESCRIPTION, parameters_json=spec.schema_json),)
+            if choice == "none":
+                choice = OUTPUT_TOOL
+        elif mode == "prompt":
+            text = f"{text}\n\n{prompt_instructions(spec.schema_json)}".strip()
+        else:
+            schema_json = spec.schema_json
     return ModelRequest(
         agent=agent.name,
-        instructions=agent.instructions if instructions is None else instructions,
-        tools=tuple(tools),
+        instructions=text,
+        tools=specs,
         tool_choice=choice if isinstance(choice, str) else "auto",
-        output_schema_json=json.dumps(schema_type.model_json_schema()) if schema_type is not None else None,
+        output_schema_json=schema_json,
         settings=agent.settings,
     )
+
+
+@lru_cache(maxsize=256)
+def _text_in_tool_mode(output_type: Any, content: str | None, tool: str = OUTPUT_TOOL) -> tuple[Any, str | None]:
+    value, error = _validate_output(output_type, content)
+    if error is None:
+        return value, None  # a text reply that validates is accepted too
+    return None, f"{error} (give the final answer by calling the {tool} tool)"
+
+
+@lru_cache(maxsize=64)
+def _no_output_function(name: str) -> str:
+    return f"a reply is not the final answer here: call the {name} tool, whose result is the answer"
+
+
+def _tool_output(output_type: Any, message: AssistantMessage) -> tuple[Any, str | None]:
+    """The final answer of a reply to an agent with the output tool: the arguments of its first
+    `final_result` call, or (no such call) its text."""
+    for c in message.tool_calls:
+        if c.name == OUTPUT_TOOL:
+            return _validate_output(output_type, c.arguments or "{}")
+    return _text_in_tool_mode(output_type, message.content)
+
+
+def _output_call_answers(message: AssistantMessage, text: str, *, ok: bool) -> list[Message]:
+    """One result per call of a reply that gave the final answer through the output tool: the
+    first `final_result` call gets `text`; every other call is not executed (the history stays
+    well formed: each call has its result)."""
+    answers: list[Message] = []
+    first = True
+    for c in message.tool_calls:
+        if c.name == OUTPUT_TOOL and first:
+            first = False
+            answers.append(ToolMessage(tool_call_id=c.id, name=c.name, content=text, is_error=not ok))
+        else:
+            note = f"not executed: the reply called {OUTPUT_TOOL}, which gives the final answer"
+            answers.append(ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True))
+    return answers
 
 
 class _Resolved:
     """Per-agent static parts of the machine, computed once at definition time."""
 
-    __slots__ = ("agent", "awaits", "template", "tools", "toolset_approval", "transfers")
+    __slots__ = (
+        "agent",
+        "answer_tool",
+        "awaits",
+        "output_function",
+        "output_tool",
+        "template",
+        "tools",
+        "toolset_approval",
+        "transfers",
+    )
 
     def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
         self.agent = agent
@@ -396,11 +536,15 @@ class _Resolved:
         self.toolset_approval = tuple(t for t in agent.toolsets if t.requires_approval)
         # some call may wait for a human
         self.awaits = any(t.requires_approval or t.asks_user for t in agent.tools) or bool(self.toolset_approval)
+        self.output_tool = any(t.name == OUTPUT_TOOL for t in template.tools)  # output_mode="tool"
+        self.output_function = agent.output_function.name if agent.output_function is not None else None
+        # the tool that gives the final answer, which a tool_choice of "none" names instead
+        self.answer_tool = OUTPUT_TOOL if self.output_tool else self.output_function
 
     def toolset_needs_approval(self, name: str) -> bool:
         """Whether a call of `name` (not one of the agent's own tools) is a toolset's call that
         waits for a human: decided from the toolsets' static `requires_approval` and `prefix`."""
-        if name in self.transfers:
+        if name in self.transfers or name == self.answer_tool:
             return False
         for t in self.toolset_approval:
             wanted = t.requires_approval
@@ -464,15 +608,16 @@ class AgentMachine(Machine):
                 specs.append(
                     ToolSpec(name=tname, description=f"Hand the conversation over to {target.name}. {about}".strip())
                 )
-            template = model_request(a, tools=specs)
+            template = model_request(a, tools=specs, output_tool=True)
             resolved[a.name] = _Resolved(a, MappingProxyType(transfers), template)
         self._resolved = resolved
         self._hands_off = any(r.transfers for r in resolved.values())
+        self._output_tools = any(r.output_tool for r in resolved.values())
         self._interned: dict[tuple[int, int, int], AgentData] = {}
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
         awaits = any(r.awaits or r.agent.approval is not None for r in resolved.values())
-        chart = self.chart_class if not awaits else _awaiting(self.chart_class)
+        chart = _variant(self.chart_class, awaits, any(r.output_function is not None for r in resolved.values()))
         self.table = compile_chart(chart, owner=self)
 
     # -- resources the runtime needs (not part of any snapshot) --------------------------------
@@ -488,6 +633,20 @@ class AgentMachine(Machine):
     def toolsets(self) -> Mapping[str, tuple[Toolset, ...]]:
         """The toolsets of each agent that has some, by agent name (listed when a run starts)."""
         return {name: a.toolsets for name, a in self.agents.items() if a.toolsets}
+
+    def output_tool_type(self, agent: str) -> Any:
+        """The output type `agent`'s output tool `final_result` takes (`None` without one): the
+        testing kit draws valid calls of it."""
+        resolved = self._resolved[agent]
+        return resolved.agent.output_type if resolved.output_tool else None
+
+    def output_function_of(self, agent: str) -> tuple[str, Any] | None:
+        """(name, return type) of `agent`'s output function (`None` without one, or when it
+        returns text): the testing kit draws its results as values of that type."""
+        resolved = self._resolved[agent]
+        if resolved.output_function is None or resolved.agent.output_type is None:
+            return None
+        return resolved.output_function, resolved.agent.output_type
 
     def models(self) -> Mapping[str, Model | None]:
         """Each agent's configured model, by agent name."""
@@ -540,7 +699,10 @@ class AgentMachine(Machine):
         if isinstance(policy, str):
             request = resolved.template.model_copy(update={"messages": messages})
         else:
-            request = resolved.template.model_copy(update={"messages": messages, "tool_choice": policy(messages)})
+            choice = policy(messages)
+            if choice == "none" and resolved.answer_tool is not None:
+                choice = resolved.answer_tool  # "answer now" is a call of the output tool
+            request = resolved.template.model_copy(update={"messages": messages, "tool_choice": choice})
         return _made(CallModel, {"key": effect_key(s), "agent": agent, "request": request}, _CALL_MODEL_FIELDS)
 
     # guards -----------------------------------------------------------------------------------
@@ -548,21 +710,51 @@ class AgentMachine(Machine):
         return cast(ModelReplied, e).message
 
     # (guards on `model_replied` take the event as a ModelReplied: the chart sends no other)
+    def _gives_output(self, s: Snapshot[Any], e: ModelReplied) -> bool:
+        """Whether the reply calls the active agent's output tool (then it is a final answer:
+        the guards below that act on tool calls let it through to the output guards)."""
+        return (
+            self._output_tools
+            and self._resolved[cast(str, s.agent)].output_tool
+            and any(c.name == OUTPUT_TOOL for c in e.message.tool_calls)
+        )
+
     def over_budget(self, s: Snapshot[AgentData], e: ModelReplied) -> bool:
-        return bool(e.message.tool_calls) and s.data.turns >= self.max_steps
+        return bool(e.message.tool_calls) and s.data.turns >= self.max_steps and not self._gives_output(s, e)
 
     def asks_handoff(self, s: Snapshot[Any], e: ModelReplied) -> bool:
         if not self._hands_off:
             return False
         transfers = self._resolved[cast(str, s.agent)].transfers
-        return bool(transfers) and any(c.name in transfers for c in e.message.tool_calls)
+        return bool(transfers) and any(c.name in transfers for c in e.message.tool_calls) and not self._gives_output(s, e)
 
     def asks_tools(self, s: Snapshot[Any], e: ModelReplied) -> bool:
-        return bool(e.message.tool_calls)
+        return bool(e.message.tool_calls) and not (self._output_tools and self._gives_output(s, e))
 
     def _output(self, s: Snapshot[Any], e: Event) -> tuple[Any, str | None]:
-        agent = self._resolved[cast(str, s.agent)].agent
-        return _validate_output(agent.output_type, self._reply(s, e).content)
+        resolved = self._resolved[cast(str, s.agent)]
+        message = self._reply(s, e)
+        if resolved.output_tool:
+            return _tool_output(resolved.agent.output_type, message)
+        if resolved.output_function is not None:
+            return None, _no_output_function(resolved.output_function)
+        return _validate_output(resolved.agent.output_type, message.content)
+
+    def _tool_gave(self, s: Snapshot[Any]) -> tuple[bool, Any]:
+        """(found, value): the first successful result of the active agent's output function
+        among the results just observed that validates as its return type."""
+        resolved = self._resolved[cast(str, s.agent)]
+        name = resolved.output_function
+        for r in s.results:
+            if r.name == name and r.ok:
+                value, error = _validate_output(resolved.agent.output_type, r.content)
+                if error is None:
+                    return True, value
+        return False, None
+
+    # guard on `observed` (charts of agents with an output function only)
+    def tool_gave_output(self, s: Snapshot[Any], e: Event) -> bool:
+        return self._tool_gave(s)[0]
 
     def output_retry(self, s: Snapshot[AgentData], e: Event) -> bool:
         agent = self._resolved[cast(str, s.agent)].agent
@@ -693,22 +885,40 @@ class AgentMachine(Machine):
     def retry_output(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         error = self._output(s, e)[1]
-        feedback = UserMessage(content=f"Your previous reply was not accepted: {error}. Reply again.")
+        if message.tool_calls:  # the output tool's arguments are invalid: its result says why
+            retry = f"{error}. Call {OUTPUT_TOOL} again with corrected arguments."
+            answers = _output_call_answers(message, retry, ok=False)
+        else:
+            answers = [UserMessage(content=f"Your previous reply was not accepted: {error}. Reply again.")]
         data = self._agent_data(s.data.turns + 1, s.data.output_retries + 1, s.data.handoffs)
-        moved = s.moved(to, conversation=s.conversation.append(message, feedback), data=data)
+        moved = s.moved(to, conversation=s.conversation.append(message, *answers), data=data)
         return Step(moved, (self._call_model_effect(moved),))
 
     @fused
     def fail_output(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
         error = self._output(s, e)[1]
-        failure = Failure(kind="invalid_output", message=f"{s.agent}: {error}", detail=message.content)
-        return Step(s.moved(to, conversation=s.conversation.append(message), failure=failure))
+        answers = _output_call_answers(message, str(error), ok=False)
+        detail = message.content
+        if message.tool_calls:
+            detail = next((c.arguments for c in message.tool_calls if c.name == OUTPUT_TOOL), detail)
+        failure = Failure(kind="invalid_output", message=f"{s.agent}: {error}", detail=detail)
+        return Step(s.moved(to, conversation=s.conversation.append(message, *answers), failure=failure))
 
     @fused
     def finish(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
-        return Step(s.moved(to, conversation=s.conversation.append(message), output=self._output(s, e)[0]))
+        output = self._output(s, e)[0]
+        if message.tool_calls:  # the output tool's call: it gets its result, the others are not run
+            conversation = s.conversation.append(message, *_output_call_answers(message, "Final result processed.", ok=True))
+        else:
+            conversation = s.conversation.append(message)
+        return Step(s.moved(to, conversation=conversation, output=output))
+
+    @fused
+    def finish_from_tool(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """DONE with the output function's return value (its result is in the conversation)."""
+        return Step(s.moved(to, output=self._tool_gave(s)[1]))
 
     @fused
     def fail_model(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:

@@ -22,6 +22,7 @@ from pydantic_core import to_jsonable_python
 
 from fsm_agents.errors import CodecError, FsmAgentsError, ShapeMismatch  # noqa: F401 - re-exported here
 from fsm_agents.events import AgentsFinished, Effect, Event
+from fsm_agents.output import FrozenDict
 from fsm_agents.state import AssistantMessage, Frozen, Message, SystemMessage, ToolMessage, UserMessage
 
 __all__ = [
@@ -116,7 +117,8 @@ def json_shape(value: Any) -> Any:
     the JSON loads back as an equal value (text, numbers, booleans, null), else
     `{"model": "module:QualifiedName"}` for a pydantic model (rebuilt by the class's own
     validation, so its typed fields come back typed), and `{"tuple": [shape, ...]}` or
-    `{"frozenset": [shape, ...]}` (one shape per item, in the order the items are dumped). A value
+    `{"frozenset": [shape, ...]}` (one shape per item, in the order the items are dumped), and
+    `{"frozendict": {key: shape, ...}}` for a `FrozenDict` (a dict output; str keys). A value
     of any other type (a dataclass, a datetime) is stored as its JSON and loads back as that JSON.
     """
     if isinstance(value, BaseModel):
@@ -125,6 +127,8 @@ def json_shape(value: Any) -> Any:
         return {"tuple": [json_shape(v) for v in value]}
     if isinstance(value, frozenset):
         return {"frozenset": [json_shape(v) for v in value]}
+    if isinstance(value, FrozenDict):
+        return {"frozendict": {str(k): json_shape(v) for k, v in value.items()}}
     return None
 
 
@@ -162,6 +166,10 @@ def rebuilt(value: Any, shape: Any) -> Any:
             raise CodecError(f"a stored value does not match its shape ({kind}): {str(value)[:200]}")
         items = [rebuilt(v, s) for v, s in zip(value, spec, strict=True)]
         return tuple(items) if kind == "tuple" else frozenset(items)
+    if kind == "frozendict":
+        if not isinstance(value, dict) or not isinstance(spec, dict) or set(spec) != set(value):
+            raise CodecError(f"a stored value does not match its shape (frozendict): {str(value)[:200]}")
+        return FrozenDict({k: rebuilt(v, spec[k]) for k, v in value.items()})
     raise CodecError(f"a stored value's shape has an unknown kind {kind!r}")
 
 

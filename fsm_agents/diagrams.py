@@ -87,6 +87,7 @@ FORMATS = (".mmd", ".md", ".dot", ".svg", ".png")
 SHIPPED: dict[str, str] = {
     "agent": "fsm_agents.diagrams:example_agent",
     "agent_approval": "fsm_agents.diagrams:example_approval_agent",
+    "agent_output_function": "fsm_agents.diagrams:example_output_function_agent",
 }
 
 Trace = RunResult | Sequence[Taken]
@@ -759,6 +760,18 @@ def example_approval_agent() -> Any:
         return f"refunded {amount} on {order}"
 
     return Agent("support", "Refund orders when asked; ask the user when unsure.", tools=[refund, ask_user()])
+
+
+def example_output_function_agent() -> Any:
+    """An agent whose typed answer is its output function's return value: the committed
+    diagram of the loop that ends on a tool's result (OBSERVING --observed--> DONE)."""
+
+    @tool
+    def convert(amount: float, rate: float) -> float:
+        """Convert an amount at an exchange rate (the run's answer)."""
+        return round(amount * rate, 2)
+
+    return Agent("converter", "Convert the amount the user gives with the convert tool.", output_type=convert)
 
 
 def shipped() -> dict[str, str]:

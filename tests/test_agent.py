@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -218,7 +219,8 @@ def test_handoff_cycles_by_name_resolve() -> None:
     [
         ({"name": "bad name"}, "must be 1-64"),
         ({"name": "a", "max_steps": 0}, "max_steps"),
-        ({"name": "a", "output_type": dict}, "pydantic model"),
+        ({"name": "a", "output_type": threading.Thread}, "output_type .*pydantic cannot validate it"),
+        ({"name": "a", "output_type": int, "output_mode": "json"}, "output_mode must be one of"),
         ({"name": "a", "handoffs": ["ghost"]}, "not reachable"),
         ({"name": 5}, "must be 1-64"),
         ({"name": "a", "max_steps": "3"}, "max_steps must be an int >= 1, got '3'"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from fsm_agents import Agent, AssistantMessage, Phase, ToolMessage, run
 from fsm_agents.agent import guided_tool_choice
@@ -77,3 +79,50 @@ async def test_agent_on_the_real_local_model(local_model: OpenAIChat, anyio_back
         if isinstance(m, AssistantMessage) and m.tool_calls:
             following = messages[i + 1 : i + 1 + len(m.tool_calls)]
             assert [a.tool_call_id for a in following if isinstance(a, ToolMessage)] == [c.id for c in m.tool_calls]
+
+
+class City(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    city: str
+    country: str
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_native_structured_output_is_a_grammar_on_the_real_local_model(
+    local_model: OpenAIChat, anyio_backend: str
+) -> None:
+    """The llama.cpp server turns `response_format: {"type": "json_object", "schema": ...}` into a
+    grammar: even a 135M model then answers with JSON of the schema's shape, a model (City) or a
+    wrapped non-object type (`{"response": "yes" | "no"}`), on the first call."""
+    settings = ModelSettings(temperature=0.0, seed=7, max_tokens=96)
+    async with local_model:
+        city = await run(
+            Agent("geo", "Name the capital asked about and its country.", model=local_model, output_type=City,
+                  settings=settings),
+            "What is the capital of France?",
+            limits=Limits(model_timeout=240),
+        )  # fmt: skip
+        verdict = await run(
+            Agent("judge", "Answer yes or no.", model=local_model, output_type=Literal["yes", "no"], settings=settings),
+            "Is Paris in France?",
+            limits=Limits(model_timeout=240),
+        )
+    assert city.phase is Phase.DONE and isinstance(city.output, City), city.failure
+    assert verdict.phase is Phase.DONE and verdict.output in ("yes", "no"), verdict.failure
+    assert city.usage.requests == verdict.usage.requests == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_the_demo_answers_with_the_density_its_tool_computed(local_model: OpenAIChat, anyio_backend: str) -> None:
+    """`make demo` (examples/local_agent.py) as it runs: the analyst's typed answer carries the
+    density its output function computed (124,500,000 / 377,975 km² = 329.4), and the summary
+    prints it."""
+    from examples.local_agent import QUESTION, Density, build_team, summary, watch
+
+    async with local_model:
+        result = await watch(build_team(local_model), QUESTION)
+    assert result.phase is Phase.DONE, result.failure
+    assert result.output == Density(country="Japan", people_per_km2=329.4)
+    assert summary(result, 1.0).splitlines()[-1] == "DONE: Density(country='Japan', people_per_km2=329.4)"

@@ -210,3 +210,16 @@ async def test_missing_key_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fromenv-0123456789abcdef")
     model = AnthropicMessages("m")
     assert "sk-ant" not in repr(model) and "sk-ant" not in str(vars(model).get("model"))
+
+
+async def test_an_output_schema_is_stated_in_the_system_prompt() -> None:
+    """The Messages API has no structured-output parameter: the schema goes into `system`."""
+    model = AnthropicMessages("m", api_key="k")
+    schema = json.dumps({"type": "object", "properties": {"city": {"type": "string"}}})
+    request = ModelRequest(
+        agent="a", instructions="Be brief.", messages=(UserMessage(content="go"),), output_schema_json=schema
+    )
+    system = model.payload(request)["system"]
+    assert system.startswith("Be brief.\n\nReply with only a JSON object") and schema in system
+    assert "output_schema_json" not in model.payload(request) and "response_format" not in model.payload(request)
+    assert model.payload(request.model_copy(update={"output_schema_json": None}))["system"] == "Be brief."

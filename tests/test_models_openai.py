@@ -264,17 +264,43 @@ async def test_openrouter_429_raises_rate_limited_after_retries() -> None:
     assert essentials(rec.sent_json[0]) == essentials(rec.interactions[0].request_json)
 
 
-async def test_structured_output_only_where_supported() -> None:
-    schema = json.dumps({"type": "object", "properties": {"x": {"type": "integer"}}})
-    request = ModelRequest(agent="a", messages=(UserMessage(content="x"),), output_schema_json=schema)
+async def test_structured_output_natively_where_supported_else_in_the_prompt() -> None:
+    """OpenAI-style servers get `response_format: json_schema` named after the schema's title
+    (strict only when the schema meets strict mode's rules); llama.cpp its `json_object` +
+    schema grammar when no tool is in play; a generic server the schema in the system prompt."""
+    schema = json.dumps({"type": "object", "title": "My Answer", "properties": {"x": {"type": "integer"}}})
+    question = (UserMessage(content="x"),)
+    request = ModelRequest(agent="a", instructions="Be brief.", messages=question, output_schema_json=schema)
     openai = OpenAIChat("m", api_key="k").payload(request)
-    assert openai["response_format"]["type"] == "json_schema"
-    assert openai["response_format"]["json_schema"]["schema"] == json.loads(schema)
-    assert "response_format" not in OpenAIChat("m", "http://127.0.0.1:9/v1").payload(request)  # generic
+    assert openai["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "My_Answer", "schema": json.loads(schema), "strict": False},
+    }
+    strict = {**json.loads(schema), "required": ["x"], "additionalProperties": False}
+    strict_request = request.model_copy(update={"output_schema_json": json.dumps(strict)})
+    assert OpenAIChat("m", api_key="k").payload(strict_request)["response_format"]["json_schema"]["strict"] is True
+    generic = OpenAIChat("m", "http://127.0.0.1:9/v1").payload(request)
+    assert "response_format" not in generic
+    assert generic["messages"][0]["content"].startswith("Be brief.\n\nReply with only a JSON object")
+    assert '"x"' in generic["messages"][0]["content"] and generic["messages"][1] == {"role": "user", "content": "x"}
     llamacpp = OpenAIChat("m", "http://127.0.0.1:9/v1", provider="llamacpp")
     assert llamacpp.payload(request)["response_format"] == {"type": "json_object", "schema": json.loads(schema)}
     with_tools = request.model_copy(update={"tools": (WEATHER,)})
     assert "response_format" not in llamacpp.payload(with_tools)
+    answering = with_tools.model_copy(update={"tool_choice": "none"})
+    assert llamacpp.payload(answering)["response_format"]["schema"] == json.loads(schema)
+
+
+def test_strict_ready_reads_every_object_of_the_schema() -> None:
+    from fsm_agents.models.openai import strict_ready
+
+    leaf = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": False}
+    assert strict_ready(leaf)
+    assert not strict_ready({**leaf, "required": []})
+    assert not strict_ready({k: v for k, v in leaf.items() if k != "additionalProperties"})
+    nested = {**leaf, "properties": {"a": {"type": "array", "items": {**leaf, "required": []}}}}
+    assert not strict_ready(nested)
+    assert not strict_ready({**leaf, "$defs": {"B": {"type": "object", "properties": {}}}})
 
 
 async def test_tool_choice_forms() -> None:

@@ -16,6 +16,7 @@ import httpx
 
 from fsm_agents.models._http import HTTPModel, MissingAPIKey, collect_stream, loads_event
 from fsm_agents.models.base import MalformedResponse, ModelHTTPError, ModelResponse, StreamDelta
+from fsm_agents.output import prompt_instructions
 from fsm_agents.state import (
     AssistantMessage,
     ModelRequest,
@@ -60,9 +61,10 @@ class AnthropicMessages(HTTPModel):
     become `tool_result` blocks (`is_error` kept) in a user message — consecutive tool results
     (and a user message right after them) merge into one user turn, as the API requires
     alternating roles. `tool_choice`: `auto` → `{"type": "auto"}`, `required` → `{"type": "any"}`,
-    `none` → `{"type": "none"}`, a name → `{"type": "tool", "name": …}`. `seed` and
-    `output_schema_json` are not sent (no such parameters in the stable API; the agent validates
-    the final answer itself). Usage: `input_tokens` (+ cache read/creation tokens) and
+    `none` → `{"type": "none"}`, a name → `{"type": "tool", "name": …}`. `seed` is not
+    sent; `output_schema_json` (no such parameter in the stable API) is stated in `system`
+    (`fsm_agents.output.prompt_instructions`) and the agent validates the answer; for a tool the
+    model must call, use the agent's `output_mode="tool"`. Usage: `input_tokens` (+ cache read/creation tokens) and
     `output_tokens`, `requests=1`. Text blocks are joined; `thinking` blocks are dropped.
 
     `complete`, `stream` (→ `StreamDelta`s, from `text_delta` and `input_json_delta` events) and
@@ -109,6 +111,8 @@ class AnthropicMessages(HTTPModel):
     def payload(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         """The JSON body for `request` (public for tests and debugging; contains no secret)."""
         system, messages = to_wire_messages(request)
+        if request.output_schema_json is not None:  # no structured-output parameter: ask in the prompt
+            system = f"{system}\n\n{prompt_instructions(request.output_schema_json)}".strip()
         s = request.settings
         body: dict[str, Any] = {"model": self.model, "max_tokens": s.max_tokens or self.max_tokens}
         if system:

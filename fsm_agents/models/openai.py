@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ import httpx
 
 from fsm_agents.models._http import HTTPModel, MissingAPIKey, collect_stream, loads_event
 from fsm_agents.models.base import MalformedResponse, ModelHTTPError, ModelResponse, StreamDelta
+from fsm_agents.output import prompt_instructions
 from fsm_agents.state import (
     AssistantMessage,
     ModelRequest,
@@ -86,7 +88,7 @@ class OpenAIChat(HTTPModel):
     Known provider differences (handled here):
     - **OpenAI**: `max_tokens` is deprecated and rejected by reasoning models, so
       `ModelSettings.max_tokens` is sent as `max_completion_tokens`; `output_schema_json` is
-      sent as `response_format: {"type": "json_schema", …}` (non-strict); streams carry usage
+      sent as `response_format: {"type": "json_schema", …}` (see below); streams carry usage
       only with `stream_options.include_usage` (sent), in a last chunk with `choices: []`.
     - **Mistral** (https://docs.mistral.ai/api/): tool-call ids are 9 characters, tool calls
       carry an `index` and no `type`; the seed is called `random_seed`; `stream_options` is not
@@ -109,7 +111,13 @@ class OpenAIChat(HTTPModel):
       tools (its grammar would fight the function-calling one); streams carry no usage;
       validation errors come back as HTTP 500 (retried, then `ModelHTTPError(500)`).
     - **OpenRouter**: errors use OpenAI's shape; 429s are common on free models.
-    - **generic**: plain OpenAI dialect without `response_format` (not every server has it).
+    - **generic**: plain OpenAI dialect without `response_format` (not every server has it):
+      `output_schema_json` is stated in the system prompt instead.
+
+    Structured output (`output_schema_json`, an object schema: `fsm_agents.output` wraps other
+    types in `{"response": …}`) is sent as `response_format: {"type": "json_schema",
+    "json_schema": {"name": <schema title>, "schema": …, "strict": …}}` (strict only when the
+    schema meets strict mode's rules, `strict_ready`), https://platform.openai.com/docs/guides/structured-outputs.
     """
 
     def __init__(
@@ -185,12 +193,12 @@ class OpenAIChat(HTTPModel):
         if request.output_schema_json is not None:
             schema = json.loads(request.output_schema_json)
             if self.provider in ("openai", "mistral", "ollama", "vllm", "openrouter"):
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "output", "schema": schema, "strict": False},
-                }
-            elif self.provider == "llamacpp" and (not request.tools or request.tool_choice == "none"):
-                body["response_format"] = {"type": "json_object", "schema": schema}
+                body["response_format"] = response_format(schema)
+            elif self.provider == "llamacpp":
+                if not request.tools or request.tool_choice == "none":
+                    body["response_format"] = {"type": "json_object", "schema": schema}
+            else:  # a server that may not know response_format: the schema goes in the prompt
+                body["messages"] = with_instructions(body["messages"], prompt_instructions(request.output_schema_json))
         if stream:
             body["stream"] = True
             if self.provider != "mistral":
@@ -253,6 +261,42 @@ def to_wire_messages(request: ModelRequest) -> list[dict[str, Any]]:
         elif isinstance(m, ToolMessage):
             out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
     return out
+
+
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def strict_ready(schema: Any) -> bool:
+    """Whether OpenAI's strict mode accepts `schema` as it is: every object lists all its
+    properties as required and sets `additionalProperties: false`
+    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas). Pydantic
+    writes that for a model with `extra="forbid"` and no defaults."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            props = schema.get("properties") or {}
+            if schema.get("additionalProperties") is not False or set(schema.get("required") or ()) != set(props):
+                return False
+        return all(strict_ready(v) for k, v in schema.items() if k not in ("enum", "const", "default", "examples"))
+    if isinstance(schema, list):
+        return all(strict_ready(v) for v in schema)
+    return True
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """The chat-completions `response_format` for a JSON schema (an object at the root:
+    `fsm_agents.output` wraps other types): `{"type": "json_schema", "json_schema": {name,
+    schema, strict}}`, named after the schema's title (`^[A-Za-z0-9_-]{1,64}$`), strict when
+    the schema already meets strict mode's rules (`strict_ready`).
+    https://platform.openai.com/docs/api-reference/chat/create#chat-create-response_format"""
+    name = _NAME.sub("_", str(schema.get("title") or "output"))[:64] or "output"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict_ready(schema)}}
+
+
+def with_instructions(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """`messages` with `text` appended to the leading system message (or one added first)."""
+    if messages and messages[0].get("role") == "system":
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
 
 
 def tool_to_wire(spec: ToolSpec) -> dict[str, Any]:

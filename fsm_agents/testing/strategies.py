@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -43,6 +44,7 @@ from fsm_agents.events import (
     ToolsFinished,
 )
 from fsm_agents.machine import Machine
+from fsm_agents.output import OUTPUT_TOOL, output_spec
 from fsm_agents.runtime import as_machine
 from fsm_agents.state import (
     AssistantMessage,
@@ -145,7 +147,21 @@ def messages() -> st.SearchStrategy[Message]:
     )
 
 
-ToolLike = Tool | ToolSpec
+@dataclass(frozen=True)
+class _OutputTool:
+    """An agent's output tool (`final_result`, `output_mode="tool"`): its valid arguments are a
+    value of the output type, drawn by `st.from_type` (wrapped as `{"response": ...}` when the
+    type is sent wrapped)."""
+
+    spec: ToolSpec
+    output_type: Any
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+ToolLike = Tool | ToolSpec | _OutputTool
 
 
 @lru_cache(maxsize=512)
@@ -153,6 +169,14 @@ def _arguments(t: ToolLike) -> st.SearchStrategy[str]:
     if isinstance(t, Tool):
         model = t.input_model
         return st.builds(model).map(lambda args: args.model_dump_json())
+    if isinstance(t, _OutputTool):
+        spec = output_spec(t.output_type)
+
+        def encode(value: Any) -> str:
+            data = spec.adapter.dump_python(value, mode="json")
+            return json.dumps({"response": data} if spec.wrapped else data)
+
+        return st.from_type(t.output_type).map(encode)
     return st.just("{}")  # a bare spec (e.g. a handoff tool): no model to build arguments from
 
 
@@ -248,7 +272,7 @@ def tool_results(
 ) -> st.SearchStrategy[tuple[ToolResult, ...]]:
     """One result per call (ok, or an error when `failures`); with `lossy`, results may also be
     dropped, duplicated or reordered — the machine must still answer every call exactly once."""
-    return _tool_results(tuple(calls), failures, lossy)
+    return _tool_results(tuple(calls), failures, lossy, None)
 
 
 _LOSS = st.integers(0, 2)  # 0: every result once, in order; 1: reordered; 2: dropped / duplicated
@@ -264,14 +288,26 @@ def _picks(n: int) -> st.SearchStrategy[list[int]]:
     return st.lists(st.integers(0, n - 1), max_size=n + 1)
 
 
+@lru_cache(maxsize=64)
+def _returned(output_type: Any) -> st.SearchStrategy[str]:
+    """What an output function returning `output_type` reports: a drawn value as the executor
+    writes it (JSON), or (one in three) a note that need not validate."""
+    adapter = output_spec(output_type).adapter
+    values = st.from_type(output_type).map(lambda v: adapter.dump_json(v).decode())
+    return _weighted((values, 2), (_notes, 1))
+
+
 @st.composite
-def _tool_results(draw: st.DrawFn, calls: tuple[ToolCall, ...], failures: bool, lossy: bool) -> tuple[ToolResult, ...]:
+def _tool_results(
+    draw: st.DrawFn, calls: tuple[ToolCall, ...], failures: bool, lossy: bool, output: tuple[str, Any] | None
+) -> tuple[ToolResult, ...]:
     results = []
     for call in calls:
         if failures and draw(_MAYBE):
             results.append(ToolResult(call_id=call.id, name=call.name, ok=False, error=draw(_notes)))
         else:
-            results.append(ToolResult(call_id=call.id, name=call.name, ok=True, content=draw(_notes)))
+            returned = _returned(output[1]) if output is not None and call.name == output[0] else _notes
+            results.append(ToolResult(call_id=call.id, name=call.name, ok=True, content=draw(returned)))
     if not lossy or not results:
         return tuple(results)
     loss = draw(_LOSS)
@@ -335,6 +371,10 @@ def _replies_for(key: _ByIdentity, agent: str) -> st.SearchStrategy[Event]:
     machine = key.machine
     tools = machine.tools_for(agent)
     offered: list[ToolLike] = [tools.get(s.name, s) for s in machine.tool_specs(agent)]
+    # an agent's output tool (`AgentMachine.output_tool_type`): valid calls carry a drawn output
+    output_type = getattr(machine, "output_tool_type", lambda agent: None)(agent)
+    if output_type is not None:
+        offered = [_OutputTool(t, output_type) if isinstance(t, ToolSpec) and t.name == OUTPUT_TOOL else t for t in offered]
     # a machine may name final answers worth drawing (route labels, structured outputs) through
     # an `example_replies(agent) -> Sequence[str]` method: half the replies are drawn from them
     hint = getattr(machine, "example_replies", None)
@@ -354,12 +394,16 @@ def _model_failed(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any,
 
 
 @lru_cache(maxsize=1024)
-def _results_for(pending: tuple[ToolCall, ...]) -> st.SearchStrategy[Event]:
-    return tool_results(pending).map(lambda rs: ToolsFinished(results=rs))
+def _results_for(pending: tuple[ToolCall, ...], output: tuple[str, Any] | None = None) -> st.SearchStrategy[Event]:
+    return _tool_results(pending, True, True, output).map(lambda rs: ToolsFinished(results=rs))
 
 
 def _tools_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
-    return _results_for(snapshot.pending)
+    # an agent's output function (`AgentMachine.output_function_of`): its results are drawn as
+    # values of its return type, so the run can end on one
+    hint = getattr(machine, "output_function_of", None)
+    output = hint(snapshot.agent) if callable(hint) and snapshot.agent is not None else None
+    return _results_for(snapshot.pending, output)
 
 
 def _agents_finished(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
