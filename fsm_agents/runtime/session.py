@@ -141,6 +141,11 @@ class Session:
             if self.tool_overrides and self.tool_overrides.keys() & tools.keys():
                 tools = {**tools, **{n: t for n, t in self.tool_overrides.items() if n in tools}}
             limits = self.limits
-            ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+            ex = ToolExecutor(
+                tools,
+                default_timeout=limits.tool_timeout,
+                max_concurrency=limits.max_concurrency,
+                **machine.tool_options(agent),  # the agent's output cap and call order
+            )
             self._executors[key] = ex
         return ex
