@@ -1,15 +1,20 @@
 """Tools: typed Python functions the model may call, and the executor that runs tool calls.
 
-`@tool` turns a typed function (sync or async) and its docstring into a `Tool`: a pydantic model
-of its arguments (so the JSON schema the provider sees and the validation the executor applies
-come from one place) plus options (`timeout`, `retries`, `retry_on`, `idempotent`,
-`max_output_chars`, `thread`). Docstring parameter descriptions (Google, NumPy, reST or Epydoc
-style) are parsed with `docstring_parser`.
+`@tool` turns a typed function (sync or async) or a bound method and its docstring into a
+`Tool`: a pydantic model of its arguments (so the JSON schema the provider sees and the
+validation the executor applies come from one place) plus options (`timeout`, `retries`,
+`retry_on`, `idempotent`, `max_output_chars`, `thread`, `requires_approval`, `sequential`).
+Docstring parameter descriptions (Google, NumPy, reST or Epydoc style) are parsed with
+`docstring_parser`. The signature is read once per function; the model and schema are built on
+first use and cached per function (docs/architecture.md, Tools and run context). A first
+parameter annotated `RunContext[...]` receives the run's context and is not in the schema.
 
-`ToolExecutor.run(calls)` never raises for a bad call: an unknown tool, arguments that are not
-JSON, arguments that fail validation, an exception in the tool, a timeout, or a returned value
-that cannot be serialized all become a `ToolResult(ok=False, error=...)` whose message is fed
-back to the model; the other calls of the same reply keep their own results.
+`ToolExecutor.run(calls, ctx)` never raises for a bad call: an unknown tool, arguments that are
+not JSON, arguments that fail validation, an exception in the tool, a timeout, or a returned
+value that cannot be serialized all become a `ToolResult(ok=False, error=...)` whose message is
+fed back to the model; the other calls of the same reply keep their own results. Output is text:
+a `str` unchanged, anything else JSON with a per-value `str()` fallback; it is cut once, here,
+to the tool's `max_output_chars` or else the agent's cap, with a marker.
 
 What a tool raises, and what becomes of it:
 
@@ -284,6 +289,12 @@ class Tool:
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Tool is immutable: cannot delete {name!r}")
+
+    def __copy__(self) -> Tool:
+        return self  # immutable: a copy is the tool itself
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Tool:
+        return self
 
     def __repr__(self) -> str:
         return (

@@ -362,10 +362,15 @@ def test_a_tools_schema_is_built_on_first_use_and_an_agent_forces_it() -> None:
         Agent("a", tools=[takes])
 
 
-def test_tools_are_immutable() -> None:
+def test_tools_are_immutable_and_copies_are_the_tool_itself() -> None:
+    import copy
+
     t = tool(Api().move)
     with pytest.raises(AttributeError, match="Tool is immutable"):
         t.timeout = 5  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="Tool is immutable"):
+        del t.name
+    assert copy.copy(t) is t and copy.deepcopy({"t": t})["t"] is t
 
 
 def test_a_threaded_tool_definition_is_safe_to_share_across_threads() -> None:
