@@ -359,7 +359,8 @@ class ModelRequest(Frozen):
     tool_choice: str = "auto"
     output_schema_json: str | None = None
     settings: ModelSettings = ModelSettings()
-    parallel_tool_calls: bool | None = None
+    # left out of dumps while unset, so requests recorded before the field existed still match
+    parallel_tool_calls: bool | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 D = TypeVar("D")

@@ -393,3 +393,15 @@ def test_a_threaded_tool_definition_is_safe_to_share_across_threads() -> None:
     for t in threads:
         t.join()
     assert len(specs) == 8 and len(set(specs)) == 1
+
+
+def test_an_unset_parallel_tool_calls_is_left_out_of_dumps_so_older_recordings_still_match() -> None:
+    """Cassettes and logs recorded before the field existed dump requests without it."""
+    from fsm_agents.codec import dump
+    from fsm_agents.events import CallModel
+
+    unset = CallModel(key="k", agent="a", request=ModelRequest(agent="a"))
+    assert "parallel_tool_calls" not in dump(unset)["request"]
+    off = CallModel(key="k", agent="a", request=ModelRequest(agent="a", parallel_tool_calls=False))
+    assert dump(off)["request"]["parallel_tool_calls"] is False
+    assert ModelRequest.model_validate(dump(unset)["request"]).parallel_tool_calls is None
