@@ -3,7 +3,7 @@
 The five phases of the classic agent loop map onto the chart below:
 input assembly + reasoning = PLANNING (emit `CallModel`), action selection = the guards on
 `model_replied`, execution = EXECUTING (emit `RunTools`), observation = OBSERVING (fold the tool
-results into the conversation, each cut to `max_tool_output_chars`), then back to PLANNING.
+results into the conversation; the executor cut each to its cap), then back to PLANNING.
 
 - a reply with tool calls → EXECUTING; the tool results → OBSERVING → PLANNING;
 - a reply calling `transfer_to_<agent>` → HANDOFF → PLANNING with that agent active;
@@ -23,13 +23,14 @@ from __future__ import annotations
 import inspect
 import json
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, cast, get_args
 
 from statemachine import State
 
+from fsm_agents.context import RunContext
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import (
     Answer,
@@ -72,7 +73,7 @@ from fsm_agents.state import (
     is_valid_name,
     messages_from,
 )
-from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, Toolset, as_tools, truncate
+from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, Toolset, as_tools
 
 if TYPE_CHECKING:
     from fsm_agents.models.base import Model
@@ -96,6 +97,7 @@ _OUTPUT_MODES: tuple[str, ...] = get_args(OutputMode)
 
 
 ToolChoicePolicy = Callable[[Sequence[Message]], str]
+InstructionsFn = Callable[[RunContext[Any]], "str | Awaitable[str]"]
 
 
 def guided_tool_choice(tool: str) -> ToolChoicePolicy:
@@ -218,6 +220,11 @@ _MAX_INTERNED = 4096  # AgentData values one machine keeps for sharing (see Agen
 class Agent:
     """An LLM agent: a name, instructions (the system prompt), a model, tools.
 
+    - `instructions`: the system prompt, a str; or a function `(ctx: RunContext) -> str` (sync
+      or async), *dynamic instructions*: the runtime calls it before each model call of this
+      agent (the pure core's request carries the static text, `""`; see
+      docs/architecture.md, Tools and run context). One that raises or returns a non-str makes
+      that call a `ModelFailed(kind="instructions")`: the run ends FAILED(`model_error`);
     - `model`: a `fsm_agents.models.Model` (or `None` and pass `models=` to `run`);
     - `tools`: `Tool`s or typed functions (wrapped with `@tool`), and toolsets whose tools are
       listed when a run starts (`fsm_agents.mcp.MCPServerStdio`, `MCPServerHTTP`: a `Toolset`);
@@ -240,7 +247,14 @@ class Agent:
       `"prompt"` (the schema in the instructions, nothing else);
     - `max_steps`: model calls allowed in one run (the entry agent's value governs a run);
     - `output_retries`: how often an invalid/empty final answer is fed back before FAILED;
-    - `max_tool_output_chars`: each tool result is cut to this many characters in the history;
+    - `max_tool_output_chars`: the output cap (characters) of this agent's tools that set none
+      (`@tool(max_output_chars=...)` overrides it); the executor cuts a longer output once,
+      with a marker the model sees;
+    - `parallel_tool_calls`: `False` runs the calls of one reply one after another in call
+      order (and asks the provider for one call per reply where it can: OpenAI-compatible
+      `parallel_tool_calls`, Anthropic `disable_parallel_tool_use`); `None` (default) or
+      `True`: calls run concurrently, except around `@tool(sequential=True)` tools; `True` is
+      also sent to the provider;
     - `settings`: sampling settings; `tool_choice`: `"auto"`, `"required"`, `"none"`, a tool
       name, or a pure function `(messages) -> str` choosing it per model call (e.g.
       `guided_tool_choice("lookup")`, which small local models need);
@@ -251,14 +265,16 @@ class Agent:
     for (or a non-frozen model or dataclass in it), an unknown `output_mode`, a tool named
     `final_result` beside the output tool, a count that is not an
     int in range (`max_steps` ≥ 1, `output_retries` ≥ 0, `max_tool_output_chars` ≥ 1), an argument
-    of the wrong type (instructions, description, model, settings, tool_choice), and
-    `ToolDefinitionError` for tools that are not a list of tools or typed functions.
+    of the wrong type (instructions — a str or a function of one `RunContext` —, description,
+    model, settings, tool_choice, parallel_tool_calls), and `ToolDefinitionError` for tools that
+    are not a list of tools or typed functions, or whose parameters have no JSON schema (the
+    tools' input models and schemas are built here).
     """
 
     def __init__(
         self,
         name: str,
-        instructions: str = "",
+        instructions: str | InstructionsFn = "",
         model: Model | None = None,
         tools: Iterable[Tool | Callable[..., Any] | Toolset] | Toolset = (),
         handoffs: Iterable[Agent | str] = (),
@@ -272,6 +288,7 @@ class Agent:
         settings: ModelSettings | None = None,
         tool_choice: str | ToolChoicePolicy = "auto",
         approval: Callable[[ToolCall], bool] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
         if not is_valid_name(name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -282,9 +299,14 @@ class Agent:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise InvalidDefinition(f"agent {name!r}: {field} must be an int >= {least}, got {value!r}")
-        for field, text in (("instructions", instructions), ("description", description)):
-            if not isinstance(text, str):
-                raise InvalidDefinition(f"agent {name!r}: {field} must be a str, got {type(text).__name__}")
+        if not isinstance(description, str):
+            raise InvalidDefinition(f"agent {name!r}: description must be a str, got {type(description).__name__}")
+        if not isinstance(instructions, str):
+            _check_instructions(name, instructions)
+        if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
+            raise InvalidDefinition(
+                f"agent {name!r}: parallel_tool_calls must be True, False or None, got {type(parallel_tool_calls).__name__}"
+            )
         if model is not None and not callable(getattr(model, "complete", None)):
             raise InvalidDefinition(
                 f"agent {name!r}: model must be a fsm_agents.models.Model (async complete(request)), "
@@ -329,6 +351,7 @@ class Agent:
                 ) from None
         self.name = name
         self.instructions = instructions
+        self.static_instructions = instructions if isinstance(instructions, str) else ""  # what the pure core sends
         self.model = model
         plain, self.toolsets = _split_toolsets(name, tools)
         self.tools = as_tools(plain)
@@ -347,6 +370,7 @@ class Agent:
                     f"agent {name!r}: a tool is named {OUTPUT_TOOL!r}, the name of the output tool "
                     "(output_mode='tool'): rename the tool"
                 )
+            _ = t.spec  # builds (or finds cached) the input model and schema: ToolDefinitionError now, not mid-run
         self.handoffs: tuple[Agent | str, ...] = tuple(handoffs)
         self.output_type = output_type
         self.output_function = output_function
@@ -358,6 +382,7 @@ class Agent:
         self.settings = settings or ModelSettings()
         self.tool_choice = tool_choice
         self.approval = approval
+        self.parallel_tool_calls = parallel_tool_calls
         self._machine: AgentMachine | None = None
 
     @property
@@ -403,6 +428,23 @@ def _is_toolset(obj: Any) -> TypeGuard[Toolset]:
     return isinstance(obj, Toolset)
 
 
+def _check_instructions(name: str, instructions: object) -> None:
+    """Raise `InvalidDefinition` unless `instructions` is a function callable with one `RunContext`."""
+    if not callable(instructions) or isinstance(instructions, type):
+        raise InvalidDefinition(
+            f"agent {name!r}: instructions must be a str or a function (ctx: RunContext) -> str, "
+            f"got {type(instructions).__name__}"
+        )
+    try:
+        inspect.signature(instructions).bind(None)
+    except TypeError:
+        raise InvalidDefinition(
+            f"agent {name!r}: the instructions function must take exactly one argument (the RunContext)"
+        ) from None
+    except ValueError:  # no signature to read (some builtins): trust it
+        pass
+
+
 def _is_object(call: ToolCall) -> bool:
     try:
         return isinstance(json.loads(call.arguments or "{}"), dict)
@@ -435,14 +477,17 @@ def model_request(
     """The request template (no messages yet) a machine sends to `agent`'s model.
 
     Defaults come from `agent`: its instructions, its `tool_choice` when a string (`"auto"` when
-    it is a per-call policy: the machine fills it in per call), its settings, and its
-    `output_type`'s JSON schema (`fsm_agents.output.output_spec`) by its `output_mode`:
+    it is a per-call policy: the machine fills it in per call), its settings, its
+    `parallel_tool_calls` (when tools are offered), and its `output_type`'s JSON schema
+    (`fsm_agents.output.output_spec`) by its `output_mode`:
     `"native"` → `output_schema_json`; `"prompt"` → appended to the instructions; `"tool"` →
     the output tool `final_result` (schema as its parameters) after `tools`, when the machine
     handles it (`output_tool=True`, as `AgentMachine` does; otherwise native), with a
     `tool_choice` of `"none"` turned into `final_result` so the answer can still be given. An
     output function is one of `tools` already: nothing is added (a `"none"` choice names it).
-    An explicit `output_type` is always native. `tools` are the specs offered.
+    An explicit `output_type` is always native. `tools` are the specs offered. For dynamic
+    instructions the template holds the static text (`""`, or what a pattern adds); the runtime
+    fills in the rest.
     """
     choice = tool_choice if tool_choice is not None else agent.tool_choice
     mode = "native" if output_type is not None else agent.output_mode
@@ -451,7 +496,7 @@ def model_request(
         schema_type = None  # the output function is one of the agent's tools: nothing else to send
         if choice == "none" and output_tool:
             choice = agent.output_function.name
-    text = agent.instructions if instructions is None else instructions
+    text = agent.static_instructions if instructions is None else instructions
     specs = tuple(tools)
     schema_json: str | None = None
     if schema_type is not None:
@@ -471,6 +516,7 @@ def model_request(
         tool_choice=choice if isinstance(choice, str) else "auto",
         output_schema_json=schema_json,
         settings=agent.settings,
+        parallel_tool_calls=agent.parallel_tool_calls if specs else None,
     )
 
 
@@ -522,6 +568,7 @@ class _Resolved:
         "output_function",
         "output_tool",
         "template",
+        "tool_options",
         "tools",
         "toolset_approval",
         "transfers",
@@ -540,6 +587,9 @@ class _Resolved:
         self.output_function = agent.output_function.name if agent.output_function is not None else None
         # the tool that gives the final answer, which a tool_choice of "none" names instead
         self.answer_tool = OUTPUT_TOOL if self.output_tool else self.output_function
+        self.tool_options: Mapping[str, Any] = MappingProxyType(
+            {"max_output_chars": agent.max_tool_output_chars, "parallel": agent.parallel_tool_calls is not False}
+        )
 
     def toolset_needs_approval(self, name: str) -> bool:
         """Whether a call of `name` (not one of the agent's own tools) is a toolset's call that
@@ -604,7 +654,7 @@ class AgentMachine(Machine):
                         f"providers accept: give {target.name!r} a name of at most {64 - len(TRANSFER_PREFIX)} characters"
                     )
                 transfers[tname] = target.name
-                about = target.description or target.instructions[:200]
+                about = target.description or target.static_instructions[:200]
                 specs.append(
                     ToolSpec(name=tname, description=f"Hand the conversation over to {target.name}. {about}".strip())
                 )
@@ -613,6 +663,9 @@ class AgentMachine(Machine):
         self._resolved = resolved
         self._hands_off = any(r.transfers for r in resolved.values())
         self._output_tools = any(r.output_tool for r in resolved.values())
+        self._dynamic: Mapping[str, InstructionsFn] = MappingProxyType(
+            {a.name: a.instructions for a in self.agents.values() if not isinstance(a.instructions, str)}
+        )
         self._interned: dict[tuple[int, int, int], AgentData] = {}
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
@@ -624,6 +677,14 @@ class AgentMachine(Machine):
     def tools_for(self, agent: str) -> Mapping[str, Tool]:
         """The tools of `agent` by name (the runtime runs `RunTools` effects with them)."""
         return self._resolved[agent].tools
+
+    def tool_options(self, agent: str) -> Mapping[str, Any]:
+        """`agent`'s `max_tool_output_chars` and `parallel_tool_calls`, as `ToolExecutor` options."""
+        return self._resolved[agent].tool_options
+
+    def dynamic_instructions(self) -> Mapping[str, InstructionsFn]:
+        """The instruction functions of this machine's agents that have one, by agent name."""
+        return self._dynamic
 
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
         """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included
@@ -944,7 +1005,6 @@ class AgentMachine(Machine):
         if s.results:  # results decided by a human (apply_decisions) join the ones the tools reported
             reported = (*reported, *s.results)
         pending = s.pending
-        limit = self._resolved[cast(str, s.agent)].agent.max_tool_output_chars
         # usually the results come in call order, one per call: then the event's tuple is kept
         same = len(reported) == len(pending)
         by_id: dict[str, ToolResult] | None = None
@@ -960,8 +1020,8 @@ class AgentMachine(Machine):
                 if r is None:
                     r = ToolResult(call_id=call.id, name=call.name, ok=False, error="no result was reported for this call")
             results.append(r)
-            content = truncate(r.text, limit)
-            values = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content, "is_error": not r.ok}
+            # (the executor already cut the output to its cap: `Agent.max_tool_output_chars`)
+            values = {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": r.text, "is_error": not r.ok}
             answers.append(_made(ToolMessage, values, _TOOL_MESSAGE_FIELDS))
         conversation = s.conversation.append(*answers)
         return Step(s.moved(to, conversation=conversation, pending=(), results=reported if same else tuple(results)))

@@ -70,7 +70,8 @@ class ModelReplied(Event):
 
 class ModelFailed(Event):
     """The model call failed after the client's retries. `kind`: `timeout`, `http`, `rate_limited`,
-    `malformed`, `exhausted` (a scripted model ran out), or `error`."""
+    `malformed`, `exhausted` (a scripted model ran out), `instructions` (the agent's dynamic
+    instructions function raised or returned a non-str: the model was not called), or `error`."""
 
     name: ClassVar[str] = "model_failed"
     error: str

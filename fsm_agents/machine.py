@@ -318,6 +318,17 @@ class Machine:
         """Tools of `agent` by name, for `RunTools` effects."""
         return MappingProxyType({})
 
+    def tool_options(self, agent: str) -> Mapping[str, Any]:
+        """Keyword options of the `ToolExecutor` that runs `agent`'s calls (an agent's
+        `max_output_chars` and `parallel`); empty means the executor's defaults."""
+        return MappingProxyType({})
+
+    def dynamic_instructions(self) -> Mapping[str, Callable[[Any], Any]]:
+        """Instruction functions `(RunContext) -> str` (sync or async) by agent name: the runtime
+        calls one for each model call of its agent (docs/architecture.md, Tools and run context).
+        Empty for a machine whose instructions are all static text."""
+        return MappingProxyType({})
+
     def example_inputs(self) -> tuple[Any, ...]:
         """Start inputs worth exploring in tests (`check_machine` samples them); empty means any
         string will do."""

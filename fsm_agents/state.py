@@ -344,9 +344,12 @@ class ModelSettings(Frozen):
 class ModelRequest(Frozen):
     """Everything a model call needs, as data.
 
-    `instructions` is sent as the system prompt ahead of `messages`. `tool_choice` is `"auto"`,
-    `"required"`, `"none"` or a tool name. `output_schema_json` is the JSON schema of the
-    structured output the agent expects, if any.
+    `instructions` is sent as the system prompt ahead of `messages` (for an agent with dynamic
+    instructions, the effect carries the static text and the runtime fills in the function's
+    text before the call). `tool_choice` is `"auto"`, `"required"`, `"none"` or a tool name.
+    `output_schema_json` is the JSON schema of the structured output the agent expects, if any.
+    `parallel_tool_calls`: whether the model may ask for several tool calls in one reply
+    (`None`: not sent, the provider's default; sent only with tools).
     """
 
     agent: str
@@ -356,6 +359,8 @@ class ModelRequest(Frozen):
     tool_choice: str = "auto"
     output_schema_json: str | None = None
     settings: ModelSettings = ModelSettings()
+    # left out of dumps while unset, so requests recorded before the field existed still match
+    parallel_tool_calls: bool | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 D = TypeVar("D")

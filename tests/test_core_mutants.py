@@ -280,7 +280,8 @@ def test_bad_tool_names_and_options_are_explained() -> None:
         tool(name="no spaces")(add)
     with pytest.raises(ToolDefinitionError, match=r"^tool 'add': retries must be >= 0$"):
         tool(retries=-1)(add)
-    with pytest.raises(ToolDefinitionError, match=r"^tool 'add': max_output_chars must be >= 1$"):
+    cap_message = r"^tool 'add': max_output_chars must be an int >= 1 \(or None: the agent's cap\)$"
+    with pytest.raises(ToolDefinitionError, match=cap_message):
         tool(max_output_chars=0)(add)
     assert tool(max_output_chars=1)(add).max_output_chars == 1
 
@@ -308,7 +309,7 @@ async def test_outputs_are_serialized_and_cut_at_the_limit() -> None:
     exact = await executor.run_one(ToolCall(id="1", name="text", arguments='{"s": "abcde"}'))
     over = await executor.run_one(ToolCall(id="2", name="text", arguments='{"s": "abcdef"}'))
     assert exact.content == "abcde"
-    assert over.content == "abcde\n… [truncated 1 of 6 characters]"
+    assert over.content == "abcde\n…[truncated: 5 of 6 characters shown]"
     assert (await executor.run_one(ToolCall(id="3", name="opaque"))).content == '"opaque thing"'
 
 
@@ -421,8 +422,11 @@ def test_a_parameter_type_without_json_schema_is_a_definition_error() -> None:
     def takes(handler: Callable[[int], int]) -> int:
         return 0
 
+    lazy = tool(takes)  # the schema is built on first use (an Agent forces it)
     with pytest.raises(ToolDefinitionError, match=r"^tool 'takes': its parameters have no JSON schema: "):
-        tool(takes)
+        _ = lazy.spec
+    with pytest.raises(ToolDefinitionError, match=r"^tool 'takes': its parameters have no JSON schema: "):
+        Agent("a", tools=[lazy])
 
 
 @pytest.mark.anyio

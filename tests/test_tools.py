@@ -180,7 +180,7 @@ async def test_output_is_truncated_with_a_marker() -> None:
         return "abcdefghij"
 
     r = await ToolExecutor([long]).run_one(ToolCall(id="1", name="long"))
-    assert r.content == "abcde\n… [truncated 5 of 10 characters]"
+    assert r.content == "abcde\n…[truncated: 5 of 10 characters shown]"
 
 
 async def test_calls_of_one_reply_run_concurrently() -> None:

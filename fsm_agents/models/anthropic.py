@@ -61,10 +61,13 @@ class AnthropicMessages(HTTPModel):
     become `tool_result` blocks (`is_error` kept) in a user message — consecutive tool results
     (and a user message right after them) merge into one user turn, as the API requires
     alternating roles. `tool_choice`: `auto` → `{"type": "auto"}`, `required` → `{"type": "any"}`,
-    `none` → `{"type": "none"}`, a name → `{"type": "tool", "name": …}`. `seed` is not
-    sent; `output_schema_json` (no such parameter in the stable API) is stated in `system`
-    (`fsm_agents.output.prompt_instructions`) and the agent validates the answer; for a tool the
-    model must call, use the agent's `output_mode="tool"`. Usage: `input_tokens` (+ cache read/creation tokens) and
+    `none` → `{"type": "none"}`, a name → `{"type": "tool", "name": …}`; a set
+    `parallel_tool_calls` adds `disable_parallel_tool_use: not parallel_tool_calls` to it (except
+    to `none`; https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use,
+    "Parallel tool use"). `seed` is not sent; `output_schema_json` (no such parameter in the
+    stable API) is stated in `system` (`fsm_agents.output.prompt_instructions`) and the agent
+    validates the answer; for a tool the model must call, use the agent's `output_mode="tool"`.
+    Usage: `input_tokens` (+ cache read/creation tokens) and
     `output_tokens`, `requests=1`. Text blocks are joined; `thinking` blocks are dropped.
 
     `complete`, `stream` (→ `StreamDelta`s, from `text_delta` and `input_json_delta` events) and
@@ -130,6 +133,8 @@ class AnthropicMessages(HTTPModel):
                 if choice in ("auto", "none")
                 else {"type": "tool", "name": choice}
             )
+            if request.parallel_tool_calls is not None and choice != "none":
+                body["tool_choice"]["disable_parallel_tool_use"] = not request.parallel_tool_calls
         if s.temperature is not None:
             body["temperature"] = s.temperature
         if s.top_p is not None:

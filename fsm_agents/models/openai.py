@@ -37,6 +37,7 @@ log = logging.getLogger("fsm_agents.models.openai")
 Provider = Literal["openai", "mistral", "ollama", "vllm", "llamacpp", "openrouter", "generic"]
 
 _KEY_ENV: Mapping[str, str] = {"openai": "OPENAI_API_KEY", "mistral": "MISTRAL_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
+_PARALLEL_TOOL_CALLS = frozenset({"openai", "mistral", "vllm", "openrouter"})  # providers that accept `parallel_tool_calls`
 
 
 def guess_provider(base_url: str) -> Provider:
@@ -83,7 +84,11 @@ class OpenAIChat(HTTPModel):
     with tool calls is sent with `content: ""` (never `null`); a `ToolMessage` becomes
     `{"role": "tool", "tool_call_id", "content"}`; tools become
     `{"type": "function", "function": {name, description, parameters}}`; `tool_choice` is sent
-    only with tools, a tool name as `{"type": "function", "function": {"name": …}}`.
+    only with tools, a tool name as `{"type": "function", "function": {"name": …}}`;
+    `request.parallel_tool_calls` (when set, and only with tools) is sent as the body's
+    `parallel_tool_calls` to OpenAI (https://platform.openai.com/docs/api-reference/chat/create),
+    Mistral (https://docs.mistral.ai/api/), vLLM and OpenRouter; not to llama.cpp, Ollama or a
+    generic server, which do not document it (the agent still runs the calls in order).
 
     Known provider differences (handled here):
     - **OpenAI**: `max_tokens` is deprecated and rejected by reasoning models, so
@@ -181,6 +186,8 @@ class OpenAIChat(HTTPModel):
         if request.tools:
             body["tools"] = [tool_to_wire(t) for t in request.tools]
             body["tool_choice"] = self._tool_choice(request)
+            if request.parallel_tool_calls is not None and self.provider in _PARALLEL_TOOL_CALLS:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         s = request.settings
         if s.temperature is not None:
             body["temperature"] = s.temperature

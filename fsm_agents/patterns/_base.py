@@ -168,6 +168,14 @@ class Pattern(Machine):
         """Child machines run through `RunAgents`, by short name."""
         return self._children
 
+    def dynamic_instructions(self) -> Mapping[str, Any]:
+        """The lead's instruction function, when its instructions are one (the runtime puts its
+        text before what the pattern adds to the request's instructions)."""
+        lead = self.lead
+        if lead is None or isinstance(lead.instructions, str):
+            return MappingProxyType({})
+        return MappingProxyType({lead.name: lead.instructions})
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, children={list(self._children)})"
 

@@ -287,6 +287,6 @@ def _unique(items: list[Any]) -> list[Any]:
 
 def _about(obj: Any) -> str:
     if isinstance(obj, Agent):
-        return obj.description or obj.instructions[:200]
+        return obj.description or obj.static_instructions[:200]
     machine = obj if isinstance(obj, Machine) else getattr(obj, "machine", None)
     return f"({machine.name})" if isinstance(machine, Machine) else ""

@@ -134,7 +134,7 @@ class Router(Pattern):
         self._children = children
         self.lead = c = self.classifier
         hint = f"Reply with exactly one of: {', '.join(routes)}."
-        self._request = model_request(c, instructions=f"{c.instructions}\n\n{hint}".strip())
+        self._request = model_request(c, instructions=f"{c.static_instructions}\n\n{hint}".strip())
         self.table = compile_chart(RouterWithDefaultChart if self.has_default else RouterChart, owner=self)
 
     def max_transitions(self) -> int:

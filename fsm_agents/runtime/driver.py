@@ -163,8 +163,13 @@ async def drive(
     usage = position.usage
     del position  # a live run keeps only what it needs: each object it holds costs in full GC collections
     models = session.models
-    # model calls need no cancel scope, and their requests no listed tools
-    plain = sink is None and session.limits.model_timeout is None and session.listed is None
+    # model calls need no cancel scope, no listed tools and no instructions computed per call
+    plain = (
+        sink is None
+        and session.limits.model_timeout is None
+        and session.listed is None
+        and not machine.dynamic_instructions()
+    )
     pending: tuple[Pending, ...] = ()
     if observers:
         notify(observers, "on_run_start", run_id, machine.name)

@@ -10,6 +10,7 @@ See docs/architecture.md, "One run".
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from fsm_agents.context import RunContext
 from fsm_agents.errors import InvalidDecision, RunAborted
 from fsm_agents.events import (
     AgentsFinished,
@@ -36,7 +38,7 @@ from fsm_agents.events import (
 from fsm_agents.models.base import ModelError, ModelResponse, StreamDelta
 from fsm_agents.runtime.session import RunState, Session
 from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
-from fsm_agents.state import ToolResult, Usage, _made, fields_set
+from fsm_agents.state import ModelRequest, ToolResult, Usage, _made, fields_set
 from fsm_agents.tools import _RUN_ID, _text_of
 
 __all__ = ["PERFORMERS", "Performer", "check_decision_kinds", "model_failed", "model_replied", "usage_of"]
@@ -62,8 +64,20 @@ async def call_model(session: Session, run: RunState, effect: CallModel) -> Even
         listed = session.listed_specs(run.machine, effect.agent)
         if listed:
             request = request.model_copy(update={"tools": (*request.tools, *listed)})
-    # (the driver calls the model itself, as below, when there is neither a timeout, a watcher nor
-    # a toolset)
+    dynamic = run.machine.dynamic_instructions()
+    if dynamic and effect.agent in dynamic:
+        try:
+            request = await _with_instructions(request, dynamic[effect.agent], session.run_context(run, effect.agent))
+        except RunAborted:
+            raise
+        except Exception as exc:  # the call is not made: a model failure of kind "instructions"
+            log.debug("the instructions of %s raised", effect.agent, exc_info=True)
+            return ModelFailed(
+                error=f"the instructions function of agent {effect.agent!r} raised {type(exc).__name__}: {_text_of(exc)}",
+                kind="instructions",
+            )
+    # (the driver calls the model itself, as below, when there is neither a timeout, a watcher, a
+    # toolset nor dynamic instructions)
     try:
         if timeout is None and sink is None:  # the common path: no cancel scope to enter and leave
             response = await model.complete(request)
@@ -79,6 +93,19 @@ async def call_model(session: Session, run: RunState, effect: CallModel) -> Even
     except Exception as exc:
         return model_failed(effect.agent, exc, timeout)
     return model_replied(response, effect.agent)
+
+
+async def _with_instructions(request: ModelRequest, fn: Callable[[Any], Any], ctx: RunContext[Any]) -> ModelRequest:
+    """`request` with its instructions computed by `fn(ctx)` (sync or async) for this call: the
+    function's text, then the request's static text (a pattern's additions), a blank line
+    apart. Raises what `fn` raises, and `TypeError` when it returns something else than a str."""
+    text = fn(ctx)
+    if inspect.isawaitable(text):
+        text = await text
+    if not isinstance(text, str):
+        raise TypeError(f"it returned {type(text).__name__}, not str")
+    static = request.instructions
+    return request.model_copy(update={"instructions": f"{text}\n\n{static}" if static and text else text or static})
 
 
 _YIELD_EVERY = 0.001  # s: how long a burst of buffered deltas may be parsed before the watcher runs
@@ -115,13 +142,15 @@ async def run_tools(session: Session, run: RunState, effect: RunTools) -> Event:
     executor = session.executor(run.machine, effect.agent)
     calls = effect.calls
     results: tuple[ToolResult, ...]
+    # a tool whose first parameter is a RunContext gets the run's (made only when one does)
+    ctx = session.run_context(run, effect.agent) if executor.takes_ctx else None
     # the tools see which run calls them (`fsm_agents.tools.current_run_id`), for as long as they run
     token = _RUN_ID.set(run.journal.conversation_id if run.journal is not None else run.run_id)
     try:
         if len(calls) == 1:
-            results = (await executor.run_one(calls[0]),)
+            results = (await executor.run_one(calls[0], ctx),)
         else:
-            results = await executor.run(calls)
+            results = await executor.run(calls, ctx)
     finally:
         _RUN_ID.reset(token)
     return _made(ToolsFinished, {"results": results}, _TOOLS_FINISHED_FIELDS)

@@ -165,6 +165,11 @@ class Session:
             if listed is not None:
                 tools = {**tools, **listed[0]}
             limits = self.limits
-            ex = ToolExecutor(tools, default_timeout=limits.tool_timeout, max_concurrency=limits.max_concurrency)
+            ex = ToolExecutor(
+                tools,
+                default_timeout=limits.tool_timeout,
+                max_concurrency=limits.max_concurrency,
+                **machine.tool_options(agent),  # the agent's output cap and call order
+            )
             self._executors[key] = ex
         return ex
