@@ -11,7 +11,12 @@ results into the conversation, each cut to `max_tool_output_chars`), then back t
   empty answer is fed back `output_retries` times, then FAILED(`invalid_output`));
 - a model failure → FAILED(`model_error`);
 - a reply asking for tools after `max_steps` model calls → FAILED(`budget_exhausted`); its tool
-  calls are answered with error results so the history stays well formed.
+  calls are answered with error results so the history stays well formed;
+- with output guardrails, a valid final answer → EXECUTING (`CheckOutput`) → `output_checked` →
+  DONE, or `guardrail_tripped` → FAILED(`guardrail`); with input guardrails, the first model
+  call's `guardrail_tripped` → FAILED(`guardrail`);
+- `limit_exceeded` (a usage limit of the run's `Limits`) → FAILED(`usage_limit`) from PLANNING
+  or EXECUTING (pending tool calls answered with error results).
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ from fsm_agents.events import (
     Approved,
     AwaitInput,
     CallModel,
+    CheckOutput,
     EffectUncertain,
     Event,
+    GuardrailTripped,
     HandedOff,
     InputReceived,
     InputRequest,
+    LimitExceeded,
     ModelFailed,
     ModelReplied,
     Observed,
@@ -45,6 +53,7 @@ from fsm_agents.events import (
     ToolsFinished,
     effect_key,
 )
+from fsm_agents.guardrails import Guardrail, as_guardrails
 from fsm_agents.machine import ChartClass, Machine, chart_class, compile_chart, fused
 from fsm_agents.state import (
     AssistantMessage,
@@ -105,14 +114,25 @@ def guided_tool_choice(tool: str) -> ToolChoicePolicy:
     return choose
 
 
-def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name: str = "AgentChart") -> ChartClass:
+def agent_chart(
+    *,
+    handoff_limit: bool = False,
+    awaits_input: bool = False,
+    input_guardrails: bool = False,
+    output_guardrails: bool = False,
+    name: str = "AgentChart",
+) -> ChartClass:
     """The topology of the agent loop (guards and actions are named; see `AgentMachine`).
 
     `handoff_limit=True` (the `Handoffs` pattern) inserts `model_replied [handoff_limit] → FAILED`
     just before the handoff transition: a transfer past the budget fails instead of moving on.
     `awaits_input=True` (an agent with tools that wait for a human) adds `EXECUTING
-    --input_received--> EXECUTING` (`apply_decisions`). Guards of one event are tried in the
-    order written.
+    --input_received--> EXECUTING` (`apply_decisions`). `input_guardrails=True` adds `PLANNING
+    --guardrail_tripped--> FAILED`; `output_guardrails=True` inserts `model_replied
+    [checks_output] → EXECUTING` (`check_output`, emitting `CheckOutput`) just before `finish`,
+    then `EXECUTING --output_checked--> DONE` and `EXECUTING --guardrail_tripped--> FAILED`.
+    Every variant has `limit_exceeded` from PLANNING and EXECUTING to FAILED (`fail_limit`).
+    Guards of one event are tried in the order written.
     """
     planning = State("PLANNING", initial=True)
     executing = State("EXECUTING")
@@ -128,8 +148,19 @@ def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name
         | planning.to(executing, cond="asks_tools", on="request_tools")
         | planning.to(planning, cond="output_retry", on="retry_output")
         | planning.to(failed, cond="output_invalid", on="fail_output")
-        | planning.to(done, on="finish")
     )
+    if output_guardrails:
+        model_replied |= planning.to(executing, cond="checks_output", on="check_output")
+    model_replied |= planning.to(done, on="finish")
+    guarded: dict[str, Any] = {}
+    if input_guardrails and output_guardrails:
+        guarded["guardrail_tripped"] = planning.to(failed, on="fail_guardrail") | executing.to(failed, on="fail_guardrail")
+    elif input_guardrails:
+        guarded["guardrail_tripped"] = planning.to(failed, on="fail_guardrail")
+    elif output_guardrails:
+        guarded["guardrail_tripped"] = executing.to(failed, on="fail_guardrail")
+    if output_guardrails:
+        guarded["output_checked"] = executing.to(done, on="finish_checked")
     return chart_class(
         name,
         {
@@ -146,6 +177,9 @@ def agent_chart(*, handoff_limit: bool = False, awaits_input: bool = False, name
             "tools_finished": executing.to(observing, on="observe"),
             # resume: a non-idempotent tool may have run
             "effect_uncertain": executing.to(failed, on="fail_uncertain"),
+            **guarded,
+            # a limit of the run's `Limits` (the runtime checks them): from every phase a run rests in
+            "limit_exceeded": planning.to(failed, on="fail_limit") | executing.to(failed, on="fail_limit"),
             "observed": observing.to(planning, on="call_model"),  # internal: raised by step
             "handed_off": handoff.to(planning, on="call_model"),  # internal: raised by step
         },
@@ -157,16 +191,25 @@ AgentChart = agent_chart()
 AwaitingAgentChart = agent_chart(awaits_input=True, name="AwaitingAgentChart")
 
 
-_AWAITING: dict[ChartClass, ChartClass] = {AgentChart: AwaitingAgentChart}
+_VARIANTS: dict[tuple[ChartClass, bool, bool, bool], ChartClass] = {(AgentChart, True, False, False): AwaitingAgentChart}
 
 
-def _awaiting(chart: ChartClass) -> ChartClass:
-    """`chart` with EXECUTING waiting for a human's decisions (made once per chart)."""
-    found = _AWAITING.get(chart)
+def _variant(chart: ChartClass, awaits: bool, inputs: bool, outputs: bool) -> ChartClass:
+    """`chart` with EXECUTING waiting for a human's decisions (`awaits`) and/or the guardrail
+    transitions (made once per combination)."""
+    if not (awaits or inputs or outputs):
+        return chart
+    key = (chart, awaits, inputs, outputs)
+    found = _VARIANTS.get(key)
     if found is None:
         handoff_limit = any("handoff_limit" in str(t.cond) for s in chart.states for t in s.transitions)
-        found = _AWAITING[chart] = agent_chart(
-            handoff_limit=handoff_limit, awaits_input=True, name=f"Awaiting{chart.__name__}"
+        prefix = ("Awaiting" if awaits else "") + ("InputGuarded" if inputs else "") + ("OutputGuarded" if outputs else "")
+        found = _VARIANTS[key] = agent_chart(
+            handoff_limit=handoff_limit,
+            awaits_input=awaits,
+            input_guardrails=inputs,
+            output_guardrails=outputs,
+            name=f"{prefix}{chart.__name__}",
         )
     return found
 
@@ -205,11 +248,18 @@ class Agent:
       name, or a pure function `(messages) -> str` choosing it per model call (e.g.
       `guided_tool_choice("lookup")`, which small local models need);
     - `approval`: a pure function `(tool_call) -> bool`: calls it returns True for wait for a
-      human's decision, like the calls of tools made with `@tool(requires_approval=True)`.
+      human's decision, like the calls of tools made with `@tool(requires_approval=True)`;
+    - `input_guardrails`: functions `(ctx, messages) -> GuardrailResult` (sync or async, see
+      `fsm_agents.guardrails`) run on the run's input concurrently with this agent's first model
+      call when it is the entry agent; a trip cancels the call → FAILED(`guardrail`);
+    - `output_guardrails`: functions `(ctx, output) -> GuardrailResult` run on the validated final
+      answer before DONE; a trip → FAILED(`guardrail`). Named by `__name__` or
+      `guardrail(fn, name=...)`.
 
     Raises `InvalidDefinition` for a bad name, a non-frozen `output_type`, a count that is not an
     int in range (`max_steps` ≥ 1, `output_retries` ≥ 0, `max_tool_output_chars` ≥ 1), an argument
-    of the wrong type (instructions, description, model, settings, tool_choice), and
+    of the wrong type (instructions, description, model, settings, tool_choice), guardrails that
+    are not functions or share a name, and
     `ToolDefinitionError` for tools that are not a list of tools or typed functions.
     """
 
@@ -229,6 +279,8 @@ class Agent:
         settings: ModelSettings | None = None,
         tool_choice: str | ToolChoicePolicy = "auto",
         approval: Callable[[ToolCall], bool] | None = None,
+        input_guardrails: Iterable[Callable[..., Any]] = (),
+        output_guardrails: Iterable[Callable[..., Any]] = (),
     ) -> None:
         if not is_valid_name(name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -281,6 +333,8 @@ class Agent:
         self.settings = settings or ModelSettings()
         self.tool_choice = tool_choice
         self.approval = approval
+        self.input_guardrails = as_guardrails(input_guardrails, name, "input_guardrails")
+        self.output_guardrails = as_guardrails(output_guardrails, name, "output_guardrails")
         self._machine: AgentMachine | None = None
 
     @property
@@ -351,10 +405,15 @@ def model_request(
 class _Resolved:
     """Per-agent static parts of the machine, computed once at definition time."""
 
-    __slots__ = ("agent", "awaits", "template", "tools", "transfers")
+    __slots__ = ("agent", "awaits", "checks", "guardrails", "template", "tools", "transfers")
 
     def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
         self.agent = agent
+        self.guardrails: dict[str, Mapping[str, Guardrail]] = {
+            "input": MappingProxyType({g.name: g for g in agent.input_guardrails}),
+            "output": MappingProxyType({g.name: g for g in agent.output_guardrails}),
+        }
+        self.checks = tuple(g.name for g in agent.output_guardrails)  # the CheckOutput of a final answer
         self.transfers = transfers  # transfer tool name -> target agent name
         self.template = template
         self.tools: Mapping[str, Tool] = MappingProxyType({t.name: t for t in agent.tools})
@@ -421,13 +480,19 @@ class AgentMachine(Machine):
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
         awaits = any(r.awaits or r.agent.approval is not None for r in resolved.values())
-        chart = self.chart_class if not awaits else _awaiting(self.chart_class)
+        self._screens = tuple(g.name for g in agent.input_guardrails)  # named on the first CallModel
+        outputs = any(r.checks for r in resolved.values())
+        chart = _variant(self.chart_class, awaits, bool(self._screens), outputs)
         self.table = compile_chart(chart, owner=self)
 
     # -- resources the runtime needs (not part of any snapshot) --------------------------------
     def tools_for(self, agent: str) -> Mapping[str, Tool]:
         """The tools of `agent` by name (the runtime runs `RunTools` effects with them)."""
         return self._resolved[agent].tools
+
+    def guardrails_for(self, agent: str, stage: str) -> Mapping[str, Guardrail]:
+        """`agent`'s guardrails of `stage` (`"input"` / `"output"`) by name."""
+        return self._resolved[agent].guardrails[stage]
 
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
         """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included."""
@@ -474,9 +539,9 @@ class AgentMachine(Machine):
             "data": self._agent_data(1, 0, 0),
         }
         snapshot: Snapshot[AgentData] = _made(_AgentSnapshot, values, _SNAPSHOT_FIELDS)
-        return Step(snapshot, (self._call_model_effect(snapshot),))
+        return Step(snapshot, (self._call_model_effect(snapshot, self._screens),))
 
-    def _call_model_effect(self, s: Snapshot[Any]) -> CallModel:
+    def _call_model_effect(self, s: Snapshot[Any], guardrails: tuple[str, ...] = ()) -> CallModel:
         agent = cast(str, s.agent)
         resolved = self._resolved[agent]
         messages = s.conversation.messages
@@ -485,7 +550,8 @@ class AgentMachine(Machine):
             request = resolved.template.model_copy(update={"messages": messages})
         else:
             request = resolved.template.model_copy(update={"messages": messages, "tool_choice": policy(messages)})
-        return _made(CallModel, {"key": effect_key(s), "agent": agent, "request": request}, _CALL_MODEL_FIELDS)
+        values = {"key": effect_key(s), "agent": agent, "request": request, "guardrails": guardrails}
+        return _made(CallModel, values, _CALL_MODEL_FIELDS)
 
     # guards -----------------------------------------------------------------------------------
     def _reply(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
@@ -518,6 +584,11 @@ class AgentMachine(Machine):
 
     def output_invalid(self, s: Snapshot[Any], e: Event) -> bool:
         return self._output(s, e)[1] is not None
+
+    def checks_output(self, s: Snapshot[Any], e: Event) -> bool:
+        """The active agent has output guardrails (the reply is a valid final answer: the guards
+        before this one did not hold)."""
+        return bool(self._resolved[cast(str, s.agent)].checks)
 
     # actions: `@fused`, so s is the snapshot before the transition and `to` its target phase;
     # each builds the next snapshot with one `s.moved(to, ...)` copy ------------------------------
@@ -652,6 +723,46 @@ class AgentMachine(Machine):
         return Step(s.moved(to, conversation=s.conversation.append(message), output=self._output(s, e)[0]))
 
     @fused
+    def check_output(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """A valid final answer of an agent with output guardrails: keep it (conversation and
+        `output`) and ask the runtime to check it (`CheckOutput`) before DONE."""
+        message = self._attributed(s, e)
+        output = self._output(s, e)[0]
+        moved = s.moved(to, conversation=s.conversation.append(message), output=output, pending=(), results=())
+        checks = self._resolved[cast(str, s.agent)].checks
+        return Step(moved, (CheckOutput(key=effect_key(moved), agent=cast(str, s.agent), output=output, guardrails=checks),))
+
+    @fused
+    def finish_checked(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """Every output guardrail passed: DONE with the answer `check_output` kept."""
+        return Step(s.moved(to))
+
+    @fused
+    def fail_guardrail(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """A guardrail tripped → FAILED(`guardrail`, detail = its name); an output trip keeps the
+        answer in the conversation but not as the run's `output`."""
+        ev = cast(GuardrailTripped, e)
+        what = "input" if ev.stage == "input" else "final answer"
+        reason = ev.reason or "no reason given"
+        failure = Failure(
+            kind="guardrail",
+            message=f"{s.agent}: the {ev.stage} guardrail {ev.guardrail!r} stopped the {what}: {reason}",
+            detail=ev.guardrail,
+        )
+        return Step(s.moved(to, output=None, failure=failure))
+
+    @fused
+    def fail_limit(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """A usage limit was exceeded → FAILED(`usage_limit`, detail = the limit); pending tool
+        calls get error results so the history stays well formed."""
+        ev = cast(LimitExceeded, e)
+        failure = _limit_failure(f"{s.agent}", ev)
+        note = f"not executed: the run's {ev.limit} limit was exceeded"
+        answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in s.pending]
+        conversation = s.conversation.append(*answers) if answers else s.conversation
+        return Step(s.moved(to, conversation=conversation, pending=(), results=(), output=None, failure=failure))
+
+    @fused
     def fail_model(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         ev = cast(ModelFailed, e)
         return Step(s.moved(to, failure=Failure(kind="model_error", message=f"{s.agent}: {ev.error}", detail=ev.kind)))
@@ -703,7 +814,20 @@ class AgentMachine(Machine):
         return Step(moved, (self._call_model_effect(moved),))
 
 
+def _limit_failure(who: str, e: LimitExceeded) -> Failure:
+    """FAILED(`usage_limit`) for `e`: the message names the limit, what was used and the maximum."""
+    unit = " s" if e.limit == "wall_time" else ""
+    used = f"{e.used:.3g}" if e.limit == "wall_time" else f"{e.used:g}"
+    return Failure(
+        kind="usage_limit",
+        message=f"{who}: the {e.limit} limit was exceeded: used {used}{unit}, at most {e.maximum:g}{unit} "
+        "(raise it in Limits, or let the run do less)",
+        detail=e.limit,
+    )
+
+
 # the agent chart's guard and action names (tests rebuild a table with one action replaced)
+# (`checks_output` is only on the charts of agents with output guardrails)
 _GUARDS: Sequence[str] = ("over_budget", "asks_handoff", "asks_tools", "output_retry", "output_invalid")
 _ACTIONS: Sequence[str] = (
     "fail_budget",
@@ -714,6 +838,10 @@ _ACTIONS: Sequence[str] = (
     "finish",
     "fail_model",
     "fail_uncertain",
+    "check_output",
+    "finish_checked",
+    "fail_guardrail",
+    "fail_limit",
     "apply_decisions",
     "observe",
     "call_model",

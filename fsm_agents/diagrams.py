@@ -50,6 +50,7 @@ import pydot
 from fsm_agents.agent import Agent, AgentMachine
 from fsm_agents.errors import DiagramError, FsmAgentsError, GraphvizNotFound  # noqa: F401 - re-exported here
 from fsm_agents.events import AgentsFinished, Taken
+from fsm_agents.guardrails import GuardrailResult
 from fsm_agents.loading import load_object
 from fsm_agents.machine import Machine, Table, Transition
 from fsm_agents.patterns.event_driven import EventDrivenMachine
@@ -87,6 +88,7 @@ FORMATS = (".mmd", ".md", ".dot", ".svg", ".png")
 SHIPPED: dict[str, str] = {
     "agent": "fsm_agents.diagrams:example_agent",
     "agent_approval": "fsm_agents.diagrams:example_approval_agent",
+    "agent_guardrails": "fsm_agents.diagrams:example_guarded_agent",
 }
 
 Trace = RunResult | Sequence[Taken]
@@ -759,6 +761,23 @@ def example_approval_agent() -> Any:
         return f"refunded {amount} on {order}"
 
     return Agent("support", "Refund orders when asked; ask the user when unsure.", tools=[refund, ask_user()])
+
+
+def example_guarded_agent() -> Any:
+    """An agent with an input and an output guardrail: the committed diagram of the guarded loop
+    (PLANNING --guardrail_tripped--> FAILED; a final answer checked in EXECUTING before DONE)."""
+
+    def on_topic(ctx: Any, messages: Any) -> GuardrailResult:
+        """Trip on requests outside the assistant's remit."""
+        return GuardrailResult(tripped=False)
+
+    def no_secrets(ctx: Any, answer: Any) -> GuardrailResult:
+        """Trip on answers that leak a secret."""
+        return GuardrailResult(tripped="sk-" in str(answer), reason="the answer holds an API key")
+
+    return Agent(
+        "guarded", "Answer questions about our product.", input_guardrails=[on_topic], output_guardrails=[no_secrets]
+    )
 
 
 def shipped() -> dict[str, str]:

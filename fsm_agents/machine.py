@@ -318,6 +318,11 @@ class Machine:
         """Tools of `agent` by name, for `RunTools` effects."""
         return MappingProxyType({})
 
+    def guardrails_for(self, agent: str, stage: str) -> Mapping[str, Any]:
+        """`agent`'s guardrails of `stage` (`"input"` / `"output"`) by name, for the `CallModel`
+        and `CheckOutput` effects that name them (`fsm_agents.guardrails.Guardrail`s)."""
+        return MappingProxyType({})
+
     def example_inputs(self) -> tuple[Any, ...]:
         """Start inputs worth exploring in tests (`check_machine` samples them); empty means any
         string will do."""
