@@ -54,7 +54,7 @@ GuardrailFunction = Callable[[RunContext[Any], Any], "GuardrailResult | Awaitabl
 class Guardrail:
     """A guardrail function with its name (`fn.__name__` unless given) and whether it is async
     (awaited on the event loop; a sync one runs in a worker thread, so a blocking check does not
-    hold up the model call it runs beside)."""
+    hold up the model call it runs beside). Calling it calls the function."""
 
     __slots__ = ("fn", "is_async", "name")
 
@@ -71,6 +71,9 @@ class Guardrail:
         self.name = name
         call = getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__ is async too
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+    def __call__(self, ctx: RunContext[Any], value: Any) -> GuardrailResult | Awaitable[GuardrailResult]:
+        return self.fn(ctx, value)
 
     def __repr__(self) -> str:
         return f"Guardrail({self.name!r})"
