@@ -58,9 +58,14 @@ class Guardrail:
 
     __slots__ = ("fn", "is_async", "name")
 
+    fn: GuardrailFunction
+    name: str
+    is_async: bool
+
     def __init__(self, fn: GuardrailFunction, name: str | None = None) -> None:
         if isinstance(fn, Guardrail):
-            fn, name = fn.fn, name or fn.name
+            name = name or fn.name
+            fn = fn.fn
         if not callable(fn):
             raise InvalidDefinition(f"a guardrail must be a function (ctx, value) -> GuardrailResult, got {fn!r}")
         if name is None:
