@@ -334,3 +334,13 @@ def test_check_machine_catches_a_trip_that_keeps_the_output() -> None:
     with pytest.raises(InvariantViolation) as info:
         check_machine(KeepsOutput(_guarded_agent()), max_examples=200, seed=4)
     assert info.value.invariant == "guardrails", str(info.value)
+
+
+def test_a_call_model_dumps_its_guardrails_only_when_it_names_some() -> None:
+    from fsm_agents.codec import dump, load_effect
+
+    plain = Agent("plain").machine.start("hi").effects[0]
+    guarded = Agent("g", input_guardrails=[passes]).machine.start("hi").effects[0]
+    assert "guardrails" not in dump(plain)  # as recorded before the field existed (cassettes)
+    assert dump(guarded)["guardrails"] == ["passes"]
+    assert load_effect(dump(plain)) == plain and load_effect(dump(guarded)) == guarded
