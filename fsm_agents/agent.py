@@ -15,7 +15,12 @@ results into the conversation; the executor cut each to its cap), then back to P
   the run, OBSERVING → DONE with its return value;
 - a model failure → FAILED(`model_error`);
 - a reply asking for tools after `max_steps` model calls → FAILED(`budget_exhausted`); its tool
-  calls are answered with error results so the history stays well formed.
+  calls are answered with error results so the history stays well formed;
+- with output guardrails, a valid final answer → EXECUTING (`CheckOutput`) → `output_checked` →
+  DONE, or `guardrail_tripped` → FAILED(`guardrail`); with input guardrails, the first model
+  call's `guardrail_tripped` → FAILED(`guardrail`);
+- `limit_exceeded` (a usage limit of the run's `Limits`) → FAILED(`usage_limit`) from PLANNING
+  or EXECUTING (pending tool calls answered with error results).
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ from fsm_agents.events import (
     Approved,
     AwaitInput,
     CallModel,
+    CheckOutput,
     EffectUncertain,
     Event,
+    GuardrailTripped,
     HandedOff,
     InputReceived,
     InputRequest,
+    LimitExceeded,
     ModelFailed,
     ModelReplied,
     Observed,
@@ -50,6 +58,7 @@ from fsm_agents.events import (
     ToolsFinished,
     effect_key,
 )
+from fsm_agents.guardrails import Guardrail, as_guardrails
 from fsm_agents.machine import ChartClass, Machine, chart_class, compile_chart, fused
 from fsm_agents.output import OUTPUT_TOOL, OUTPUT_TOOL_DESCRIPTION, output_spec, prompt_instructions, validate_output
 from fsm_agents.state import (
@@ -117,7 +126,13 @@ def guided_tool_choice(tool: str) -> ToolChoicePolicy:
 
 
 def agent_chart(
-    *, handoff_limit: bool = False, awaits_input: bool = False, output_function: bool = False, name: str = "AgentChart"
+    *,
+    handoff_limit: bool = False,
+    awaits_input: bool = False,
+    output_function: bool = False,
+    input_guardrails: bool = False,
+    output_guardrails: bool = False,
+    name: str = "AgentChart",
 ) -> ChartClass:
     """The topology of the agent loop (guards and actions are named; see `AgentMachine`).
 
@@ -126,8 +141,12 @@ def agent_chart(
     `awaits_input=True` (an agent with tools that wait for a human) adds `EXECUTING
     --input_received--> EXECUTING` (`apply_decisions`). `output_function=True` (an agent whose
     `output_type` is a function) adds `OBSERVING --observed [tool_gave_output]--> DONE`
-    (`finish_from_tool`) before the way back to PLANNING. Guards of one event are tried in the
-    order written.
+    (`finish_from_tool`) before the way back to PLANNING. `input_guardrails=True` adds `PLANNING
+    --guardrail_tripped--> FAILED`; `output_guardrails=True` inserts `model_replied
+    [checks_output] → EXECUTING` (`check_output`, emitting `CheckOutput`) just before `finish`,
+    then `EXECUTING --output_checked--> DONE` and `EXECUTING --guardrail_tripped--> FAILED`.
+    Every variant has `limit_exceeded` from PLANNING and EXECUTING to FAILED (`fail_limit`).
+    Guards of one event are tried in the order written.
     """
     planning = State("PLANNING", initial=True)
     executing = State("EXECUTING")
@@ -143,9 +162,20 @@ def agent_chart(
         | planning.to(executing, cond="asks_tools", on="request_tools")
         | planning.to(planning, cond="output_retry", on="retry_output")
         | planning.to(failed, cond="output_invalid", on="fail_output")
-        | planning.to(done, on="finish")
     )
-    return chart_class(
+    if output_guardrails:
+        model_replied |= planning.to(executing, cond="checks_output", on="check_output")
+    model_replied |= planning.to(done, on="finish")
+    guarded: dict[str, Any] = {}
+    if input_guardrails and output_guardrails:
+        guarded["guardrail_tripped"] = planning.to(failed, on="fail_guardrail") | executing.to(failed, on="fail_guardrail")
+    elif input_guardrails:
+        guarded["guardrail_tripped"] = planning.to(failed, on="fail_guardrail")
+    elif output_guardrails:
+        guarded["guardrail_tripped"] = executing.to(failed, on="fail_guardrail")
+    if output_guardrails:
+        guarded["output_checked"] = executing.to(done, on="finish_checked")
+    chart = chart_class(
         name,
         {
             "__module__": __name__,
@@ -161,6 +191,9 @@ def agent_chart(
             "tools_finished": executing.to(observing, on="observe"),
             # resume: a non-idempotent tool may have run
             "effect_uncertain": executing.to(failed, on="fail_uncertain"),
+            **guarded,
+            # a limit of the run's `Limits` (the runtime checks them): from every phase a run rests in
+            "limit_exceeded": planning.to(failed, on="fail_limit") | executing.to(failed, on="fail_limit"),
             # internal: raised by step
             "observed": (
                 observing.to(done, cond="tool_gave_output", on="finish_from_tool") | observing.to(planning, on="call_model")
@@ -171,28 +204,44 @@ def agent_chart(
         },
         internal=(Observed, HandedOff),
     )
+    if handoff_limit:
+        _HANDOFF_LIMITED.add(chart)
+    return chart
 
+
+_HANDOFF_LIMITED: set[ChartClass] = set()  # the charts made with handoff_limit=True (their variants keep it)
 
 AgentChart = agent_chart()
 AwaitingAgentChart = agent_chart(awaits_input=True, name="AwaitingAgentChart")
 
 
-_VARIANTS: dict[tuple[ChartClass, bool, bool], ChartClass] = {(AgentChart, True, False): AwaitingAgentChart}
+_VARIANTS: dict[tuple[ChartClass, bool, bool, bool, bool], ChartClass] = {
+    (AgentChart, True, False, False, False): AwaitingAgentChart
+}
 
 
-def _variant(chart: ChartClass, awaits: bool, output_function: bool) -> ChartClass:
-    """`chart` with EXECUTING waiting for a human's decisions (`awaits`) and/or OBSERVING ending
-    the run on an output function's result (`output_function`); made once per combination."""
-    if not awaits and not output_function:
+def _variant(chart: ChartClass, awaits: bool, output_function: bool, inputs: bool, outputs: bool) -> ChartClass:
+    """`chart` with EXECUTING waiting for a human's decisions (`awaits`), OBSERVING ending the run
+    on an output function's result (`output_function`) and/or the guardrail transitions (`inputs`,
+    `outputs`); made once per combination."""
+    if not (awaits or output_function or inputs or outputs):
         return chart
-    found = _VARIANTS.get((chart, awaits, output_function))
+    key = (chart, awaits, output_function, inputs, outputs)
+    found = _VARIANTS.get(key)
     if found is None:
-        handoff_limit = any("handoff_limit" in str(t.cond) for s in chart.states for t in s.transitions)
-        prefix = ("Awaiting" if awaits else "") + ("OutputFunction" if output_function else "")
-        found = _VARIANTS[(chart, awaits, output_function)] = agent_chart(
+        handoff_limit = chart in _HANDOFF_LIMITED
+        prefix = (
+            ("Awaiting" if awaits else "")
+            + ("OutputFunction" if output_function else "")
+            + ("InputGuarded" if inputs else "")
+            + ("OutputGuarded" if outputs else "")
+        )
+        found = _VARIANTS[key] = agent_chart(
             handoff_limit=handoff_limit,
             awaits_input=awaits,
             output_function=output_function,
+            input_guardrails=inputs,
+            output_guardrails=outputs,
             name=f"{prefix}{chart.__name__}",
         )
     return found
@@ -259,15 +308,22 @@ class Agent:
       name, or a pure function `(messages) -> str` choosing it per model call (e.g.
       `guided_tool_choice("lookup")`, which small local models need);
     - `approval`: a pure function `(tool_call) -> bool`: calls it returns True for wait for a
-      human's decision, like the calls of tools made with `@tool(requires_approval=True)`.
+      human's decision, like the calls of tools made with `@tool(requires_approval=True)`;
+    - `input_guardrails`: functions `(ctx, messages) -> GuardrailResult` (sync or async, see
+      `fsm_agents.guardrails`) run on the run's input concurrently with this agent's first model
+      call when it is the entry agent; a trip cancels the call → FAILED(`guardrail`);
+    - `output_guardrails`: functions `(ctx, output) -> GuardrailResult` run on the validated final
+      answer before DONE; a trip → FAILED(`guardrail`). Named by `__name__` or
+      `guardrail(fn, name=...)`.
 
     Raises `InvalidDefinition` for a bad name, an `output_type` pydantic cannot build a schema
     for (or a non-frozen model or dataclass in it), an unknown `output_mode`, a tool named
     `final_result` beside the output tool, a count that is not an
     int in range (`max_steps` ≥ 1, `output_retries` ≥ 0, `max_tool_output_chars` ≥ 1), an argument
     of the wrong type (instructions — a str or a function of one `RunContext` —, description,
-    model, settings, tool_choice, parallel_tool_calls), and `ToolDefinitionError` for tools that
-    are not a list of tools or typed functions, or whose parameters have no JSON schema (the
+    model, settings, tool_choice, parallel_tool_calls), guardrails that are not functions or share
+    a name (or output guardrails beside an output function), and `ToolDefinitionError` for tools
+    that are not a list of tools or typed functions, or whose parameters have no JSON schema (the
     tools' input models and schemas are built here).
     """
 
@@ -289,6 +345,8 @@ class Agent:
         tool_choice: str | ToolChoicePolicy = "auto",
         approval: Callable[[ToolCall], bool] | None = None,
         parallel_tool_calls: bool | None = None,
+        input_guardrails: Iterable[Callable[..., Any]] = (),
+        output_guardrails: Iterable[Callable[..., Any]] = (),
     ) -> None:
         if not is_valid_name(name):
             raise InvalidDefinition(f"agent name {name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -383,6 +441,13 @@ class Agent:
         self.tool_choice = tool_choice
         self.approval = approval
         self.parallel_tool_calls = parallel_tool_calls
+        self.input_guardrails = as_guardrails(input_guardrails, name, "input_guardrails")
+        self.output_guardrails = as_guardrails(output_guardrails, name, "output_guardrails")
+        if self.output_guardrails and output_function is not None:
+            raise InvalidDefinition(
+                f"agent {name!r}: output_guardrails check a final answer the model writes; an output function's "
+                "result ends the run without that check: validate inside the output function instead"
+            )
         self._machine: AgentMachine | None = None
 
     @property
@@ -565,6 +630,8 @@ class _Resolved:
         "agent",
         "answer_tool",
         "awaits",
+        "checks",
+        "guardrails",
         "output_function",
         "output_tool",
         "template",
@@ -576,6 +643,11 @@ class _Resolved:
 
     def __init__(self, agent: Agent, transfers: Mapping[str, str], template: ModelRequest) -> None:
         self.agent = agent
+        self.guardrails: dict[str, Mapping[str, Guardrail]] = {
+            "input": MappingProxyType({g.name: g for g in agent.input_guardrails}),
+            "output": MappingProxyType({g.name: g for g in agent.output_guardrails}),
+        }
+        self.checks = tuple(g.name for g in agent.output_guardrails)  # the CheckOutput of a final answer
         self.transfers = transfers  # transfer tool name -> target agent name
         self.template = template
         self.tools: Mapping[str, Tool] = MappingProxyType({t.name: t for t in agent.tools})
@@ -670,7 +742,10 @@ class AgentMachine(Machine):
         # guards and actions need this agent's configuration, so each machine compiles its table
         # from its own bound methods (once, here)
         awaits = any(r.awaits or r.agent.approval is not None for r in resolved.values())
-        chart = _variant(self.chart_class, awaits, any(r.output_function is not None for r in resolved.values()))
+        self._screens = tuple(g.name for g in agent.input_guardrails)  # named on the first CallModel
+        outputs = any(r.checks for r in resolved.values())
+        output_function = any(r.output_function is not None for r in resolved.values())
+        chart = _variant(self.chart_class, awaits, output_function, bool(self._screens), outputs)
         self.table = compile_chart(chart, owner=self)
 
     # -- resources the runtime needs (not part of any snapshot) --------------------------------
@@ -685,6 +760,10 @@ class AgentMachine(Machine):
     def dynamic_instructions(self) -> Mapping[str, InstructionsFn]:
         """The instruction functions of this machine's agents that have one, by agent name."""
         return self._dynamic
+
+    def guardrails_for(self, agent: str, stage: str) -> Mapping[str, Guardrail]:
+        """`agent`'s guardrails of `stage` (`"input"` / `"output"`) by name."""
+        return self._resolved[agent].guardrails[stage]
 
     def tool_specs(self, agent: str) -> tuple[ToolSpec, ...]:
         """The tools `agent`'s model is offered, `transfer_to_<agent>` handoff tools included
@@ -750,9 +829,9 @@ class AgentMachine(Machine):
             "data": self._agent_data(1, 0, 0),
         }
         snapshot: Snapshot[AgentData] = _made(_AgentSnapshot, values, _SNAPSHOT_FIELDS)
-        return Step(snapshot, (self._call_model_effect(snapshot),))
+        return Step(snapshot, (self._call_model_effect(snapshot, self._screens),))
 
-    def _call_model_effect(self, s: Snapshot[Any]) -> CallModel:
+    def _call_model_effect(self, s: Snapshot[Any], guardrails: tuple[str, ...] = ()) -> CallModel:
         agent = cast(str, s.agent)
         resolved = self._resolved[agent]
         messages = s.conversation.messages
@@ -764,7 +843,8 @@ class AgentMachine(Machine):
             if choice == "none" and resolved.answer_tool is not None:
                 choice = resolved.answer_tool  # "answer now" is a call of the output tool
             request = resolved.template.model_copy(update={"messages": messages, "tool_choice": choice})
-        return _made(CallModel, {"key": effect_key(s), "agent": agent, "request": request}, _CALL_MODEL_FIELDS)
+        values = {"key": effect_key(s), "agent": agent, "request": request, "guardrails": guardrails}
+        return _made(CallModel, values, _CALL_MODEL_FIELDS)
 
     # guards -----------------------------------------------------------------------------------
     def _reply(self, s: Snapshot[Any], e: Event) -> AssistantMessage:
@@ -827,6 +907,11 @@ class AgentMachine(Machine):
 
     def output_invalid(self, s: Snapshot[Any], e: Event) -> bool:
         return self._output(s, e)[1] is not None
+
+    def checks_output(self, s: Snapshot[Any], e: Event) -> bool:
+        """The active agent has output guardrails (the reply is a valid final answer: the guards
+        before this one did not hold)."""
+        return bool(self._resolved[cast(str, s.agent)].checks)
 
     # actions: `@fused`, so s is the snapshot before the transition and `to` its target phase;
     # each builds the next snapshot with one `s.moved(to, ...)` copy ------------------------------
@@ -982,6 +1067,46 @@ class AgentMachine(Machine):
         return Step(s.moved(to, output=self._tool_gave(s)[1]))
 
     @fused
+    def check_output(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """A valid final answer of an agent with output guardrails: keep it (conversation and
+        `output`) and ask the runtime to check it (`CheckOutput`) before DONE."""
+        message = self._attributed(s, e)
+        output = self._output(s, e)[0]
+        moved = s.moved(to, conversation=s.conversation.append(message), output=output, pending=(), results=())
+        checks = self._resolved[cast(str, s.agent)].checks
+        return Step(moved, (CheckOutput(key=effect_key(moved), agent=cast(str, s.agent), output=output, guardrails=checks),))
+
+    @fused
+    def finish_checked(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """Every output guardrail passed: DONE with the answer `check_output` kept."""
+        return Step(s.moved(to))
+
+    @fused
+    def fail_guardrail(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """A guardrail tripped → FAILED(`guardrail`, detail = its name); an output trip keeps the
+        answer in the conversation but not as the run's `output`."""
+        ev = cast(GuardrailTripped, e)
+        what = "input" if ev.stage == "input" else "final answer"
+        reason = ev.reason or "no reason given"
+        failure = Failure(
+            kind="guardrail",
+            message=f"{s.agent}: the {ev.stage} guardrail {ev.guardrail!r} stopped the {what}: {reason}",
+            detail=ev.guardrail,
+        )
+        return Step(s.moved(to, output=None, failure=failure))
+
+    @fused
+    def fail_limit(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
+        """A usage limit was exceeded → FAILED(`usage_limit`, detail = the limit); pending tool
+        calls get error results so the history stays well formed."""
+        ev = cast(LimitExceeded, e)
+        failure = _limit_failure(f"{s.agent}", ev)
+        note = f"not executed: the run's {ev.limit} limit was exceeded"
+        answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in s.pending]
+        conversation = s.conversation.append(*answers) if answers else s.conversation
+        return Step(s.moved(to, conversation=conversation, pending=(), results=(), output=None, failure=failure))
+
+    @fused
     def fail_model(self, s: Snapshot[Any], e: Event, to: Phase) -> Step:
         ev = cast(ModelFailed, e)
         return Step(s.moved(to, failure=Failure(kind="model_error", message=f"{s.agent}: {ev.error}", detail=ev.kind)))
@@ -1032,7 +1157,20 @@ class AgentMachine(Machine):
         return Step(moved, (self._call_model_effect(moved),))
 
 
+def _limit_failure(who: str, e: LimitExceeded) -> Failure:
+    """FAILED(`usage_limit`) for `e`: the message names the limit, what was used and the maximum."""
+    unit = " s" if e.limit == "wall_time" else ""
+    used = f"{e.used:.3g}" if e.limit == "wall_time" else f"{e.used:g}"
+    return Failure(
+        kind="usage_limit",
+        message=f"{who}: the {e.limit} limit was exceeded: used {used}{unit}, at most {e.maximum:g}{unit} "
+        "(raise it in Limits, or let the run do less)",
+        detail=e.limit,
+    )
+
+
 # the agent chart's guard and action names (tests rebuild a table with one action replaced)
+# (`checks_output` is only on the charts of agents with output guardrails)
 _GUARDS: Sequence[str] = ("over_budget", "asks_handoff", "asks_tools", "output_retry", "output_invalid")
 _ACTIONS: Sequence[str] = (
     "fail_budget",
@@ -1043,6 +1181,10 @@ _ACTIONS: Sequence[str] = (
     "finish",
     "fail_model",
     "fail_uncertain",
+    "check_output",
+    "finish_checked",
+    "fail_guardrail",
+    "fail_limit",
     "apply_decisions",
     "observe",
     "call_model",

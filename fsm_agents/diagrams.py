@@ -50,6 +50,7 @@ import pydot
 from fsm_agents.agent import Agent, AgentMachine
 from fsm_agents.errors import DiagramError, FsmAgentsError, GraphvizNotFound  # noqa: F401 - re-exported here
 from fsm_agents.events import AgentsFinished, Taken
+from fsm_agents.guardrails import GuardrailResult
 from fsm_agents.loading import load_object
 from fsm_agents.machine import Machine, Table, Transition
 from fsm_agents.patterns.event_driven import EventDrivenMachine
@@ -88,6 +89,7 @@ SHIPPED: dict[str, str] = {
     "agent": "fsm_agents.diagrams:example_agent",
     "agent_approval": "fsm_agents.diagrams:example_approval_agent",
     "agent_output_function": "fsm_agents.diagrams:example_output_function_agent",
+    "agent_guardrails": "fsm_agents.diagrams:example_guarded_agent",
 }
 
 Trace = RunResult | Sequence[Taken]
@@ -772,6 +774,23 @@ def example_output_function_agent() -> Any:
         return round(amount * rate, 2)
 
     return Agent("converter", "Convert the amount the user gives with the convert tool.", output_type=convert)
+
+
+def example_guarded_agent() -> Any:
+    """An agent with an input and an output guardrail: the committed diagram of the guarded loop
+    (PLANNING --guardrail_tripped--> FAILED; a final answer checked in EXECUTING before DONE)."""
+
+    def on_topic(ctx: Any, messages: Any) -> GuardrailResult:
+        """Trip on requests outside the assistant's remit."""
+        return GuardrailResult(tripped=False)
+
+    def no_secrets(ctx: Any, answer: Any) -> GuardrailResult:
+        """Trip on answers that leak a secret."""
+        return GuardrailResult(tripped="sk-" in str(answer), reason="the answer holds an API key")
+
+    return Agent(
+        "guarded", "Answer questions about our product.", input_guardrails=[on_topic], output_guardrails=[no_secrets]
+    )
 
 
 def shipped() -> dict[str, str]:

@@ -10,6 +10,7 @@
     ├── NotAMachine (TypeError)                  not a Machine, an Agent or a pattern
     ├── InvalidTransition                        an event the current phase does not accept
     ├── MachineStalled                           a non-final step asked for no effect (a bug)
+    │   └── LimitUnhandled                       a usage limit hit a machine without limit_exceeded
     ├── EventLoopRunning (RuntimeError)          a sync entry point inside a running loop
     ├── UncertainEffect                          resume met an effect that may have run
     ├── RunAborted                               raised by a model or tool to stop the run
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidInput",
     "InvalidTransition",
     "InvariantViolation",
+    "LimitUnhandled",
     "LocalModelError",
     "LocalModelMissing",
     "MCPServerError",
@@ -146,6 +148,13 @@ class NotAMachine(FsmAgentsError, TypeError):
 class MachineStalled(FsmAgentsError):
     """A non-final snapshot came with no effect to perform: the machine can never move again.
     This is a bug in the machine's actions."""
+
+
+class LimitUnhandled(MachineStalled):
+    """A usage limit of `Limits` (tokens, requests, wall time) was exceeded, but the machine has no
+    `limit_exceeded` transition from its current phase, so it cannot stop with
+    FAILED(`usage_limit`). Every shipped machine has one; give your own chart one (build it with
+    `fsm_agents.patterns.chart_class`, which adds it), or run it without usage limits."""
 
 
 class RunAborted(FsmAgentsError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, field_serializer, model_serializer
 
 from fsm_agents.log import PersistentLog
 from fsm_agents.state import (
@@ -34,17 +34,21 @@ __all__ = [
     "Approved",
     "AwaitInput",
     "CallModel",
+    "CheckOutput",
     "Decision",
     "Denied",
     "Effect",
     "EffectUncertain",
     "Event",
+    "GuardrailTripped",
     "HandedOff",
     "InputReceived",
     "InputRequest",
+    "LimitExceeded",
     "ModelFailed",
     "ModelReplied",
     "Observed",
+    "OutputChecked",
     "RunAgents",
     "RunTools",
     "Step",
@@ -94,6 +98,39 @@ class EffectUncertain(Event):
     name: ClassVar[str] = "effect_uncertain"
     effect_key: str
     detail: str = ""
+
+
+LimitName = Literal["input_tokens", "output_tokens", "total_tokens", "requests", "wall_time"]
+
+
+class LimitExceeded(Event):
+    """A limit of the run's `Limits` was exceeded (the runtime feeds it before the next effect, or
+    instead of an effect the wall-time deadline cut): `limit` names it, `used` is what the run tree
+    used (tokens, requests, or seconds for `wall_time`) and `maximum` the limit. Every machine
+    goes to FAILED(`usage_limit`) on it. See docs/architecture.md, Limits."""
+
+    name: ClassVar[str] = "limit_exceeded"
+    limit: LimitName
+    used: float
+    maximum: float
+
+
+class GuardrailTripped(Event):
+    """A guardrail tripped (or raised, or returned something else than a `GuardrailResult`):
+    `guardrail` is its name, `stage` `"input"` (checked with the first model call, which it
+    cancelled) or `"output"` (checked the final answer), `reason` what it said. The agent goes to
+    FAILED(`guardrail`). See docs/architecture.md, Guardrails."""
+
+    name: ClassVar[str] = "guardrail_tripped"
+    guardrail: str
+    stage: Literal["input", "output"]
+    reason: str = ""
+
+
+class OutputChecked(Event):
+    """Every output guardrail of a `CheckOutput` effect passed: the final answer stands."""
+
+    name: ClassVar[str] = "output_checked"
 
 
 class Observed(Event):
@@ -188,10 +225,33 @@ class Effect(Frozen):
 
 
 class CallModel(Effect):
-    """Ask the model of `agent` to complete `request`; answered by `ModelReplied`/`ModelFailed`."""
+    """Ask the model of `agent` to complete `request`; answered by `ModelReplied`/`ModelFailed`.
+
+    `guardrails`: names of `agent`'s input guardrails the runtime runs concurrently with this
+    call, on `request.messages` (the run's input: only the first call of a run names them); one
+    that trips cancels the call and answers it with `GuardrailTripped` instead."""
 
     agent: str
     request: ModelRequest
+    guardrails: tuple[str, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # no guardrails named (every call but a guarded run's first): dumped as before the field
+        # existed, so recorded cassettes and stored effects still match
+        data = handler(self)
+        if not self.guardrails and isinstance(data, dict):
+            data.pop("guardrails", None)
+        return data
+
+
+class CheckOutput(Effect):
+    """Run the output guardrails `guardrails` (names, in order) of `agent` on `output`, the
+    validated final answer; answered by `OutputChecked` or `GuardrailTripped`."""
+
+    agent: str
+    output: Any = None
+    guardrails: tuple[str, ...] = ()
 
 
 class RunTools(Effect):

@@ -329,6 +329,11 @@ class Machine:
         Empty for a machine whose instructions are all static text."""
         return MappingProxyType({})
 
+    def guardrails_for(self, agent: str, stage: str) -> Mapping[str, Any]:
+        """`agent`'s guardrails of `stage` (`"input"` / `"output"`) by name, for the `CallModel`
+        and `CheckOutput` effects that name them (`fsm_agents.guardrails.Guardrail`s)."""
+        return MappingProxyType({})
+
     def example_inputs(self) -> tuple[Any, ...]:
         """Start inputs worth exploring in tests (`check_machine` samples them); empty means any
         string will do."""

@@ -193,9 +193,10 @@ def test_invalid_transition_names_the_machine_that_rejected_the_event() -> None:
     p = Sequential("pipe", [Agent("a")])
     with pytest.raises(InvalidTransition) as info:
         p.step(p.start("x").snapshot, ModelReplied(message=reply("?")))
-    assert info.value.machine == "sequential:pipe" and info.value.accepted == ("agents_finished",)
+    assert info.value.machine == "sequential:pipe" and info.value.accepted == ("agents_finished", "limit_exceeded")
     assert str(info.value) == (
-        "sequential:pipe: event 'model_replied' is not accepted in phase EXECUTING: it accepts only agents_finished"
+        "sequential:pipe: event 'model_replied' is not accepted in phase EXECUTING: "
+        "it accepts only agents_finished, limit_exceeded"
     )
 
 

@@ -39,7 +39,7 @@ def support_desk() -> Agent:
 
 
 # What each invariant states (docs/architecture.md, Invariants). `test_all_invariants_together_with_full_transition_coverage`
-# explores all nine at once, deeply (EXAMPLES runs); the per-invariant test below only proves
+# explores all of them at once, deeply (EXAMPLES runs); the per-invariant test below only proves
 # that each can be selected and checked on its own, so it runs a few examples (they repeated the
 # same exploration eight times, a third of the suite's CPU time).
 INVARIANTS = {
@@ -59,6 +59,10 @@ INVARIANTS = {
     "same transition at every step as the compiled table",
     "decisions": "every call an AwaitInput awaits is decided exactly once before the next model call: it either "
     "runs (approved) or has its decided result, never both, and a denied call never runs",
+    "limits": "a LimitExceeded ends the run FAILED(usage_limit) naming the limit, with no output, nothing "
+    "pending and every tool call of the history answered",
+    "guardrails": "a GuardrailTripped ends the run FAILED(guardrail) naming the guardrail, with no output; "
+    "OutputChecked ends it DONE with the output its guardrails checked",
 }
 ALONE_EXAMPLES = 25
 
@@ -72,13 +76,14 @@ def test_each_invariant_can_be_checked_alone(invariant: str) -> None:
 
 
 def test_all_invariants_together_with_full_transition_coverage() -> None:
-    """All nine invariants of INVARIANTS at once over EXAMPLES explored runs, and every declared
+    """All the invariants of INVARIANTS at once over EXAMPLES explored runs, and every declared
     transition of the agent chart taken."""
     assert set(INVARIANTS) == set(testing_check.DEFAULT)  # the table above names every invariant
     report = check_machine(support_desk(), max_examples=EXAMPLES, seed=9, assert_full_coverage=True)
     assert report.coverage == 1.0
     assert all(yes > 0 and no > 0 for yes, no in report.guards.values()), report
-    assert "transitions covered: 11/11" in str(report)  # 11: effect_uncertain (resume) included
+    # 13: effect_uncertain (resume) and limit_exceeded (from PLANNING and EXECUTING) included
+    assert "transitions covered: 13/13" in str(report)
 
 
 def test_each_example_runs_the_machine_runs_per_example_times() -> None:

@@ -16,7 +16,7 @@ pattern. `EventDriven` wraps its machine (`.machine`) and keeps the shared conve
 | `EventDriven(name, handlers)` | the handlers | no |
 """
 
-from fsm_agents.patterns._base import Pattern
+from fsm_agents.patterns._base import Pattern, chart_class
 from fsm_agents.patterns.event_driven import EventDrivenMachine, EventInput, UnknownEventType
 from fsm_agents.patterns.handoffs import Handoffs
 from fsm_agents.patterns.manager import ManagerWorker
@@ -41,4 +41,5 @@ __all__ = [
     "Router",
     "Sequential",
     "UnknownEventType",
+    "chart_class",
 ]

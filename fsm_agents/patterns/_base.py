@@ -8,9 +8,11 @@ task input, so a parent that sent `n` messages folds `outcome.conversation.messa
 The kit every pattern module uses (one way to write each piece):
 
 - `chart_class(name, attrs, internal=(Observed, ...))` builds a chart, declaring its internal
-  events once; `compile_chart(chart, owner=self)` resolves each guard and action name to the
+  events once, and adds `limit_exceeded → FAILED` (`Pattern.fail_limit`) from every phase a run
+  rests in; `compile_chart(chart, owner=self)` resolves each guard and action name to the
   pattern's method of that name (`fsm_agents.machine`);
-- `Pattern.child_failed`: the guard "a child run did not end DONE";
+- `Pattern.child_failed`: the guard "a child run did not end DONE"; `Pattern._fail_child`: the
+  failure for it (FAILED(`usage_limit`) when a child ended so: the run tree shares its limits);
 - `Pattern._fold_child(s, e, sent, agent)`: fold the single child's new messages;
 - `Pattern._call_lead(s)` / `Pattern.fail_model`: call the model of the agent the pattern itself
   drives (`lead`: Router's classifier, ManagerWorker's manager, Recursive's decomposer), from a
@@ -25,7 +27,9 @@ from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel
+from statemachine import State
 
+from fsm_agents.agent import _limit_failure
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import (
     AgentOutcome,
@@ -33,12 +37,14 @@ from fsm_agents.events import (
     AgentTask,
     CallModel,
     Event,
+    LimitExceeded,
     ModelFailed,
     RunAgents,
     Step,
     effect_key,
 )
-from fsm_agents.machine import ChartClass, Machine, as_machine, chart_class
+from fsm_agents.machine import ChartClass, Machine, as_machine
+from fsm_agents.machine import chart_class as _chart_class
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
@@ -48,10 +54,33 @@ from fsm_agents.state import (
     ModelRequest,
     Phase,
     Snapshot,
+    ToolMessage,
     is_valid_name,
 )
 
 __all__ = ["ChartClass", "Pattern", "Planned", "chart_class", "child_name", "output_text", "resolve_child"]
+
+
+def chart_class(name: str, attrs: Mapping[str, Any], internal: Iterable[type[Event]] = ()) -> ChartClass:
+    """`fsm_agents.machine.chart_class`, plus `limit_exceeded → FAILED` (action `fail_limit`)
+    from every phase a run rests in: each non-final state that is not left by an internal event
+    (the runtime feeds `LimitExceeded` only between effects). Every pattern chart is built with
+    it, so a usage limit of `Limits` ends any pattern FAILED(`usage_limit`). A chart without a
+    FAILED state, or that declares `limit_exceeded` itself, is left as is."""
+    internal = tuple(internal)
+    states = [v for v in attrs.values() if isinstance(v, State)]
+    failed = next((st for st in states if st.name == "FAILED"), None)
+    if failed is not None and "limit_exceeded" not in attrs:
+        transient = {id(t.source) for ev in internal if ev.name in attrs for t in attrs[ev.name].transitions}
+        limit: Any = None
+        for st in states:
+            if st.final or id(st) in transient:
+                continue
+            t = st.to(failed, on="fail_limit")
+            limit = t if limit is None else limit | t
+        if limit is not None:
+            attrs = {**attrs, "limit_exceeded": limit}
+    return _chart_class(name, attrs, internal)
 
 
 class Planned(Event):
@@ -207,6 +236,27 @@ class Pattern(Machine):
     @staticmethod
     def _fail(s: Snapshot[Any], kind: str, message: str, detail: str | None = None, **changes: Any) -> Step:
         return Step(s.evolve(failure=Failure(kind=kind, message=message, detail=detail), **changes))
+
+    @classmethod
+    def _fail_child(cls, s: Snapshot[Any], e: Event, message: str, detail: str | None = None, **changes: Any) -> Step:
+        """FAILED(`child_failed`) with `message` for the children of `e`; FAILED(`usage_limit`)
+        (detail: the limit) when one of them ended so — the run tree shares one budget, so the
+        limit stopped the pattern too."""
+        for o in outcomes_of(e):
+            f = o.failure
+            if o.phase is not Phase.DONE and isinstance(f, Failure) and f.kind == "usage_limit":
+                return cls._fail(s, "usage_limit", message, detail=f.detail, **changes)
+        return cls._fail(s, "child_failed", message, detail, **changes)
+
+    def fail_limit(self, s: Snapshot[Any], e: Event) -> Step:
+        """Action: a usage limit was exceeded → FAILED(`usage_limit`, detail = the limit); pending
+        tool calls (a manager's delegations) get error results so the history stays well formed."""
+        ev = cast(LimitExceeded, e)  # the charts send only LimitExceeded as `limit_exceeded`
+        note = f"not executed: the run's {ev.limit} limit was exceeded"
+        answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in s.pending]
+        conversation = s.conversation.append(*answers) if answers else s.conversation
+        failure = _limit_failure(self.name, ev)
+        return Step(s.evolve(conversation=conversation, pending=(), results=(), output=None, failure=failure))
 
     # -- the lead agent's model (Router, ManagerWorker, Recursive) ------------------------------
     def models(self) -> Mapping[str, Any]:

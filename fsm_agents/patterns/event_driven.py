@@ -131,9 +131,9 @@ class EventDrivenMachine(Pattern):
 
     def fail_handler(self, s: Snapshot[EventDrivenData], e: Event) -> Step:
         why = self._why(e)
-        return self._fail(
+        return self._fail_child(
             self._fold(s, e).evolve(output=None),
-            "child_failed",
+            e,
             f"{self.name}: the handler of {s.data.event_type!r} failed: {why}",
             detail=s.data.event_type,
         )

@@ -158,9 +158,9 @@ class Parallel(Pattern):
         if s.data.synthesizing:
             why = failure_text(outcomes[0]) if outcomes else "no outcome was reported"
             added = new_messages(outcomes[0], s.data.sent, self.role) if outcomes else ()
-            return self._fail(
+            return self._fail_child(
                 s.evolve(conversation=s.conversation.append(*added)),
-                "child_failed",
+                e,
                 f"{self.name}: the {self.role} failed: {why}",
                 detail=self.role,
             )
@@ -168,9 +168,9 @@ class Parallel(Pattern):
         bad = [f"{n} ({failure_text(o)})" for n, o in zip(names, outcomes, strict=True) if o.phase is not Phase.DONE]
         folded = s.evolve(conversation=s.conversation.append(*self._messages(outcomes)))
         which = "every" if self.on_failure == "report" else f"{len(bad)} of {len(outcomes)}"
-        return self._fail(
+        return self._fail_child(
             folded,
-            "child_failed",
+            e,
             f"{self.name}: {which} {self.label}(es) failed: {'; '.join(bad) or 'no outcome was reported'}",
             detail=",".join(n for n, o in zip(names, outcomes, strict=True) if o.phase is not Phase.DONE),
         )

@@ -268,9 +268,9 @@ class Recursive(Pattern):
         outcomes = outcomes_of(e)
         bad = [f"{o.machine} {o.task_id} ({failure_text(o)})" for o in outcomes if o.phase is not Phase.DONE]
         what = {"execute": "the executor", "synthesize": "the synthesizer"}.get(s.data.mode, "a subtask")
-        return self._fail(
+        return self._fail_child(
             s,
-            "child_failed",
+            e,
             f"{self.name}: {what} failed at depth {s.data.depth}: {'; '.join(bad) or 'no outcome was reported'}",
         )
 

@@ -197,7 +197,7 @@ class Router(Pattern):
     def fail_child(self, s: Snapshot[RouterData], e: Event) -> Step:
         why = self._why(e)
         folded = self._fold(s, e).evolve(output=None)
-        return self._fail(folded, "child_failed", f"{self.name}: route {s.data.route!r} failed: {why}", detail=s.data.route)
+        return self._fail_child(folded, e, f"{self.name}: route {s.data.route!r} failed: {why}", detail=s.data.route)
 
     def fold_route(self, s: Snapshot[RouterData], e: Event) -> Step:
         return Step(self._fold(s, e))

@@ -117,9 +117,9 @@ class Sequential(Pattern):
     def fail_stage(self, s: Snapshot[SequentialData], e: Event) -> Step:
         stage = self.stages[s.data.stage]
         why = self._why(e)
-        return self._fail(
+        return self._fail_child(
             self._fold(s, e),
-            "child_failed",
+            e,
             f"{self.name}: stage {s.data.stage + 1}/{len(self.stages)} {stage!r} failed: {why}",
             detail=stage,
         )

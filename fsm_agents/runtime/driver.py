@@ -15,6 +15,10 @@ views of it: they differ only in where the run starts (`Position`), whether it p
   never writes a record itself.
 - Observers are told of effects, events and transitions; an observer that raises is logged and
   ignored.
+- Usage limits (`Limits` tokens / requests / wall time, counted on the session's `Budget` for
+  the whole run tree) are checked before each effect: when one is exceeded the run is fed
+  `LimitExceeded` instead of performing it; an effect still running at the wall-time deadline
+  is cancelled and answered by `LimitExceeded` (docs/architecture.md, Limits).
 
 See docs/architecture.md, "One run".
 """
@@ -22,30 +26,34 @@ See docs/architecture.md, "One run".
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
 
-from fsm_agents.errors import MachineStalled, RunAborted
+from fsm_agents.errors import LimitUnhandled, MachineStalled, RunAborted
 from fsm_agents.events import (
     AgentOutcome,
     AgentsFinished,
     AgentTask,
     AwaitInput,
     CallModel,
+    CheckOutput,
     Effect,
     Event,
+    LimitExceeded,
     ModelReplied,
     RunAgents,
     Step,
 )
 from fsm_agents.machine import Machine
+from fsm_agents.runtime.guardrails import call_model_guarded, check_output
 from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.performers import PERFORMERS as EFFECT_PERFORMERS
 from fsm_agents.runtime.performers import Performer, model_failed, model_replied, usage_of
 from fsm_agents.runtime.result import Pending, RunResult, packed
-from fsm_agents.runtime.session import Journal, Position, RunState, Session
+from fsm_agents.runtime.session import Budget, Journal, Position, RunState, Session
 from fsm_agents.runtime.streaming import (
     EffectFinished,
     EffectStarted,
@@ -126,7 +134,7 @@ async def run_agents(session: Session, run: RunState, effect: RunAgents) -> Even
     return AgentsFinished(outcomes=tuple(o for o in outcomes if o is not None))
 
 
-PERFORMERS: dict[type[Effect], Performer] = {**EFFECT_PERFORMERS, RunAgents: run_agents}
+PERFORMERS: dict[type[Effect], Performer] = {**EFFECT_PERFORMERS, RunAgents: run_agents, CheckOutput: check_output}
 """The performer of each effect type; the driver looks effects up here by exact type."""
 
 
@@ -163,10 +171,14 @@ async def drive(
     usage = position.usage
     del position  # a live run keeps only what it needs: each object it holds costs in full GC collections
     models = session.models
+    budget = session.budget
+    if budget is not None:
+        budget.begin(anyio.current_time())
     # model calls need no cancel scope, no listed tools and no instructions computed per call
     plain = (
         sink is None
         and session.limits.model_timeout is None
+        and (budget is None or budget.deadline is None)
         and session.listed is None
         and not machine.dynamic_instructions()
     )
@@ -186,12 +198,21 @@ async def drive(
         if journal is not None:
             event = await journal.before(machine, Step(snapshot, effects), effect, _tools_of(session, machine, effect))
         effects = ()  # not kept alive through the await: every object a live run holds costs in GC
+        if budget is not None and event is None:
+            event = _over_limit(budget, effect)
+            if event is not None and (snapshot.phase, "limit_exceeded") not in machine.table.by_key:
+                raise LimitUnhandled(
+                    f"{machine.name}: {event.limit} limit exceeded, but phase {snapshot.phase} has no limit_exceeded "
+                    "transition to end the run FAILED(usage_limit); add one, or run without usage limits"
+                )
+            if event is None and type(effect) is CallModel:
+                budget.requests += 1
         if event is None:
             if observers:
                 notify(observers, "on_effect", effect)
             if sink is not None:
                 sink.send_nowait(EffectStarted(run.run_id, effect))
-            if type(effect) is CallModel and plain:
+            if type(effect) is CallModel and plain and not effect.guardrails:
                 # the CallModel performer's plain case, inline: one coroutine less per live run
                 agent, request = effect.agent, effect.request
                 if journal is None and not observers:
@@ -203,8 +224,14 @@ async def drive(
                 except Exception as exc:
                     event = model_failed(agent, exc, None)
                 del request
+            elif budget is None or budget.deadline is None or type(effect) is RunAgents:
+                # (children run under their own checks: a fan-out's scope would cancel them whole)
+                if type(effect) is CallModel and effect.guardrails:
+                    event = await call_model_guarded(session, run, effect)
+                else:
+                    event = await PERFORMERS[type(effect)](session, run, effect)
             else:
-                event = await PERFORMERS[type(effect)](session, run, effect)
+                event = await _before_deadline(budget, session, run, effect)
             if event is None:  # suspended: a human must decide
                 pending = _pending_of(run, effect)
                 if sink is not None:
@@ -216,6 +243,8 @@ async def drive(
                 sink.send_nowait(EffectFinished(run.run_id, effect, event))
         if type(event) is ModelReplied or type(event) is AgentsFinished:
             usage = run.usage = usage + usage_of(event)
+            if budget is not None and type(event) is ModelReplied:  # (children's replies were counted by them)
+                budget.spent = budget.spent + event.usage
         events.append(packed(event))
         step = machine.step(snapshot, event)
         if journal is not None:
@@ -246,6 +275,42 @@ async def drive(
     if observers:
         notify(observers, "on_run_end", result)
     return result
+
+
+def _over_limit(budget: Budget, effect: Effect) -> LimitExceeded | None:
+    """The `LimitExceeded` to feed instead of performing `effect`, or None: the run tree's tokens
+    over a token limit, the wall-time deadline passed, or — for a model call — no request left."""
+    limits, spent = budget.limits, budget.spent
+    if limits.input_tokens is not None and spent.input_tokens > limits.input_tokens:
+        return LimitExceeded(limit="input_tokens", used=spent.input_tokens, maximum=limits.input_tokens)
+    if limits.output_tokens is not None and spent.output_tokens > limits.output_tokens:
+        return LimitExceeded(limit="output_tokens", used=spent.output_tokens, maximum=limits.output_tokens)
+    total = spent.input_tokens + spent.output_tokens
+    if limits.total_tokens is not None and total > limits.total_tokens:
+        return LimitExceeded(limit="total_tokens", used=total, maximum=limits.total_tokens)
+    if budget.deadline is not None:
+        now = anyio.current_time()
+        if now >= budget.deadline:
+            return _wall_time(budget, now)
+    if limits.requests is not None and type(effect) is CallModel and budget.requests >= limits.requests:
+        return LimitExceeded(limit="requests", used=budget.requests + 1, maximum=limits.requests)
+    return None
+
+
+def _wall_time(budget: Budget, now: float) -> LimitExceeded:
+    assert budget.started is not None and budget.limits.wall_time is not None
+    return LimitExceeded(limit="wall_time", used=now - budget.started, maximum=budget.limits.wall_time)
+
+
+async def _before_deadline(budget: Budget, session: Session, run: RunState, effect: Effect) -> Event | None:
+    """Perform `effect` in a cancel scope that ends at the wall-time deadline: cut, it is
+    answered by `LimitExceeded(wall_time)`."""
+    with anyio.CancelScope(deadline=budget.deadline if budget.deadline is not None else math.inf) as scope:
+        if type(effect) is CallModel and effect.guardrails:
+            return await call_model_guarded(session, run, effect)
+        return await PERFORMERS[type(effect)](session, run, effect)
+    assert scope.cancelled_caught
+    return _wall_time(budget, anyio.current_time())
 
 
 def _tools_of(session: Session, machine: Machine, effect: Effect) -> Mapping[str, Tool] | None:

@@ -20,31 +20,63 @@ __all__ = ["Limits", "Pending", "RunResult", "RunStatus"]
 RunStatus = Literal["done", "failed", "suspended"]
 
 
+_BUDGETS = ("input_tokens", "output_tokens", "total_tokens", "requests")
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Run-wide limits (seconds for timeouts).
+    """Run-wide limits (seconds for times, tokens as the providers report them).
 
     - `model_timeout`: wall time for one model call, retries included → `ModelFailed(kind="timeout")`;
     - `tool_timeout`: default per-attempt timeout for tools that set none;
-    - `max_concurrency`: tool calls of one reply / children of one fan-out running at once.
+    - `max_concurrency`: tool calls of one reply / children of one fan-out running at once;
+    - `input_tokens`, `output_tokens`, `total_tokens` (input + output): tokens the whole run tree
+      (a pattern and all its children) may use; checked after each model reply, before the next
+      effect (the reply that crossed the limit is kept);
+    - `requests`: model calls the run tree may make; a call that would exceed it is not made;
+    - `wall_time`: seconds the run tree may take, from the start of the `run`/`resume` call; a
+      model call or tool still running at the deadline is cancelled.
 
-    Each is `None` (no limit) or positive; else `InvalidDefinition` at construction.
+    Exceeding one of the last five ends the run FAILED(`usage_limit`) through each machine's
+    `limit_exceeded` transition (`Failure.detail` names the limit). They apply per call of
+    `run`/`iterate`/`stream`/`resume`: a resumed run starts with a fresh budget (see
+    docs/architecture.md, Limits).
+
+    Each is `None` (no limit) or positive (the counts are ints ≥ 1); else `InvalidDefinition` at
+    construction.
     """
 
     model_timeout: float | None = None
     tool_timeout: float | None = None
     max_concurrency: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    requests: int | None = None
+    wall_time: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("model_timeout", "tool_timeout"):
+        for name in ("model_timeout", "tool_timeout", "wall_time"):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
             ):
                 raise InvalidDefinition(f"Limits.{name} must be None or a positive number of seconds, got {value!r}")
-        n = self.max_concurrency
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise InvalidDefinition(f"Limits.max_concurrency must be None or an int >= 1, got {n!r}")
+        for name in ("max_concurrency", *_BUDGETS):
+            n = getattr(self, name)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise InvalidDefinition(f"Limits.{name} must be None or an int >= 1, got {n!r}")
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether any of the usage limits (tokens, requests, wall time) is set."""
+        return (
+            self.input_tokens is not None
+            or self.output_tokens is not None
+            or self.total_tokens is not None
+            or self.requests is not None
+            or self.wall_time is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from fsm_agents.runtime.result import NO_USAGE, Limits, RunResult
 from fsm_agents.state import ToolSpec, Usage
 from fsm_agents.tools import Tool, ToolExecutor
 
-__all__ = ["Journal", "Position", "RunState", "Session"]
+__all__ = ["Budget", "Journal", "Position", "RunState", "Session"]
 
 
 @dataclass
@@ -104,13 +104,41 @@ class RunState:
         self.items: Any = None  # a memory object send stream of `StepItem`s (iterate), or None
 
 
+class Budget:
+    """The usage limits of `Limits` (tokens, requests, wall time) being spent by a run tree: one
+    per `run`/`resume` call that sets any of them, shared by the run and all its children.
+
+    `spent` is the tree's usage (every model reply's), `requests` the model calls started,
+    `deadline` the event loop time (`anyio.current_time()`) the wall time ends at, set when the
+    top-level run starts. See docs/architecture.md, Limits."""
+
+    __slots__ = ("deadline", "limits", "requests", "spent", "started")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.spent: Usage = NO_USAGE
+        self.requests = 0
+        self.started: float | None = None
+        self.deadline: float | None = None
+
+    def begin(self, now: float) -> None:
+        """Start the wall-time clock (once: children share the top-level run's deadline)."""
+        if self.started is None:
+            self.started = now
+            if self.limits.wall_time is not None:
+                self.deadline = now + self.limits.wall_time
+
+
 class Session:
     """What a run and all its children share: models by agent name, tool overrides, limits,
     observers, the caller's `deps`, the stream sink, the decisions `resume` brought, and tool
-    executors, and the tools its toolsets listed when the run started."""
+    executors, and the tools its toolsets listed when the run started. A session that sets usage
+    limits (`Limits.budgeted`) is made per call of `run`/`resume`: its `budget` counts what the
+    run tree spends."""
 
     __slots__ = (
         "_executors",
+        "budget",
         "decisions",
         "deps",
         "limits",
@@ -133,6 +161,8 @@ class Session:
         self.tool_overrides = tools
         self.limits = limits
         self.observers = observers
+        # the usage limits being spent, shared by the run tree (None: none set, nothing to count)
+        self.budget: Budget | None = Budget(limits) if limits.budgeted else None
         self.deps: Any = None  # `run(..., deps=...)`: given to tools, instructions and guardrails in a RunContext
         self.sink: Any = None  # a memory object send stream of stream events, or None
         self.decisions: dict[str, Any] | None = None  # call id -> decision, while resuming

@@ -18,7 +18,14 @@ run reaches a final phase (or `max_steps`), checking after every step:
                     `RunAgents` only in EXECUTING, none in a final phase, ≥ 1 elsewhere);
 7. `replay`       — folding the run's events over `start` gives the same final snapshot;
 8. `oracle`       — python-statemachine's own engine, driven with the same events and the same
-                    guard functions, takes the same transitions as the compiled table.
+                    guard functions, takes the same transitions as the compiled table;
+9. `decisions`    — awaited calls are decided exactly once before the next model call;
+10. `limits`      — a `LimitExceeded` ends the run FAILED(`usage_limit`) naming the limit, with
+                    no output and no tool call left unanswered;
+11. `guardrails`  — a `GuardrailTripped` ends the run FAILED(`guardrail`) naming the guardrail,
+                    with no output; `OutputChecked` ends it DONE with the output it checked.
+
+`LimitExceeded` is drawn in every phase that accepts it (rarely, like the other failures).
 
 Between steps it also feeds, by a drawn choice, events the phase does not accept (at most two
 per phase visited, one in the final phase) and expects `InvalidTransition`. A user invariant is
@@ -57,7 +64,21 @@ from fsm_agents.errors import (
     InvalidTransition,
     InvariantViolation,
 )
-from fsm_agents.events import Approved, AwaitInput, CallModel, Effect, Event, InputReceived, RunAgents, RunTools, Step
+from fsm_agents.events import (
+    Approved,
+    AwaitInput,
+    CallModel,
+    CheckOutput,
+    Effect,
+    Event,
+    GuardrailTripped,
+    InputReceived,
+    LimitExceeded,
+    OutputChecked,
+    RunAgents,
+    RunTools,
+    Step,
+)
 from fsm_agents.machine import Machine, Transition
 from fsm_agents.runtime import as_machine
 from fsm_agents.state import AssistantMessage, Conversation, Phase, Snapshot, ToolMessage
@@ -176,7 +197,7 @@ def _effects_match(phase: Phase, effects: tuple[Effect, ...]) -> None:
     for e in effects:
         if isinstance(e, CallModel):
             assert phase is Phase.PLANNING, f"CallModel emitted in {phase}"
-        elif isinstance(e, (RunTools, RunAgents, AwaitInput)):
+        elif isinstance(e, (RunTools, RunAgents, AwaitInput, CheckOutput)):
             assert phase is Phase.EXECUTING, f"{type(e).__name__} emitted in {phase}"
 
 
@@ -217,6 +238,52 @@ def _inv_decisions(ctx: _Ctx) -> None:
     assert not any(isinstance(e, CallModel) for e in ctx.after.effects), "a model call came before the awaited calls ran"
 
 
+def _inv_limits(ctx: _Ctx) -> None:
+    """A usage limit ends the run FAILED(`usage_limit`), the limit named in `detail`, without
+    an output, every tool call of the history answered and nothing pending."""
+    if not isinstance(ctx.event, LimitExceeded):
+        return
+    after = ctx.after.snapshot
+    assert after.phase is Phase.FAILED, f"LimitExceeded led to {after.phase}, not FAILED"
+    f = after.failure
+    assert f is not None and f.kind == "usage_limit", f"LimitExceeded ended the run with failure {f!r}, not usage_limit"
+    assert f.detail == ctx.event.limit, f"the usage_limit failure names {f.detail!r}, not the limit {ctx.event.limit!r}"
+    assert after.output is None, "a run stopped by a usage limit kept an output"
+    assert not after.pending, "a run stopped by a usage limit left tool calls pending"
+    problems = history_problems(after.conversation) + _unanswered(after.conversation)
+    assert not problems, "a run stopped by a usage limit left its history malformed: " + "; ".join(problems)
+
+
+def _unanswered(conversation: Conversation) -> list[str]:
+    """The tool calls of the last assistant message that no later tool message answers (a run
+    still working may have them; a finished one must not)."""
+    messages = tuple(conversation.messages)
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, AssistantMessage):
+            answered = {t.tool_call_id for t in messages[i + 1 :] if isinstance(t, ToolMessage)}
+            return [f"tool call {c.id!r} has no result" for c in m.tool_calls if c.id not in answered]
+    return []
+
+
+def _inv_guardrails(ctx: _Ctx) -> None:
+    """A trip ends the run FAILED(`guardrail`) naming it, without an output; `OutputChecked`
+    ends it DONE with the output that was checked."""
+    after = ctx.after.snapshot
+    if isinstance(ctx.event, GuardrailTripped):
+        f = after.failure
+        assert after.phase is Phase.FAILED, f"GuardrailTripped led to {after.phase}, not FAILED"
+        assert f is not None and f.kind == "guardrail" and f.detail == ctx.event.guardrail, (
+            f"a trip of {ctx.event.guardrail!r} ended the run with failure {f!r}"
+        )
+        assert after.output is None, "a run stopped by a guardrail kept an output"
+    elif isinstance(ctx.event, OutputChecked):
+        checked = [e for e in ctx.before_effects if isinstance(e, CheckOutput)]
+        assert after.phase is Phase.DONE, f"OutputChecked led to {after.phase}, not DONE"
+        if checked:
+            assert after.output == checked[0].output, "the run's output is not the answer its guardrails checked"
+
+
 INVARIANTS: dict[str, Callable[[_Ctx], None]] = {
     "declared": _inv_declared,
     "pure": _inv_pure,
@@ -225,6 +292,8 @@ INVARIANTS: dict[str, Callable[[_Ctx], None]] = {
     "progress": _inv_progress,
     "effects": _inv_effects,
     "decisions": _inv_decisions,
+    "limits": _inv_limits,
+    "guardrails": _inv_guardrails,
 }
 # `replay` and `oracle` run at teardown / alongside each step rather than as per-step checks
 DEFAULT: tuple[str, ...] = (*INVARIANTS, "replay", "oracle")
@@ -400,7 +469,7 @@ def check_machine(
 ) -> CheckReport:
     """Explore `machine` (a `Machine`, an `Agent` or a pattern) and assert the invariants.
 
-    - `invariants`: names from `DEFAULT` (all eight by default);
+    - `invariants`: names from `DEFAULT` (all of them by default);
     - `extra`: user invariants `(before, event, after) -> bool | None`;
     - `max_examples`: hypothesis examples; each is `runs_per_example` independent runs from
       `start` (the shrinker drops the runs a counterexample does not need); `max_steps`: events

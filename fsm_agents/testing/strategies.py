@@ -34,12 +34,17 @@ from fsm_agents.events import (
     Answer,
     Approved,
     AwaitInput,
+    CallModel,
+    CheckOutput,
     Denied,
     EffectUncertain,
     Event,
+    GuardrailTripped,
     InputReceived,
+    LimitExceeded,
     ModelFailed,
     ModelReplied,
+    OutputChecked,
     RunAgents,
     ToolsFinished,
 )
@@ -440,6 +445,36 @@ def _input_received(machine: Machine, snapshot: Snapshot[Any], effects: tuple[An
     return pairs.map(lambda ds: InputReceived(decisions=ds))
 
 
+_LIMITS = st.builds(
+    LimitExceeded,
+    limit=st.sampled_from(("input_tokens", "output_tokens", "total_tokens", "requests", "wall_time")),
+    used=st.integers(2, 10_000).map(float),
+    maximum=st.integers(1, 10_000).map(float),
+)
+
+
+def _limit_exceeded(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
+    """A usage limit, whatever the phase: the runtime feeds it before any effect."""
+    return _LIMITS
+
+
+def _guardrail_tripped(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
+    """A trip of a guardrail the pending effect names (an input guardrail of a first model call,
+    an output guardrail of a `CheckOutput`)."""
+    names: tuple[str, ...] = ()
+    stage = "input"
+    for e in effects:
+        if isinstance(e, (CallModel, CheckOutput)) and e.guardrails:
+            names, stage = e.guardrails, "input" if isinstance(e, CallModel) else "output"
+    return st.builds(
+        GuardrailTripped, guardrail=st.sampled_from(names or ("guardrail",)), stage=st.just(stage), reason=_notes
+    )
+
+
+def _output_checked(machine: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...]) -> st.SearchStrategy[Event]:
+    return st.just(OutputChecked())
+
+
 EVENT_STRATEGIES: dict[str, EventStrategy] = {
     "model_replied": _model_replied,
     "model_failed": _model_failed,
@@ -447,10 +482,15 @@ EVENT_STRATEGIES: dict[str, EventStrategy] = {
     "agents_finished": _agents_finished,
     "effect_uncertain": _effect_uncertain,
     "input_received": _input_received,
+    "limit_exceeded": _limit_exceeded,
+    "guardrail_tripped": _guardrail_tripped,
+    "output_checked": _output_checked,
 }
 
 
-_RARE = frozenset({"model_failed", "effect_uncertain"})
+_RARE = frozenset({"model_failed", "effect_uncertain", "limit_exceeded", "guardrail_tripped"})
+# what answers a `CheckOutput` (the only events the runtime sends while one is pending)
+_CHECK_ANSWERS = frozenset({"output_checked", "guardrail_tripped", "limit_exceeded"})
 
 
 def register_event_strategy(event_name: str, strategy: EventStrategy) -> None:
@@ -489,6 +529,12 @@ def _build_events(m: Machine, snapshot: Snapshot[Any], effects: tuple[Any, ...],
         waiting = any(isinstance(e, AwaitInput) for e in effects)
         unlikely = "tools_finished" if waiting else "input_received"
         chosen = [n for n in chosen if n != unlikely] or chosen
+        # an output check is answered by its verdict; a trip answers only an effect naming guardrails
+        if any(isinstance(e, CheckOutput) for e in effects):
+            chosen = [n for n in chosen if n in _CHECK_ANSWERS] or chosen
+        else:
+            screened = any(isinstance(e, CallModel) and e.guardrails for e in effects)
+            chosen = [n for n in chosen if n != "output_checked" and (screened or n != "guardrail_tripped")] or chosen
     if not chosen:
         return st.nothing()
     # failures end a run at once: draw them a sixth as often as the other events
