@@ -6,6 +6,8 @@ import ast
 import contextlib
 import io
 import re
+import sys
+import types
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -84,3 +86,28 @@ def test_connector_snippets_run() -> None:
     assert citation.startswith("returns.md") and answer == "Within 5 business days."
     urls = ast.literal_eval(outputs[1])  # a printed list of URLs
     assert len(urls) == 2 and all(u.startswith("http") for u in urls)
+
+
+def test_tool_contract_snippets_run_and_show_what_they_say() -> None:
+    """The run-context, typed-output/limits, guardrail and MCP snippets of the README run as they
+    are (the MCP one against the real `mcp-server-time` over stdio)."""
+    text = README.read_text()
+    section = text.split("## The tool-call contract", 1)[1].split("\n## ", 1)[0]
+    codes = _blocks(section, "python")
+    assert len(codes) == 4
+    outputs = []
+    for i, code in enumerate(codes):
+        out = io.StringIO()
+        module = types.ModuleType("__readme__")  # a real module: @dataclass looks its module up
+        sys.modules["__readme__"] = module
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"README.md tool contract {i}", "exec"), module.__dict__)
+        finally:
+            del sys.modules["__readme__"]
+        outputs.append(out.getvalue().splitlines())
+    assert outputs[0] == ["4200 -> A1 holds 42.00."]  # the tool read the deps
+    assert outputs[1] == ["(City(name='Lima', country='Peru'),)", "failed usage_limit requests"]
+    assert outputs[2] == ["failed guardrail no_account_numbers"]
+    (clock,) = outputs[3]
+    assert re.fullmatch(r"Asia/Tokyo \+09:00", clock)
