@@ -170,29 +170,43 @@ class HistoryFigures:
     events: int
     status: str  # COMPLETED, TERMINATED, FAILED, ...
     first_event_bytes: int  # WorkflowExecutionStarted (holds the workflow's input)
+    loop_bytes: int  # the events of the turn's loop (see history_figures)
     activities: dict[str, int] = field(default_factory=dict)  # scheduled, by activity type
     activity_input_bytes: dict[str, int] = field(default_factory=dict)  # their inputs' bytes, by type
 
 
-async def history_figures(handle: Any) -> HistoryFigures:
-    """Read `handle`'s workflow history and description (see the module docstring)."""
+async def history_figures(handle: Any, loop_activity: str = "") -> HistoryFigures:
+    """Read `handle`'s workflow history and description (see the module docstring).
+
+    `loop_bytes`: the bytes of the events from the first scheduling of a `loop_activity`
+    activity (the framework's model-call activity) to the last activity completion, both
+    included: what the turn's model and tool calls added, without what a workflow writes once
+    (its input, a set-up activity, its result).
+    """
     description = await handle.describe()
     info = description.raw_description.workflow_execution_info
     history = await handle.fetch_history()
     activities: dict[str, int] = {}
     inputs: dict[str, int] = {}
-    for event in history.events:
+    first = last = -1
+    for i, event in enumerate(history.events):
         if event.HasField("activity_task_scheduled_event_attributes"):
             attrs = event.activity_task_scheduled_event_attributes
             name = attrs.activity_type.name
             activities[name] = activities.get(name, 0) + 1
             inputs[name] = inputs.get(name, 0) + attrs.input.ByteSize()
+            if name == loop_activity and first < 0:
+                first = i
+        elif event.HasField("activity_task_completed_event_attributes"):
+            last = i
+    loop = history.events[first : last + 1] if 0 <= first <= last else []
     return HistoryFigures(
         server_bytes=int(info.history_size_bytes),
         event_bytes=sum(event.ByteSize() for event in history.events),
         events=len(history.events),
         status=description.status.name if description.status is not None else "UNKNOWN",
         first_event_bytes=history.events[0].ByteSize() if history.events else 0,
+        loop_bytes=sum(event.ByteSize() for event in loop),
         activities=activities,
         activity_input_bytes=inputs,
     )

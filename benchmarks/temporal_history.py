@@ -19,15 +19,17 @@ chat-completions client. One Temporal dev server (`temporal server start-dev`, S
 - fsm_agents: `fsm_agents.Agent` with the same tool, `OpenAIChat` on the stub, run by
   `fsm_agents.temporal.run` on a `fsm_agents.temporal.worker` whose store is a `SQLiteStore`.
 
-Both receive the preloaded conversation as their workflow's input (so it is in the history once,
-in the `WorkflowExecutionStarted` event). Printed per framework and size: model calls reached
-(`invoke`/model activities scheduled), the workflow's end (COMPLETED, or TERMINATED by the history
-limit), Temporal history bytes — the server's own `history_size_bytes` (what the limit is checked
-against) and, as a cross-check, the sum of the serialized `HistoryEvent` protos fetched through
-the client —, the history bytes per model call (history less the start event, divided by the
-model calls), the largest model request the stub received, and wall time. Target (issue 16):
-fsm_agents completes both sizes with history ≤ 5 MB, bytes per model call independent of the
-conversation size.
+Both receive the preloaded conversation as their workflow's input (so it is in the history at
+least once, in the `WorkflowExecutionStarted` event). Printed per framework and size: model calls
+reached (model activities scheduled: the peer's `invoke_model_activity`; ours counted by the stub),
+the workflow's end (COMPLETED, or TERMINATED by the history limit), Temporal history bytes — the
+server's own `history_size_bytes` (what the limit is checked against) and, as a cross-check, the
+sum of the serialized `HistoryEvent` protos fetched through the client —, the event count, the
+bytes written once (history less the loop) and the loop's bytes per model call: the events from
+the first model activity's scheduling to the last activity's completion, divided by the model
+calls (what each step of the turn adds), the largest model request the stub received, and wall
+time. Target (issue 16): fsm_agents completes both sizes with history ≤ 5 MB, bytes per model
+call independent of the conversation size.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Row:
 
     @property
     def per_call(self) -> float:
-        return (self.figures.server_bytes - self.figures.first_event_bytes) / max(self.model_calls, 1)
+        """History bytes of the turn's loop per model call (`HistoryFigures.loop_bytes`)."""
+        return self.figures.loop_bytes / max(self.model_calls, 1)
 
 
 async def run_peer(address: str, stub: OpenAIStub, tokens: int, tool_calls: int) -> Row:
@@ -101,7 +104,7 @@ async def run_peer(address: str, stub: OpenAIStub, tokens: int, tool_calls: int)
         except WorkflowFailureError as error:
             note = str(error.cause) if error.cause is not None else str(error)
         wall = time.perf_counter() - started
-    figures = await history_figures(handle)
+    figures = await history_figures(handle, "invoke_model_activity")
     stats = stub.stats()
     calls = figures.activities.get("invoke_model_activity", 0)
     return Row("OpenAI Agents SDK", tokens, calls, figures, wall, stats["max_bytes"], note)
@@ -139,14 +142,14 @@ async def run_ours(address: str, stub: OpenAIStub, tokens: int, tool_calls: int,
             if result.status != "done":
                 note = f"run ended {result.status}"
         wall = time.perf_counter() - started
-    figures = await history_figures(client.get_workflow_handle(workflow_id))
+    figures = await history_figures(client.get_workflow_handle(workflow_id), "fsm_agents.perform")
     stats = stub.stats()
     return Row("fsm_agents", tokens, stats["requests"], figures, wall, stats["max_bytes"], note)
 
 
 def print_rows(rows: list[Row]) -> None:
     header = ["framework", "tokens", "model calls", "end", "history (server)", "history (events)", "events"]
-    header += ["bytes/model call", "largest request", "wall s"]
+    header += ["written once", "loop bytes/model call", "largest request", "wall s"]
     cells = [
         [
             r.framework,
@@ -156,6 +159,7 @@ def print_rows(rows: list[Row]) -> None:
             mib(r.figures.server_bytes),
             mib(r.figures.event_bytes),
             str(r.figures.events),
+            mib(r.figures.event_bytes - r.figures.loop_bytes),
             f"{r.per_call:,.0f}",
             mib(r.max_request),
             f"{r.wall:.1f}",

@@ -85,8 +85,9 @@ def _temporal_cli() -> str | None:
 def test_peer_workflow_on_a_dev_server_is_measured_like_the_benchmark() -> None:
     """The peer completes a 2-tool-call turn on a real dev server; its history is read back: one
     model activity per model call, one tool activity per tool call, the server's byte count
-    equal to the events' serialized size, and each model activity's input holding the whole
-    preloaded conversation (the peer's growth the benchmark shows)."""
+    close to the events' serialized size, each model activity's input holding the whole
+    preloaded conversation (the peer's growth the benchmark shows), and the turn's loop
+    counted from the first model activity on."""
     pytest.importorskip("temporalio.contrib.openai_agents", reason="needs temporalio-openai-agents (bench extra)")
     from temporalio.client import Client
     from temporalio.worker import Worker
@@ -106,12 +107,16 @@ def test_peer_workflow_on_a_dev_server_is_measured_like_the_benchmark() -> None:
             )
             out = await handle.result()
         assert out.model_calls == 3 and "2 pages" in out.answer
-        figures = await history_figures(handle)
+        figures = await history_figures(handle, "invoke_model_activity")
         assert figures.status == "COMPLETED"
         assert figures.activities == {"invoke_model_activity": 3, "fetch_page": 2}
         assert figures.server_bytes > 0 and abs(figures.server_bytes - figures.event_bytes) < 0.05 * figures.event_bytes
         conversation = sum(len(text) for _, text in history)
         assert figures.activity_input_bytes["invoke_model_activity"] > 3 * conversation
+        # the loop starts after the start event (which holds the conversation once) and holds the
+        # model activities' inputs
+        assert figures.activity_input_bytes["invoke_model_activity"] < figures.loop_bytes
+        assert figures.loop_bytes <= figures.event_bytes - figures.first_event_bytes
         assert stub.stats()["requests"] == 3
 
     quiet_core_logs()
