@@ -30,6 +30,7 @@ def _ask(stub: OpenAIStub, messages: list[dict[str, object]], tools: object = TO
 
 
 def test_stub_scripts_tool_calls_then_the_answer_and_counts_request_bytes() -> None:
+    pytest.importorskip("uvicorn", reason="the stub runs on uvicorn (llama-cpp-python[server] or the bench extra)")
     with OpenAIStub(tool_calls=2) as stub:
         turn: list[dict[str, object]] = [
             {"role": "user", "content": "an earlier turn"},
@@ -89,6 +90,7 @@ def test_peer_workflow_on_a_dev_server_is_measured_like_the_benchmark() -> None:
     preloaded conversation (the peer's growth the benchmark shows), and the turn's loop
     counted from the first model activity on."""
     pytest.importorskip("temporalio.contrib.openai_agents", reason="needs temporalio-openai-agents (bench extra)")
+    pytest.importorskip("uvicorn", reason="the stub runs on uvicorn (llama-cpp-python[server] or the bench extra)")
     from temporalio.client import Client
     from temporalio.worker import Worker
 
