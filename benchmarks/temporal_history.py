@@ -171,6 +171,8 @@ def print_rows(rows: list[Row]) -> None:
     for r in rows:
         if r.note:
             print(f"  {r.framework}, {r.tokens:,} tokens: {r.note}")
+        if r.figures.loop_bytes == 0:
+            print(f"  {r.framework}, {r.tokens:,} tokens: no model-call activity found in the history (renamed?)")
 
 
 def verdict(rows: list[Row], tool_calls: int) -> None:

@@ -18,7 +18,9 @@ other:
 
 Both workers keep temporalio's default `Worker` options. Printed per framework: wall time from
 the first start to the last result, steps/s, the multiple of the zero-overhead ideal (3 × the
-model delay), the model requests the stub served, and runs that did not complete.
+model delay), the model requests the stub served, and runs that did not complete (failed, or
+still running after `--timeout` s, default 1,200: they are cancelled and the side's wall time is
+the timeout).
 """
 
 from __future__ import annotations
@@ -29,15 +31,37 @@ import platform
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from benchmarks._openai_stub import OpenAIStub
 from benchmarks._temporal import dev_server, markdown_table, quiet_core_logs, wait_for_namespace
 
 QUESTION = "Read the first two pages with fetch_page, then answer."
 TOOL_CALLS = 2  # + the answer: 3 model calls per run
+
+
+async def within(timeout: float, runs: list[Coroutine[Any, Any, bool]]) -> tuple[list[object], float]:
+    """Run `runs` concurrently for at most `timeout` s: each one's result (or exception; a run
+    still going at the deadline is cancelled and counts as `TimeoutError`) and the wall time
+    until the last one ended (or the deadline)."""
+    started = time.perf_counter()
+    tasks = [asyncio.ensure_future(r) for r in runs]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    wall = time.perf_counter() - started
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    results: list[object] = []
+    for task in tasks:
+        if task not in done:
+            results.append(TimeoutError(f"not finished within {timeout:g} s"))
+        else:
+            results.append(task.exception() or task.result())
+    return results, wall
 
 
 @dataclass
@@ -50,10 +74,11 @@ class Row:
 
     @property
     def steps_per_s(self) -> float:
-        return self.runs * (TOOL_CALLS + 1) / self.wall
+        """Model calls of the completed runs per second."""
+        return (self.runs - self.failed) * (TOOL_CALLS + 1) / self.wall
 
 
-async def run_peer(address: str, stub: OpenAIStub, runs: int) -> Row:
+async def run_peer(address: str, stub: OpenAIStub, runs: int, timeout: float) -> Row:
     from temporalio.client import Client
     from temporalio.worker import Worker
 
@@ -65,8 +90,6 @@ async def run_peer(address: str, stub: OpenAIStub, runs: int) -> Row:
     batch = uuid.uuid4().hex[:8]
     stub.reset()
     async with Worker(client, task_queue=task_queue, workflows=[PeerAgentWorkflow], activities=[fetch_page]):
-        started = time.perf_counter()
-
         async def one(i: int) -> bool:
             handle = await client.start_workflow(
                 PeerAgentWorkflow.run,
@@ -77,13 +100,12 @@ async def run_peer(address: str, stub: OpenAIStub, runs: int) -> Row:
             out = await handle.result()
             return out.model_calls == TOOL_CALLS + 1
 
-        results = await asyncio.gather(*(one(i) for i in range(runs)), return_exceptions=True)
-        wall = time.perf_counter() - started
+        results, wall = await within(timeout, [one(i) for i in range(runs)])
     failed = sum(1 for r in results if r is not True)
     return Row("OpenAI Agents SDK", runs, wall, failed, stub.stats()["requests"])
 
 
-async def run_ours(address: str, stub: OpenAIStub, runs: int, db: Path) -> Row:
+async def run_ours(address: str, stub: OpenAIStub, runs: int, db: Path, timeout: float) -> Row:
     import fsm_agents.temporal as ft
     from temporalio.client import Client
 
@@ -99,14 +121,11 @@ async def run_ours(address: str, stub: OpenAIStub, runs: int, db: Path) -> Row:
     stub.reset()
     store = SQLiteStore(str(db))
     async with ft.worker(client, task_queue, [reader], store, models={"reader": model}):
-        started = time.perf_counter()
-
         async def one(i: int) -> bool:
             result = await ft.run(client, reader, QUESTION, id=f"ours-tp-{batch}-{i}", task_queue=task_queue, store=store)
             return bool(result.status == "done")
 
-        results = await asyncio.gather(*(one(i) for i in range(runs)), return_exceptions=True)
-        wall = time.perf_counter() - started
+        results, wall = await within(timeout, [one(i) for i in range(runs)])
     failed = sum(1 for r in results if r is not True)
     for error in sorted({repr(r)[:300] for r in results if isinstance(r, BaseException)})[:3]:
         print(f"  fsm_agents error: {error}")
@@ -140,7 +159,7 @@ async def main_async(args: argparse.Namespace) -> None:
     ):
         print(f"Temporal dev server on {address}; OpenAI stub on {stub.base_url}, replies after {args.delay_ms:g} ms")
         if args.only in (None, "peer"):
-            rows.append(await run_peer(address, stub, args.workflows))
+            rows.append(await run_peer(address, stub, args.workflows, args.timeout))
             print_rows(rows[-1:], args.delay_ms / 1000)
         if args.only in (None, "ours"):
             try:
@@ -148,7 +167,7 @@ async def main_async(args: argparse.Namespace) -> None:
             except ImportError as error:
                 print(f"fsm_agents.temporal not available ({error}): our side skipped")
             else:
-                rows.append(await run_ours(address, stub, args.workflows, Path(tmp) / "runs.db"))
+                rows.append(await run_ours(address, stub, args.workflows, Path(tmp) / "runs.db", args.timeout))
                 print_rows(rows[-1:], args.delay_ms / 1000)
     print("\nAll runs:")
     print_rows(rows, args.delay_ms / 1000)
@@ -162,6 +181,7 @@ def main() -> None:
     parser.add_argument("--workflows", type=int, default=1000, help="concurrent workflows")
     parser.add_argument("--delay-ms", type=float, default=50, help="the stub's reply delay (ms)")
     parser.add_argument("--only", choices=["ours", "peer"], help="run one side only")
+    parser.add_argument("--timeout", type=float, default=1200, help="give up on a side's unfinished runs after this (s)")
     args = parser.parse_args()
     print(
         f"CPython {platform.python_version()} on {platform.machine()}, temporalio {version('temporalio')}, "
