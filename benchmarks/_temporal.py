@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +184,19 @@ async def history_figures(handle: Any, loop_activity: str = "") -> HistoryFigure
     included: what the turn's model and tool calls added, without what a workflow writes once
     (its input, a set-up activity, its result).
     """
-    description = await handle.describe()
+    from temporalio.service import RPCError
+
+    slow = timedelta(minutes=5)  # a 50 MiB history, read while the host is busy
+    description = await handle.describe(rpc_timeout=slow)
     info = description.raw_description.workflow_execution_info
-    history = await handle.fetch_history()
+    for attempt in range(3):
+        try:
+            history = await handle.fetch_history(rpc_timeout=slow)
+            break
+        except RPCError:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(5)
     activities: dict[str, int] = {}
     inputs: dict[str, int] = {}
     first = last = -1
