@@ -122,7 +122,16 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 @contextlib.asynccontextmanager
 async def connected(server: DevServer) -> AsyncIterator[Client]:
-    client = await Client.connect(server.address)
+    """A client of `server`, once its frontend is healthy (an open port comes a little earlier)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = await Client.connect(server.address)
+            break
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await anyio.sleep(0.2)
     yield client
 
 

@@ -179,7 +179,8 @@ async def result(handle: WorkflowHandle[Any, Any], machine: Any, *, store: Store
     read from `store` (the workers' store) — or, without one, from the events the workflow
     returned (start it with `return_events=True`). Raises what the workflow failed with
     (Temporal's `WorkflowFailureError`)."""
-    summary: RunSummary = await handle.result()
+    found: Any = await handle.result()
+    summary = found if isinstance(found, RunSummary) else RunSummary(**found)  # a handle made without result_type
     m = _load(machine) if isinstance(machine, str) else as_machine(machine)
     if store is not None:
         records, _ = _fold.resolve(store, summary.conversation_id)
