@@ -190,8 +190,9 @@ async def test_activity_inputs_carry_references_not_the_conversation(dev_server:
 
 
 async def test_history_per_effect_does_not_grow_with_the_conversation(dev_server: DevServer, store: SQLiteStore) -> None:
-    """History bytes = (start input, twice: the workflow's input and the start activity's) + a part
-    that depends on what happened only: a 200 kB conversation adds ≈ 2 × 200 kB, not × model calls."""
+    """History bytes = the start input twice (the workflow's input and the start activity's) + a part
+    that depends on what happened only: a 200 kB conversation adds 2 × 200 kB, not × model calls,
+    and the result does not carry it back."""
     sizes = {}
     async with connected(dev_server) as client, temporal.worker(client, "q-size", [tm.clerk], store):
         for n in (1_000, 200_000):
@@ -200,7 +201,7 @@ async def test_history_per_effect_does_not_grow_with_the_conversation(dev_server
             assert result.ok
             sizes[n] = await _history_bytes(client, wid)
     grown = sizes[200_000] - sizes[1_000]
-    assert 2 * 199_000 <= grown < 3 * 199_000, sizes  # 13 model/tool activities would add 13 × 200 kB if they carried it
+    assert 2 * 199_000 <= grown < 2.1 * 199_000, sizes  # 13 model/tool activities would add 13 × 200 kB if they carried it
 
 
 # -- every pattern ----------------------------------------------------------------------------------
@@ -329,7 +330,7 @@ async def test_continue_as_new_carries_the_reference_and_the_run_goes_on(dev_ser
 # -- a worker SIGKILLed mid-run; another one finishes ------------------------------------------------
 
 KILL_TRIALS = int(os.environ.get("FSM_TEMPORAL_KILL_TRIALS", "20"))  # runs caught mid-run by a SIGKILL
-RUNS_PER_ROUND = 6
+RUNS_PER_ROUND = 10
 
 
 def worker_main(address: str, db: str, queue: str) -> None:

@@ -255,7 +255,8 @@ class FsmWorkflow:
             output=snap.output,
             failure=snap.failure,
             usage=usage,
-            conversation=snap.conversation,
+            # a parent workflow folds its child's conversation; a top-level caller reads the store
+            conversation=snap.conversation if inp.path else None,
         )
         return RunSummary(
             inp.conversation_id,
