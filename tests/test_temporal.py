@@ -28,6 +28,7 @@ temporalio = pytest.importorskip("temporalio")
 
 import anyio  # noqa: E402
 import temporal_machines as tm  # noqa: E402
+from pydantic import BaseModel, ConfigDict  # noqa: E402
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
@@ -500,3 +501,25 @@ def test_cli_worker_serves_and_run_temporal_runs_on_it(
             proc.wait()
     assert code == 0
     assert capsys.readouterr().out.strip() == "the sum is 5"
+
+
+# -- the codec inside a sandbox -----------------------------------------------------------------------
+
+
+class Ticket(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    number: int
+
+
+def test_a_stored_model_value_is_rebuilt_as_its_module_names_it_now() -> None:
+    """Inside Temporal's sandbox every workflow run has its own copy of a model class, and a newer
+    copy (another sandbox's) is also a subclass of the shared `BaseModel`: a stored value must
+    come back as the class its module holds in *this* interpreter view (`sys.modules`), not as
+    the newest class of that name."""
+    from fsm_agents.codec import dump_input, load_input
+
+    namespace = {"__module__": __name__, "__qualname__": "Ticket", "__annotations__": {"number": int}}
+    newer = type("Ticket", (BaseModel,), namespace)
+    assert newer is not Ticket
+    value = load_input(dump_input(Ticket(number=7)))
+    assert type(value) is Ticket and value == Ticket(number=7)
