@@ -48,7 +48,7 @@ helper = Agent("helper", "You add numbers.", model=FunctionModel(_helper_reply),
 def charge(n: int) -> str:
     """Charge the customer (a side effect that must never repeat)."""
     _note_run(f"charge {n}")
-    time.sleep(float(os.environ.get("FSM_TEMPORAL_TOOL_SLEEP", "0")))
+    time.sleep(4 * float(os.environ.get("FSM_TEMPORAL_TOOL_SLEEP", "0")))  # long: a kill often lands in it
     return f"charged {n}"
 
 

@@ -364,7 +364,8 @@ async def test_a_killed_worker_is_replaced_and_no_charge_runs_twice(
 ) -> None:
     """Invariant: whatever instant a worker dies at, every run ends (DONE, or FAILED(uncertain_effect)
     when it died inside the non-idempotent `charge`), on another worker, and no `charge(n)` ever
-    executes twice. Stops once KILL_TRIALS runs were caught mid-run (started, not finished)."""
+    executes twice. Stops once KILL_TRIALS runs were caught mid-run (started, not finished); at
+    least one kill must land inside a charge (it sleeps 4 × longer than a lookup)."""
     monkeypatch.setenv("FSM_TEMPORAL_TOOL_SLEEP", "0.15")
     db = str(tmp_path / "kill.db")
     store = SQLiteStore(db)
@@ -408,6 +409,8 @@ async def test_a_killed_worker_is_replaced_and_no_charge_runs_twice(
                 for w, h in zip(ids, handles, strict=True):
                     outcomes[w] = await temporal.result(h, tm.clerk, store=store)
     executions = _executions(side_file)
+    uncertain = sum(1 for r in outcomes.values() if r.failure is not None and r.failure.kind == "uncertain_effect")
+    assert uncertain >= 1, "no kill landed inside a charge: the test did not exercise the non-idempotent path"
     for w, result in outcomes.items():
         charges = [e for e in executions.get(w, []) if e.startswith("charge")]
         assert len(charges) == len(set(charges)), f"{w}: a charge ran twice: {charges}"
