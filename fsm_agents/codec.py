@@ -14,6 +14,7 @@ rebuilt from it (`rebuilt`): an `AgentsFinished` outcome carries `"output_shape"
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -137,6 +138,14 @@ def _model_class(name: str) -> type[BaseModel]:
     subclass of `BaseModel` (as event classes are: its module must be imported before the value
     is loaded; nothing is imported from a name in stored data). When one class statement ran
     more than once (e.g. in a function called twice), the newest class wins."""
+    module_name, _, qualname = name.partition(":")
+    module = sys.modules.get(module_name)  # the class as its (already imported) module names it now: inside
+    if module is not None and "<" not in qualname:  # Temporal's sandbox, the sandbox's own copy of it
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            return obj
     found: type[BaseModel] | None = None
     for sub in _subclasses(BaseModel):
         if f"{sub.__module__}:{sub.__qualname__}" == name:

@@ -45,18 +45,15 @@ def running_event_loop() -> str | None:
     return None
 
 
-class _Loops(threading.local):
-    """One asyncio event loop per thread, reused by every synchronous call made in that thread: a
-    new loop per call (what `anyio.run` does) costs more than a short run itself."""
-
-    loop: asyncio.AbstractEventLoop | None = None
-
-
-_loops = _Loops()
+# One asyncio event loop per thread (`_loops.loop`), reused by every synchronous call made in that
+# thread: a new loop per call (what `anyio.run` does) costs more than a short run itself. A plain
+# `threading.local()` rather than a subclass: Temporal's workflow sandbox, which imports the package
+# (fsm_agents.temporal), proxies `threading` and refuses subclasses of what it proxies.
+_loops = threading.local()
 
 
 def _drop_loop() -> None:
-    loop, _loops.loop = _loops.loop, None
+    loop, _loops.loop = getattr(_loops, "loop", None), None
     if loop is not None and not loop.is_closed():
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -68,7 +65,7 @@ atexit.register(_drop_loop)
 
 
 def _on_asyncio(fn: Callable[[], Awaitable[Any]]) -> Any:
-    loop = _loops.loop
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
 
