@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from fsm_agents import Agent, FunctionModel, tool
+from fsm_agents import Agent, FunctionModel, GuardrailResult, tool
 from fsm_agents.models.scripted import call, reply
 from fsm_agents.state import AssistantMessage, ModelRequest
 from fsm_agents.tools import current_run_id
@@ -86,3 +86,23 @@ def _cautious_reply(request: ModelRequest) -> AssistantMessage:
 
 
 cautious = Agent("cautious", "You refund orders.", model=FunctionModel(_cautious_reply), tools=[refund])
+
+
+def _no_digits(ctx: object, messages: object) -> GuardrailResult:
+    """Trip when the user's input holds a digit."""
+    text = " ".join(getattr(m, "content", "") or "" for m in messages)  # type: ignore[attr-defined]
+    return GuardrailResult(tripped=any(c.isdigit() for c in text), reason="digits in the input")
+
+
+def _short(ctx: object, answer: object) -> GuardrailResult:
+    """Trip on an answer longer than 40 characters."""
+    return GuardrailResult(tripped=len(str(answer)) > 40, reason="answer too long")
+
+
+guarded = Agent(
+    "guarded",
+    "Answer briefly.",
+    model=FunctionModel(lambda request: reply("short answer" if "brief" in str(request.messages[-1].content) else "x" * 60)),
+    input_guardrails=[_no_digits],
+    output_guardrails=[_short],
+)

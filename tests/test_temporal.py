@@ -32,11 +32,13 @@ from pydantic import BaseModel, ConfigDict  # noqa: E402
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
-from fsm_agents import Approved, Denied, InvalidDecision, NotSuspended, run, temporal  # noqa: E402
+from fsm_agents import Agent, Approved, Denied, InvalidDecision, InvalidDefinition, NotSuspended, run, temporal  # noqa: E402
+from fsm_agents.mcp import MCPServerStdio  # noqa: E402
 from fsm_agents.store import SQLiteStore  # noqa: E402
 from fsm_agents.store._fold import fold, resolve  # noqa: E402
 from fsm_agents.store.journal import machine_lookup  # noqa: E402
 from fsm_agents.temporal import FsmWorkflow, sandbox_runner  # noqa: E402
+from fsm_agents.temporal.activities import registered  # noqa: E402
 
 TEMPORAL = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
 pytestmark = [
@@ -162,6 +164,28 @@ async def test_agent_runs_on_temporal_as_it_runs_locally(dev_server: DevServer, 
     records, _ = resolve(store, wid)
     assert fold(records, machine_lookup(tm.helper.machine))[-1].step.snapshot == result.snapshot
     assert side_file.read_text().splitlines() == ["add 2 3"]
+
+
+async def test_guardrails_run_on_temporal_as_they_run_locally(dev_server: DevServer, store: SQLiteStore) -> None:
+    """Input guardrails run beside the first model call's activity, output guardrails in their own
+    (`CheckOutput`): a trip is FAILED(guardrail) there as here, a pass is DONE."""
+    inputs = {"passes": "be brief", "input trip": "be brief about 42", "output trip": "say a lot"}
+    async with connected(dev_server) as client, temporal.worker(client, "q-guard", [tm.guarded], store):
+        for label, text in inputs.items():
+            local = await run(tm.guarded, text)
+            remote = await temporal.run(client, tm.guarded, text, id=_id("guard"), task_queue="q-guard", store=store)
+            assert (remote.status, remote.output) == (local.status, local.output), label
+            assert remote.snapshot.failure == local.snapshot.failure, label
+            assert [type(e).__name__ for e in remote.events] == [type(e).__name__ for e in local.events], label
+    assert local.snapshot.failure is not None and local.snapshot.failure.detail == "_short"
+
+
+def test_a_worker_refuses_a_machine_with_toolsets() -> None:
+    """Workers do not open MCP toolsets yet: registering an agent with one is a typed error, not
+    a run whose listed tools are silently missing."""
+    agent = Agent("clocked", "Tell the time.", model=tm.helper.model, tools=[MCPServerStdio("true", prefix="t")])
+    with pytest.raises(InvalidDefinition, match="toolsets"):
+        registered([agent])
 
 
 async def test_without_a_store_the_result_comes_from_the_workflow(dev_server: DevServer, store: SQLiteStore) -> None:

@@ -29,14 +29,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from fsm_agents import codec
-from fsm_agents.errors import FsmAgentsError, UncertainEffect
-from fsm_agents.events import Effect, RunTools
+from fsm_agents.errors import FsmAgentsError, InvalidDefinition, UncertainEffect
+from fsm_agents.events import CallModel, CheckOutput, Effect, Event, RunTools
 from fsm_agents.machine import Machine, as_machine
 from fsm_agents.models.base import Model
 from fsm_agents.runtime.api import collect_models
+from fsm_agents.runtime.guardrails import call_model_guarded, check_output
 from fsm_agents.runtime.performers import PERFORMERS
 from fsm_agents.runtime.result import Limits
 from fsm_agents.runtime.session import RunState, Session
+from fsm_agents.runtime.toolsets import toolsets_of
 from fsm_agents.store import _fold
 from fsm_agents.store._records import Record, decode_event
 from fsm_agents.store.base import Store
@@ -191,7 +193,7 @@ class Activities:
         if event is None:
             run = RunState(machine, seg.run_id, journal, {}, seg.usage)
             async with _heartbeats():
-                event = await PERFORMERS[type(effect)](session, run, effect)
+                event = await _performed(session, run, effect)
             if event is None:
                 raise _fatal(f"the performer of {type(effect).__name__} gave no event")
         step = machine.step(seg.step.snapshot, event)
@@ -223,10 +225,29 @@ class Activities:
         return EffectOutput(await self.call(self.store.append, inp.conversation_id, seq, records_out))
 
 
+async def _performed(session: Session, run: RunState, effect: Effect) -> Event | None:
+    """The event answering `effect`, by the runtime's own performers (as `drive` picks them: a
+    model call with input guardrails runs them beside it; `CheckOutput` runs the output ones)."""
+    if type(effect) is CallModel and effect.guardrails:
+        return await call_model_guarded(session, run, effect)
+    if type(effect) is CheckOutput:
+        return await check_output(session, run, effect)
+    return await PERFORMERS[type(effect)](session, run, effect)
+
+
 def registered(machines: Sequence[Any]) -> list[Machine]:
     """`machines` as machines (an `Agent` or a pattern is turned into its machine); two of one
-    name raise `FsmAgentsError`."""
+    name raise `FsmAgentsError`; a machine with toolsets (MCP servers), which a worker does not
+    open yet, raises `InvalidDefinition`."""
     out = [as_machine(m) for m in machines]
+    for m in out:
+        found = toolsets_of(m)
+        if found:
+            listed = ", ".join(sorted({f"{agent}: {t.name}" for _, agent, ts in found for t in ts}))
+            raise InvalidDefinition(
+                f"{m.name} has toolsets ({listed}): Temporal workers do not open toolsets (MCP servers) yet; "
+                "run it with fsm_agents.run, or give its agents plain tools"
+            )
     names = [m.name for m in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -5,7 +5,9 @@ workflow sandbox (fsm_agents is not passed through: each workflow run imports it
 sandbox refuses any clock, randomness or I/O the core would touch), folds `machine.step` over the
 events its effects bring back, and turns each effect into Temporal commands:
 
-    CallModel   → activity `fsm_agents.perform` (the model call; its reply comes back)
+    CallModel   → activity `fsm_agents.perform` (the model call, beside its input guardrails;
+                  its reply comes back)
+    CheckOutput → activity `fsm_agents.perform` (the output guardrails; their verdict comes back)
     RunTools    → activity `fsm_agents.perform` (the reply's tool calls; their results come back;
                   a non-idempotent tool gets one attempt, see below)
     RunAgents   → one child workflow per task (`<workflow id>/<task id>`), then the
@@ -48,6 +50,7 @@ from fsm_agents.events import (
     AgentsFinished,
     AwaitInput,
     CallModel,
+    CheckOutput,
     Decision,
     Effect,
     Event,
@@ -294,7 +297,7 @@ class FsmWorkflow:
 
     async def _perform(self, machine: Machine, inp: RunInput, effect: Effect) -> Event:
         ref = EffectInput(inp.machine, inp.path, inp.conversation_id, self._seq, effect.key)
-        if isinstance(effect, CallModel):
+        if isinstance(effect, (CallModel, CheckOutput)):  # a model call (with its input guardrails), an output check
             out = await self._effect(inp, ref, inp.activity_timeout, 10)
         elif isinstance(effect, RunTools):
             tools = machine.tools_for(effect.agent)
