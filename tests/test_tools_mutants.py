@@ -1,0 +1,193 @@
+"""Behaviour of tool definitions and the executor that mutation testing (`make mutation`,
+docs/mutation.md) found untested: the decorator's defaults, what a tool list may hold, type hints
+(`Annotated` constraints, unresolvable names, callables without annotations), every field of a
+successful result, when a call is retried, and the debug log of a failing tool.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Annotated
+
+import pytest
+from pydantic import Field
+
+from fsm_agents import Agent, ToolCall, ToolDefinitionError, tool
+from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, ToolExecutor
+
+
+def add(a: int, b: int) -> int:
+    """Add."""
+    return a + b
+
+
+def test_the_decorators_options_default_to_a_plain_tool() -> None:
+    """`@tool(...)` with only a name gives the same options as a bare `@tool`: no timeout, no
+    retries (retrying nothing, 0.1 s initial wait), not idempotent, run in a thread, the default
+    output cap, no approval."""
+    for made in (tool(name="add")(add), tool(add)):
+        options = (made.timeout, made.retries, made.retry_on, made.retry_wait, made.idempotent)
+        assert options == (None, 0, (), 0.1, False)
+        assert (made.thread, made.max_output_chars, made.requires_approval, made.asks_user) == (
+            True,
+            DEFAULT_MAX_OUTPUT_CHARS,
+            False,
+            False,
+        )
+    assert DEFAULT_MAX_OUTPUT_CHARS == 20_000
+
+
+# -- what a tool list may hold -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        (tool(add), r"^tools must be a list of tools or functions, got a single Tool$"),
+        (add, r"^tools must be a list of tools or functions, got a single function$"),
+        ("add", r"^tools must be a list of tools or functions, got a single str$"),
+        (b"add", r"^tools must be a list of tools or functions, got a single bytes$"),
+        (42, r"^tools must be a list of tools or functions, got int$"),
+        ([tool(add), 42], r"^tools must be tools or functions, got int: 42$"),
+        ([add, tool(add)], r"^two tools are named 'add'$"),
+    ],
+)
+def test_a_tool_list_that_is_not_one_is_explained(tools: object, message: str) -> None:
+    with pytest.raises(ToolDefinitionError, match=message):
+        ToolExecutor(tools)  # type: ignore[arg-type]
+    with pytest.raises(ToolDefinitionError, match=message):
+        Agent("a", tools=tools)  # type: ignore[arg-type]
+
+
+def test_a_tool_list_may_mix_tools_and_functions_in_any_iterable() -> None:
+    def mul(a: int, b: int) -> int:
+        """Multiply."""
+        return a * b
+
+    made = tool(add)
+    executor = ToolExecutor(t for t in (made, mul))
+    assert list(executor.tools) == ["add", "mul"] and executor.tools["add"] is made
+    assert isinstance(executor.tools["mul"], Tool) and executor.tools["mul"].description == "Multiply."
+
+
+# -- type hints ------------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_annotated_constraints_reach_the_schema_and_the_validation() -> None:
+    def repeat(text: str, times: Annotated[int, Field(ge=1, le=3)]) -> str:
+        """Repeat."""
+        return text * times
+
+    t = tool(repeat)
+    times = t.spec.parameters["properties"]["times"]
+    assert (times["minimum"], times["maximum"]) == (1, 3)
+    executor = ToolExecutor([t])
+    ok = await executor.run_one(ToolCall(id="1", name="repeat", arguments='{"text": "ab", "times": 2}'))
+    bad = await executor.run_one(ToolCall(id="2", name="repeat", arguments='{"text": "ab", "times": 4}'))
+    assert ok.content == "abab"
+    assert not bad.ok and "times: Input should be less than or equal to 3" in (bad.error or "")
+
+
+def test_an_unresolvable_type_hint_is_a_definition_error_naming_it() -> None:
+    def lookup(city: Missing) -> str:  # type: ignore[name-defined]  # noqa: F821
+        """Look up."""
+        return ""
+
+    with pytest.raises(
+        ToolDefinitionError, match=r"^tool 'lookup': cannot resolve its type hints: name 'Missing' is not defined$"
+    ):
+        tool(lookup)
+
+
+def test_a_return_annotation_that_cannot_be_resolved_does_not_matter() -> None:
+    def lookup(city: str) -> Missing:  # type: ignore[name-defined]  # noqa: F821
+        """Look up."""
+        return ""
+
+    assert list(tool(lookup).spec.parameters["properties"]) == ["city"]
+
+
+def test_a_callable_without_annotations_needs_them_for_its_parameters() -> None:
+    """A `functools.partial` has no `__annotations__`: named, it is refused for its parameter's
+    missing annotation (not with an AttributeError)."""
+    with pytest.raises(ToolDefinitionError, match=r"^tool 'plus_one': parameter 'b' needs a type annotation$"):
+        tool(name="plus_one")(functools.partial(add, 1))
+
+
+def test_hints_of_a_wrapped_function_resolve_in_the_wrapped_functions_module() -> None:
+    """A decorator made with `functools.wraps` keeps the wrapped function's annotations (as
+    strings here, `from __future__ import annotations`); they resolve in the wrapped function's
+    globals, even when the wrapper itself has other globals."""
+    namespace: dict[str, object] = {"functools": functools}
+    exec(  # a wrapper defined in a module that does not know `Field` or `Annotated`
+        "def logged(fn):\n"
+        "    @functools.wraps(fn)\n"
+        "    def wrapper(*args, **kwargs):\n"
+        "        return fn(*args, **kwargs)\n"
+        "    return wrapper\n",
+        namespace,
+    )
+
+    def scaled(x: Annotated[int, Field(ge=0)]) -> int:
+        """Scale."""
+        return x
+
+    wrapped = namespace["logged"](scaled)  # type: ignore[operator]
+    assert tool(wrapped).spec.parameters["properties"]["x"]["minimum"] == 0
+
+
+# -- results and retries ---------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_a_successful_result_carries_the_call_and_no_error() -> None:
+    (r,) = await ToolExecutor([tool(add)]).run([ToolCall(id="c7", name="add", arguments='{"a": 1, "b": 2}')])
+    assert (r.call_id, r.name, r.ok, r.content, r.error, r.attempts) == ("c7", "add", True, "3", None, 1)
+    assert r.duration_ms >= 0.0 and r.text == "3"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("retries", "retry_on"), [(0, (ConnectionError,)), (3, ())])
+async def test_a_call_is_retried_only_with_both_retries_and_exceptions_to_retry(
+    retries: int, retry_on: tuple[type[Exception], ...]
+) -> None:
+    calls = 0
+
+    @tool(retries=retries, retry_on=retry_on, retry_wait=0.001)
+    def down() -> str:
+        """Always down."""
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    r = await ToolExecutor([down]).run_one(ToolCall(id="1", name="down"))
+    assert (r.ok, r.attempts, calls) == (False, 1, 1)
+    assert r.error == "tool 'down' raised ConnectionError: down"
+
+
+@pytest.mark.anyio
+async def test_a_retried_call_that_succeeds_reports_its_attempts() -> None:
+    calls = 0
+
+    @tool(retries=1, retry_on=(ConnectionError,), retry_wait=0.001, thread=False)
+    def once_down(x: int) -> int:
+        """Fails once."""
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("reset")
+        return x
+
+    r = await ToolExecutor([once_down]).run_one(ToolCall(id="1", name="once_down", arguments='{"x": 4}'))
+    assert (r.ok, r.content, r.attempts, calls) == (True, "4", 2, 2)
+
+
+@pytest.mark.anyio
+async def test_a_failing_tool_is_logged_at_debug_level_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    @tool
+    def boom() -> str:
+        """Boom."""
+        raise KeyError("missing")
+
+    with caplog.at_level(logging.DEBUG, logger="fsm_agents.tools"):
+        r = await ToolExecutor([boom]).run_one(ToolCall(id="1", name="boom"))
+    assert not r.ok
+    (record,) = [rec for rec in caplog.records if rec.name == "fsm_agents.tools"]
+    assert (record.levelno, record.getMessage()) == (logging.DEBUG, "tool boom raised")
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
