@@ -6,15 +6,16 @@ successful result, when a call is retried, and the debug log of a failing tool.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Annotated
 
 import pytest
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from fsm_agents import Agent, ToolCall, ToolDefinitionError, tool
-from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, ToolExecutor
+from fsm_agents import Agent, ToolCall, ToolDefinitionError, ask_user, tool
+from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, SingleToolset, Tool, ToolExecutor
 
 
 def add(a: int, b: int) -> int:
@@ -191,3 +192,68 @@ async def test_a_failing_tool_is_logged_at_debug_level_with_its_traceback(caplog
     (record,) = [rec for rec in caplog.records if rec.name == "fsm_agents.tools"]
     assert (record.levelno, record.getMessage()) == (logging.DEBUG, "tool boom raised")
     assert record.exc_info is not None and record.exc_info[0] is KeyError
+
+
+# -- toolsets, questions, permissive argument models, asyncio cancellation ------------------------
+def test_a_single_tool_toolset_reads_as_a_list_of_one() -> None:
+    made = tool(add)
+
+    class One(SingleToolset):
+        def __init__(self) -> None:
+            self._tool = made
+
+    toolset = One()
+    assert len(toolset) == 1 and list(toolset) == [made] and toolset[-1] is made
+    assert list(reversed(toolset)) == [made] and toolset[0:5] == (made,)
+    assert list(ToolExecutor(toolset).tools) == ["add"] and Agent("a", tools=toolset).tools == (made,)
+
+
+def test_ask_user_is_a_question_tool_with_its_documented_options() -> None:
+    t = ask_user()
+    assert (t.name, t.asks_user, t.requires_approval, t.idempotent, t.thread) == ("ask_user", True, False, True, False)
+    assert (t.timeout, t.retries, t.retry_on, t.retry_wait, t.max_output_chars) == (None, 0, (), 0.1, 20_000)
+    assert t.spec.description == "Ask the user a question and wait for the answer."
+    assert t.spec.parameters["properties"]["question"]["description"] == "what to ask."
+    assert t.spec.parameters["required"] == ["question"]
+    custom = ask_user("clarify", "Ask which account.\n\n  - only when unsure  ")
+    assert custom.name == "clarify" and custom.spec.description == "Ask which account.\n\n  - only when unsure  "
+    with pytest.raises(RuntimeError, match=r"^ask_user is answered by a human decision, not called$"):
+        t(question="?")
+
+
+@pytest.mark.anyio
+async def test_a_permissive_argument_model_passes_the_extra_arguments_through() -> None:
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        a: int
+
+    def echo(**kwargs: object) -> dict[str, object]:
+        return kwargs
+
+    t = Tool(name="echo", description="Echo.", fn=echo, input_model=Loose, thread=False)
+    r = await ToolExecutor([t]).run_one(ToolCall(id="1", name="echo", arguments='{"a": 1, "b": "x"}'))
+    assert r.ok and r.content == '{"a":1,"b":"x"}'
+
+
+async def _task_cancel_propagates() -> None:
+    """`task.cancel()` on the task running a call (not a cancel scope) is a real cancellation:
+    it propagates instead of becoming an error result (asyncio only: trio has no task.cancel)."""
+    started = asyncio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Sleeps."""
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    task = asyncio.ensure_future(ToolExecutor([slow]).run_one(ToolCall(id="1", name="slow")))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+def test_a_task_cancel_on_asyncio_propagates_out_of_the_tool_call() -> None:
+    asyncio.run(_task_cancel_propagates())
