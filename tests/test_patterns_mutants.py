@@ -1,6 +1,7 @@
 """Behaviour of the orchestration patterns that mutation testing (`make mutation`,
 docs/mutation.md) checks, driven through the pure `start`/`step`: `Handoffs` (its definition
-errors, default targets, step budget, the failure of a handoff loop)."""
+errors, default targets, step budget, the failure of a handoff loop) and `Sequential` (stage order,
+shared or chained input, a failed stage named)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 import pytest
 
 from fsm_agents import Agent, InvalidDefinition, ModelReplied, Phase, Step, tool
-from fsm_agents.events import AwaitInput
+from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, AwaitInput, RunAgents
 from fsm_agents.models import call, reply
-from fsm_agents.patterns import Handoffs
+from fsm_agents.patterns import Handoffs, Sequential
+from fsm_agents.state import AssistantMessage, Conversation, Failure, messages_from
 
 
 def lookup(q: str) -> str:
@@ -99,3 +101,87 @@ def test_a_members_tool_that_needs_approval_makes_its_calls_wait() -> None:
     h = Handoffs("desk", Agent("a", tools=[tool(requires_approval=True)(lookup)]), [Agent("b")], max_handoffs=1)
     step = after(h, h.start("hi"), reply(None, call("lookup", "c1", q="x")))
     assert isinstance(step.effects[0], AwaitInput)
+
+
+# -- Sequential ------------------------------------------------------------------------------------
+def finished(
+    task: AgentTask, output: Any = None, *, failure: Failure | None = None, said: str | None = None
+) -> AgentsFinished:
+    """The outcome of `task`: DONE with `output` (its conversation: the input plus `said`), or FAILED."""
+    sent = list(messages_from(task.input))
+    if failure is not None:
+        outcome = AgentOutcome(task_id=task.task_id, machine=task.machine, phase=Phase.FAILED, failure=failure)
+    else:
+        added = [AssistantMessage(content=said if said is not None else str(output), agent=task.machine)]
+        conv = Conversation.of(*sent, *added)
+        outcome = AgentOutcome(
+            task_id=task.task_id, machine=task.machine, phase=Phase.DONE, output=output, conversation=conv
+        )
+    return AgentsFinished(outcomes=(outcome,))
+
+
+def only_task(step: Step) -> AgentTask:
+    (effect,) = step.effects
+    assert isinstance(effect, RunAgents) and len(effect.tasks) == 1
+    return effect.tasks[0]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_pipeline_runs_its_stages_in_order_and_outputs_the_last(shared: bool) -> None:
+    p = Sequential("pipe", [Agent("draft"), Agent("edit"), Agent("check")], shared_conversation=shared)
+    assert p.stages == ("draft", "edit", "check") and p.max_transitions() == 9
+    step = p.start("write a poem", run_id="r1")
+    assert step.snapshot.phase is Phase.EXECUTING and step.snapshot.machine == "sequential:pipe"
+    task = only_task(step)
+    assert (task.machine, task.task_id) == ("draft", "0.0.draft")
+    assert [m.content for m in task.input] == ["write a poem"]
+    step = p.step(step.snapshot, finished(task, "v1"))
+    task = only_task(step)
+    assert task.machine == "edit"
+    if shared:
+        assert [m.content for m in task.input] == ["write a poem", "v1"]
+    else:
+        assert task.input == "v1"
+    step = p.step(step.snapshot, finished(task, "v2"))
+    task = only_task(step)
+    assert task.machine == "check"
+    step = p.step(step.snapshot, finished(task, "v3"))
+    s = step.snapshot
+    assert (s.phase, s.output, s.data.stage, step.effects) == (Phase.DONE, "v3", 2, ())
+    assert [m.content for m in s.conversation.messages] == ["write a poem", "v1", "v2", "v3"]
+
+
+def test_a_failed_stage_ends_the_pipeline_naming_it() -> None:
+    p = Sequential("pipe", [Agent("draft"), Agent("edit")])
+    step = p.start("go")
+    step = p.step(step.snapshot, finished(only_task(step), "v1"))
+    failure = Failure(kind="model_error", message="edit: rate limited")
+    s = p.step(step.snapshot, finished(only_task(step), failure=failure)).snapshot
+    assert s.phase is Phase.FAILED and s.failure is not None
+    assert (s.failure.kind, s.failure.detail) == ("child_failed", "edit")
+    assert s.failure.message == "sequential:pipe: stage 2/2 'edit' failed: model_error: edit: rate limited"
+    empty = p.step(p.start("go").snapshot, AgentsFinished(outcomes=())).snapshot
+    assert empty.failure is not None
+    assert empty.failure.message == "sequential:pipe: stage 1/2 'draft' failed: no outcome was reported"
+
+
+def test_a_stage_that_reports_no_conversation_is_folded_as_its_output() -> None:
+    p = Sequential("pipe", [Agent("draft"), Agent("edit")], shared_conversation=False)
+    step = p.start("go")
+    task = only_task(step)
+    outcome = AgentOutcome(task_id=task.task_id, machine="draft", phase=Phase.DONE, output={"n": 1})
+    step = p.step(step.snapshot, AgentsFinished(outcomes=(outcome,)))
+    assert only_task(step).input == '{"n": 1}'
+    last = step.snapshot.conversation.messages[-1]
+    assert (last.role, last.content, last.agent) == ("assistant", '{"n": 1}', "draft")
+
+
+def test_a_pipeline_needs_distinct_stages() -> None:
+    with pytest.raises(InvalidDefinition, match=r"^sequential:pipe: at least one stage is required$"):
+        Sequential("pipe", [])
+    with pytest.raises(
+        InvalidDefinition, match=r"^sequential:pipe: two different stages are named 'a'; give them distinct names$"
+    ):
+        Sequential("pipe", [Agent("a"), Agent("a")])
+    same = Agent("a")
+    assert Sequential("pipe", [same, same]).stages == ("a", "a")  # one machine, run twice
