@@ -26,7 +26,7 @@ from fsm_agents import (
     ask_user,
     tool,
 )
-from fsm_agents.agent import guided_tool_choice, model_request
+from fsm_agents.agent import agent_chart, guided_tool_choice, model_request
 from fsm_agents.events import Answer, Approved, AwaitInput, CallModel, Denied, InputReceived, InputRequest, RunTools
 from fsm_agents.models import call, reply
 from fsm_agents.patterns import Handoffs
@@ -418,13 +418,39 @@ def test_the_awaiting_variant_of_a_pattern_chart_is_made_once_and_accepts_decisi
     assert isinstance(step.effects[0], AwaitInput)
 
 
+def fresh_handoffs(max_handoffs: int = 1) -> Handoffs:
+    """A Handoffs pattern whose chart is built now (a chart's awaiting variant is cached per chart
+    class: a fresh class makes the machine build it in this test), entry tool needing approval."""
+
+    class FreshHandoffs(Handoffs):
+        chart_class = agent_chart(handoff_limit=True, name="FreshHandoffsChart")
+
+    return FreshHandoffs(
+        "desk", Agent("a", tools=[tool(requires_approval=True)(pay)]), [Agent("b")], max_handoffs=max_handoffs
+    )
+
+
+def test_a_charts_awaiting_variant_is_built_on_first_need_with_the_decisions_transition() -> None:
+    h = fresh_handoffs()
+    table = h.table
+    assert table.chart.__name__ == "AwaitingFreshHandoffsChart"
+    assert ("EXECUTING", "input_received", "EXECUTING") in {(t.source, t.event, t.target) for t in table}
+    again = type(h)("desk2", Agent("a", tools=[tool(requires_approval=True)(pay)]), [Agent("b")], max_handoffs=2)
+    assert again.table.chart is table.chart  # made once per chart
+    step = after(h, h.start("hi"), reply(None, call("pay", "p", amount=1)))
+    assert isinstance(step.effects[0], AwaitInput)
+    step = h.step(step.snapshot, InputReceived(decisions=(("p", Approved()),)))
+    assert isinstance(step.effects[0], RunTools) and [c.id for c in step.effects[0].calls] == ["p"]
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="bug: agent._awaiting looks for the handoff_limit guard in str(t.cond), a python-statemachine "
     "SpecListGrouper repr that never names it, so the awaiting Handoffs chart drops the guard",
 )
-def test_handoffs_whose_tools_wait_for_a_human_still_stop_a_handoff_loop() -> None:
-    h = handing_off(1)
+@pytest.mark.parametrize("make", [lambda: handing_off(1), lambda: fresh_handoffs(1)], ids=["Handoffs", "fresh chart"])
+def test_handoffs_whose_tools_wait_for_a_human_still_stop_a_handoff_loop(make: Any) -> None:
+    h = make()
     step = after(h, h.start("hi"), reply(None, call("transfer_to_b", "t1")))
     step = after(h, step, reply(None, call("transfer_to_a", "t2")))
     assert step.snapshot.phase is Phase.FAILED
