@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import Annotated
 
+import anyio
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -257,3 +259,89 @@ async def _task_cancel_propagates() -> None:
 
 def test_a_task_cancel_on_asyncio_propagates_out_of_the_tool_call() -> None:
     asyncio.run(_task_cancel_propagates())
+
+
+# -- failures that are not exceptions, unserializable values, timing --------------------------------
+class Ends(BaseException):
+    """A BaseException that is neither a cancellation nor a request to stop the program."""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("raised", "error"),
+    [
+        (Ends(), "tool 'ends' raised Ends"),
+        (Ends("stop XX"), "tool 'ends' raised Ends: stop XX"),
+        (asyncio.CancelledError(), "tool 'ends' raised CancelledError"),
+    ],
+)
+async def test_a_base_exception_of_the_tools_own_is_a_complete_logged_error_result(
+    raised: BaseException, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing cancelled the run: the result says what was raised (no dangling ': ' when it has
+    no text), counts the one attempt, and the debug log keeps the traceback."""
+
+    @tool
+    async def ends() -> str:
+        """Raises a BaseException of its own accord."""
+        raise raised
+
+    with caplog.at_level(logging.DEBUG, logger="fsm_agents.tools"):
+        r = await ToolExecutor([ends]).run_one(ToolCall(id="1", name="ends"))
+    assert (r.ok, r.error, r.attempts) == (False, error, 1)
+    (record,) = [rec for rec in caplog.records if rec.name == "fsm_agents.tools"]
+    assert (record.levelno, record.getMessage()) == (logging.DEBUG, f"tool ends raised {type(raised).__name__}")
+    assert record.exc_info is not None and record.exc_info[1] is raised
+
+
+@pytest.mark.anyio
+async def test_an_unserializable_value_is_a_complete_logged_error_result(caplog: pytest.LogCaptureFixture) -> None:
+    @tool(thread=False)
+    def loop() -> object:
+        """Returns a list that contains itself."""
+        items: list[object] = []
+        items.append(items)
+        return items
+
+    with caplog.at_level(logging.DEBUG, logger="fsm_agents.tools"):
+        r = await ToolExecutor([loop]).run_one(ToolCall(id="1", name="loop"))
+    assert (r.ok, r.attempts, r.call_id, r.name) == (False, 1, "1", "loop")
+    assert r.error == (
+        "tool 'loop' returned a list that cannot be turned into text (PydanticSerializationError: "
+        "Error serializing to JSON: ValueError: Circular reference detected (id repeated))"
+    )
+    assert 0.0 <= r.duration_ms < 60_000.0
+    (record,) = [rec for rec in caplog.records if rec.name == "fsm_agents.tools"]
+    assert (record.levelno, record.getMessage()) == (logging.DEBUG, "tool loop returned an unserializable value")
+    assert record.exc_info is not None and "Circular reference" in str(record.exc_info[1])
+
+
+@pytest.mark.anyio
+async def test_a_retried_tool_still_times_out_on_each_attempt() -> None:
+    @tool(timeout=0.05, retries=2, retry_on=(ConnectionError,), retry_wait=0.001)
+    async def hang() -> str:
+        """Hangs."""
+        await anyio.sleep(30)
+        return "never"
+
+    with anyio.fail_after(10):
+        r = await ToolExecutor([hang]).run_one(ToolCall(id="1", name="hang"))
+    assert (r.ok, r.error, r.attempts) == (False, "tool 'hang' timed out after 0.05 s", 1)
+
+
+@pytest.mark.anyio
+async def test_a_successful_results_duration_covers_the_call_and_no_more() -> None:
+    """Not a timing assertion on the machine: the recorded duration lies between the time the
+    tool slept and the time the test saw pass around the call."""
+
+    @tool
+    async def nap() -> str:
+        """Sleeps 50 ms."""
+        await anyio.sleep(0.05)
+        return "rested"
+
+    started = time.perf_counter()
+    r = await ToolExecutor([nap]).run_one(ToolCall(id="1", name="nap"))
+    window_ms = (time.perf_counter() - started) * 1000.0
+    assert r.ok and 50.0 <= r.duration_ms <= window_ms
+    assert r.model_fields_set == set(type(r).model_fields)  # built complete, like a validated result
