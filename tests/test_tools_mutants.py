@@ -345,3 +345,17 @@ async def test_a_successful_results_duration_covers_the_call_and_no_more() -> No
     window_ms = (time.perf_counter() - started) * 1000.0
     assert r.ok and 50.0 <= r.duration_ms <= window_ms
     assert r.model_fields_set == set(type(r).model_fields)  # built complete, like a validated result
+
+
+def test_a_parameter_listed_without_a_description_gets_none_in_the_schema() -> None:
+    def scale(x: int, factor: int = 2) -> int:
+        """Scale.
+
+        Args:
+            x:
+            factor: How much.
+        """
+        return x * factor
+
+    properties = tool(scale).spec.parameters["properties"]
+    assert "description" not in properties["x"] and properties["factor"]["description"] == "How much."
