@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
-from fsm_agents import Agent, InvalidDefinition, ModelReplied, Phase, Step, tool
+from fsm_agents import Agent, InvalidDefinition, ModelReplied, Phase, Step, ToolResult, ToolsFinished, tool
 from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, AwaitInput, RunAgents
 from fsm_agents.models import call, reply
 from fsm_agents.patterns import Handoffs, Sequential
-from fsm_agents.state import AssistantMessage, Conversation, Failure, messages_from
+from fsm_agents.state import AssistantMessage, Conversation, Failure, ModelSettings, messages_from
 
 
 def lookup(q: str) -> str:
@@ -185,3 +186,29 @@ def test_a_pipeline_needs_distinct_stages() -> None:
         Sequential("pipe", [Agent("a"), Agent("a")])
     same = Agent("a")
     assert Sequential("pipe", [same, same]).stages == ("a", "a")  # one machine, run twice
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+
+
+def test_members_keep_their_output_type_settings_retries_and_output_cap() -> None:
+    settings = ModelSettings(temperature=0.3)
+    a = Agent("a", tools=[lookup], output_type=Verdict, settings=settings, output_retries=2, max_tool_output_chars=3)
+    h = Handoffs("cs", a, [Agent("b")], max_handoffs=1)
+    (effect,) = h.start("hi").effects
+    assert effect.request.settings == settings and "ok" in (effect.request.output_schema_json or "")
+    step = after(h, h.start("hi"), reply("not json"))
+    step = after(h, step, reply("still not json"))
+    assert step.snapshot.phase is Phase.PLANNING and step.snapshot.data.output_retries == 2  # retried twice
+    step = after(h, h.start("hi"), reply(None, call("lookup", "c1", q="x")))
+    result = ToolResult(call_id="c1", name="lookup", ok=True, content="abcdef")
+    step = h.step(step.snapshot, ToolsFinished(results=(result,)))
+    assert step.snapshot.conversation.messages[-1].content.startswith("abc\n… [truncated 3 of 6 characters]")
+
+
+def test_members_may_name_their_targets_as_agents() -> None:
+    b = Agent("b")
+    h = Handoffs("cs", Agent("a", handoffs=[b]), [b, Agent("c")], max_handoffs=1)
+    assert [s.name for s in h.tool_specs("a")] == ["transfer_to_b"]
