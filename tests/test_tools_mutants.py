@@ -41,6 +41,21 @@ def test_the_decorators_options_default_to_a_plain_tool() -> None:
     assert DEFAULT_MAX_OUTPUT_CHARS == 20_000
 
 
+def test_the_decorators_options_are_kept_on_the_tool() -> None:
+    made = tool(
+        timeout=2.5,
+        retries=3,
+        retry_on=[ConnectionError, TimeoutError],
+        retry_wait=0.25,
+        idempotent=True,
+        max_output_chars=7,
+        thread=False,
+        requires_approval=True,
+    )(add)
+    assert (made.timeout, made.retries, made.retry_on, made.retry_wait) == (2.5, 3, (ConnectionError, TimeoutError), 0.25)
+    assert (made.idempotent, made.max_output_chars, made.thread, made.requires_approval) == (True, 7, False, True)
+
+
 # -- what a tool list may hold -------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("tools", "message"),
