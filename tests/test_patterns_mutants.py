@@ -212,3 +212,16 @@ def test_members_may_name_their_targets_as_agents() -> None:
     b = Agent("b")
     h = Handoffs("cs", Agent("a", handoffs=[b]), [b, Agent("c")], max_handoffs=1)
     assert [s.name for s in h.tool_specs("a")] == ["transfer_to_b"]
+
+
+def test_a_pipeline_runs_under_its_run_id_and_keeps_what_a_failed_stage_said() -> None:
+    p = Sequential("pipe", [Agent("draft"), Agent("edit")])
+    step = p.start("go", run_id="r9")
+    assert step.snapshot.conversation.id == "r9" and step.effects[0].key == "r9/0/0"
+    assert p.start("go").snapshot.conversation.id == "run"
+    task = only_task(step)
+    said = Conversation.of(*messages_from(task.input), AssistantMessage(content="half a draft", agent="draft"))
+    failure = Failure(kind="model_error", message="draft: timeout")
+    outcome = AgentOutcome(task_id=task.task_id, machine="draft", phase=Phase.FAILED, failure=failure, conversation=said)
+    s = p.step(step.snapshot, AgentsFinished(outcomes=(outcome,))).snapshot
+    assert s.phase is Phase.FAILED and [m.content for m in s.conversation.messages] == ["go", "half a draft"]
