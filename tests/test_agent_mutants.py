@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+import fsm_agents.agent as agent_module
 from fsm_agents import (
     Agent,
     InvalidDefinition,
@@ -100,11 +101,11 @@ def test_a_mutable_output_type_is_refused_with_how_to_freeze_it() -> None:
     class Loose(BaseModel):
         ok: bool
 
-    with pytest.raises(InvalidDefinition) as info:
+    # the message names the type and how to freeze it (its wording around that may change)
+    with pytest.raises(
+        InvalidDefinition, match=r"^agent 'a': output_type Loose.* frozen \(model_config = ConfigDict\(frozen=True\)"
+    ):
         Agent("a", output_type=Loose)
-    assert str(info.value) == (
-        "agent 'a': output_type Loose must be frozen (model_config = ConfigDict(frozen=True)) so snapshots stay immutable"
-    )
 
 
 def test_reserved_tool_names_and_duplicate_agents_are_explained() -> None:
@@ -444,6 +445,7 @@ def test_a_charts_awaiting_variant_is_built_on_first_need_with_the_decisions_tra
 
 
 @pytest.mark.xfail(
+    hasattr(agent_module, "_awaiting"),  # the implementation with the bug (main replaced it with chart variants)
     strict=True,
     reason="bug: agent._awaiting looks for the handoff_limit guard in str(t.cond), a python-statemachine "
     "SpecListGrouper repr that never names it, so the awaiting Handoffs chart drops the guard",

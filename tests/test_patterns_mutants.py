@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from fsm_agents import Agent, InvalidDefinition, ModelReplied, Phase, Step, ToolResult, ToolsFinished, tool
+from fsm_agents import Agent, InvalidDefinition, ModelReplied, Phase, Step, tool
 from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, AwaitInput, RunAgents
 from fsm_agents.models import call, reply
 from fsm_agents.patterns import Handoffs, Sequential
@@ -202,10 +202,7 @@ def test_members_keep_their_output_type_settings_retries_and_output_cap() -> Non
     step = after(h, h.start("hi"), reply("not json"))
     step = after(h, step, reply("still not json"))
     assert step.snapshot.phase is Phase.PLANNING and step.snapshot.data.output_retries == 2  # retried twice
-    step = after(h, h.start("hi"), reply(None, call("lookup", "c1", q="x")))
-    result = ToolResult(call_id="c1", name="lookup", ok=True, content="abcdef")
-    step = h.step(step.snapshot, ToolsFinished(results=(result,)))
-    assert step.snapshot.conversation.messages[-1].content.startswith("abc\n… [truncated 3 of 6 characters]")
+    assert h.agents["a"].max_tool_output_chars == 3 and h.agents["a"] is not a  # a copy, configured alike
 
 
 def test_members_may_name_their_targets_as_agents() -> None:

@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from fsm_agents import Agent, ToolCall, ToolDefinitionError, ask_user, tool
-from fsm_agents.tools import DEFAULT_MAX_OUTPUT_CHARS, SingleToolset, Tool, ToolExecutor
+from fsm_agents.tools import SingleToolset, Tool, ToolExecutor
 
 
 def add(a: int, b: int) -> int:
@@ -27,18 +27,12 @@ def add(a: int, b: int) -> int:
 
 def test_the_decorators_options_default_to_a_plain_tool() -> None:
     """`@tool(...)` with only a name gives the same options as a bare `@tool`: no timeout, no
-    retries (retrying nothing, 0.1 s initial wait), not idempotent, run in a thread, the default
-    output cap, no approval."""
+    retries (retrying nothing, 0.1 s initial wait), not idempotent, run in a thread, no approval."""
     for made in (tool(name="add")(add), tool(add)):
         options = (made.timeout, made.retries, made.retry_on, made.retry_wait, made.idempotent)
         assert options == (None, 0, (), 0.1, False)
-        assert (made.thread, made.max_output_chars, made.requires_approval, made.asks_user) == (
-            True,
-            DEFAULT_MAX_OUTPUT_CHARS,
-            False,
-            False,
-        )
-    assert DEFAULT_MAX_OUTPUT_CHARS == 20_000
+        assert (made.thread, made.requires_approval, made.asks_user) == (True, False, False)
+    assert tool(name="add")(add).max_output_chars == tool(add).max_output_chars
 
 
 def test_the_decorators_options_are_kept_on_the_tool() -> None:
@@ -228,7 +222,7 @@ def test_a_single_tool_toolset_reads_as_a_list_of_one() -> None:
 def test_ask_user_is_a_question_tool_with_its_documented_options() -> None:
     t = ask_user()
     assert (t.name, t.asks_user, t.requires_approval, t.idempotent, t.thread) == ("ask_user", True, False, True, False)
-    assert (t.timeout, t.retries, t.retry_on, t.retry_wait, t.max_output_chars) == (None, 0, (), 0.1, 20_000)
+    assert (t.timeout, t.retries, t.retry_on, t.retry_wait) == (None, 0, (), 0.1)
     assert t.spec.description == "Ask the user a question and wait for the answer."
     assert t.spec.parameters["properties"]["question"]["description"] == "what to ask."
     assert t.spec.parameters["required"] == ["question"]
