@@ -8,13 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import Field, ValidationError
 
 from fsm_agents import InvalidInput
+from fsm_agents.log import PersistentLog
 from fsm_agents.state import (
     AssistantMessage,
     Conversation,
     EmptyContext,
     Failure,
+    Frozen,
+    MessageLog,
     ModelRequest,
     Phase,
     Snapshot,
@@ -182,3 +186,42 @@ def test_a_trailing_tool_call_left_unanswered_is_refused_naming_the_calls() -> N
     )
     with pytest.raises(InvalidInput, match=r"^input message 0 is an assistant message whose tool call\(s\) c1, c2, c3"):
         messages_from(AssistantMessage(tool_calls=calls))
+
+
+# -- models defined now (a class's fast-path info and pydantic schema are built once per class:
+# -- for the shipped models at import time, so these tests define their own) ----------------------
+def test_a_new_frozen_model_constructs_with_its_defaults_factories_and_required_fields() -> None:
+    class Record(Frozen):
+        name: str
+        count: int = 3
+        tags: tuple[str, ...] = Field(default_factory=tuple)
+        notes: list[str] = Field(default_factory=list)
+
+    built = Record.model_construct(name="a")
+    assert built == Record(name="a") and built.model_fields_set == {"name", "count", "tags", "notes"}
+    assert (built.count, built.tags, built.notes) == (3, (), [])
+    assert Record.model_construct(name="b").notes is not built.notes  # a factory runs per instance
+    full = Record.model_construct(name="c", count=1, tags=("x",), notes=["n"])
+    assert (full.name, full.count, full.tags, full.notes) == ("c", 1, ("x",), ["n"])
+    assert full.model_copy(update={"count": 2}).count == 2 and full.count == 1
+
+
+def test_a_new_model_with_a_message_log_validates_and_dumps_it_as_a_list() -> None:
+    class Transcript(Frozen):
+        messages: MessageLog = Field(default_factory=PersistentLog)
+
+    given = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    t = Transcript.model_validate({"messages": given})
+    assert isinstance(t.messages, PersistentLog)
+    assert list(t.messages) == [UserMessage(content="hi"), AssistantMessage(content="hello")]
+    assert t.model_dump(mode="json") == {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello", "tool_calls": [], "agent": None},
+        ]
+    }
+    assert Transcript.model_validate_json(t.model_dump_json()) == t
+    log = PersistentLog([UserMessage(content="x")])
+    assert Transcript(messages=log).messages is log  # a log is taken as it is
+    with pytest.raises(ValidationError):
+        Transcript.model_validate({"messages": [{"role": "robot"}]})
