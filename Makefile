@@ -65,6 +65,8 @@ nightly: setup
 # docs/mutation.md. mutmut resumes where it stopped; `rm -rf mutants` starts afresh.
 # One file at a time, with only the tests that matter for it (a pytest -k expression):
 #   make mutation MUTANTS='fsm_agents.log.*' MUTATION_TESTS='test_log_model or test_state'
+# MUTANTS may list several names or globs (e.g. the survivors of a run, to run them again).
+# Niced: a run takes long and should not slow down the machine's other work.
 # The memory cap turns a mutant that loops building ever-deeper tuples into a MemoryError (a kill).
 MUTATION_JOBS ?= 2
 MUTANTS ?=
@@ -72,5 +74,5 @@ MUTATION_TESTS ?=
 mutation: setup
 	$(PY) -m pip install -q -e '.[mutation]'
 	ulimit -v 6000000 && HYPOTHESIS_PROFILE=mutation PYTEST_ADDOPTS="$(if $(MUTATION_TESTS),-k '$(MUTATION_TESTS)')" \
-		$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(if $(MUTANTS),'$(MUTANTS)')
+		nice -n 19 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)')
 	$(VENV)/bin/mutmut results

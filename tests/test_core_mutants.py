@@ -202,6 +202,11 @@ def test_invalid_transition_names_the_machine_that_rejected_the_event() -> None:
 
 # -- charts built at import time ---------------------------------------------------------------
 CHARTS: dict[str, tuple[Callable[[], Any], Callable[[], Machine]]] = {
+    "agent": (agent_chart, lambda: Agent("a").machine),
+    "agent+awaiting": (
+        lambda: agent_chart(awaits_input=True, name="AwaitingAgentChart"),
+        lambda: Agent("a", approval=lambda c: True).machine,
+    ),
     "parallel": (lambda: parallel.parallel_chart(synthesizer=False), lambda: Parallel("p", [Agent("a")])),
     "parallel+synthesis": (
         lambda: parallel.parallel_chart(synthesizer=True, name="ParallelSynthesisChart"),
@@ -237,7 +242,8 @@ CHARTS: dict[str, tuple[Callable[[], Any], Callable[[], Machine]]] = {
 
 
 def _shape(t: Table) -> tuple[Any, ...]:
-    return (t.chart.__name__, t.initial, t.phases, t.finals, t.events, t.internal, t.transitions, dict(t.auto))
+    names = (t.chart.__name__, t.chart.__module__)
+    return (*names, t.initial, t.phases, t.finals, t.events, t.internal, t.transitions, dict(t.auto))
 
 
 @pytest.mark.parametrize("name", sorted(CHARTS))
