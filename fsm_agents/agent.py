@@ -972,7 +972,7 @@ class AgentMachine(Machine):
         for c in calls:
             t = resolved.tools.get(c.name)
             if t is not None and t.asks_user:
-                question = c.parsed().get("question") if _is_object(c) else None
+                question = json.loads(c.arguments or "{}").get("question") if _is_object(c) else None
                 requests.append(
                     InputRequest(
                         call_id=c.id, tool=c.name, arguments=c.arguments, kind="question",

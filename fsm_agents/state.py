@@ -62,7 +62,7 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @classmethod
-    def _fast_info(cls) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
+    def _fast_info(cls) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
         info = cls.__dict__.get("_Frozen__fast")
         if info is None:
             defaults: dict[str, Any] = {}
@@ -74,7 +74,9 @@ class Frozen(BaseModel):
                     factories[name] = f.default_factory
                 elif not f.is_required():
                     defaults[name] = f.default
-            info = (defaults, factories, frozenset(cls.model_fields))
+            # a set, as pydantic keeps it (its serializer refuses a frozenset for exclude_unset);
+            # shared by the instances the fast paths build: frozen models never add to it
+            info = (defaults, factories, set(cls.model_fields))
             type.__setattr__(cls, "_Frozen__fast", info)
         return info
 
@@ -96,9 +98,12 @@ class Frozen(BaseModel):
         if deep:
             return super().model_copy(update=update, deep=True)
         values = self.__dict__.copy()
+        fields = self.__pydantic_fields_set__
         if update:
             values.update(update)
-        return _made(type(self), values, self.__pydantic_fields_set__)
+            if not fields.issuperset(update):  # as pydantic: an updated field counts as set
+                fields = fields | update.keys()
+        return _made(type(self), values, fields)
 
 
 _new = object.__new__
@@ -113,12 +118,12 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def fields_set(cls: type[Frozen]) -> frozenset[str]:
+def fields_set(cls: type[Frozen]) -> set[str]:
     """Every field name of `cls`: the fields set of an instance built with all of them."""
     return cls._fast_info()[2]
 
 
-def _made(cls: type[_M], values: dict[str, Any], fields_set: frozenset[str] | set[str]) -> _M:
+def _made(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
     """A new `cls` instance holding `values` (not validated, not copied)."""
     new = _new(cls)
     _set_dict(new, values)
@@ -245,7 +250,7 @@ class Conversation(Frozen):
         return len(self.messages)
 
 
-_CONVERSATION_FIELDS = frozenset({"id", "messages"})
+_CONVERSATION_FIELDS = {"id", "messages"}  # (a set, as pydantic keeps fields sets)
 
 
 class Usage(Frozen):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from fsm_agents import Agent, InvalidDefinition, ModelReplied, Phase, Step, tool
+from fsm_agents import Agent, CallModel, GuardrailResult, InvalidDefinition, ModelReplied, Phase, Step, tool
 from fsm_agents.events import AgentOutcome, AgentsFinished, AgentTask, AwaitInput, RunAgents
 from fsm_agents.models import call, reply
 from fsm_agents.patterns import Handoffs, Sequential
@@ -87,15 +87,26 @@ def test_a_reply_without_a_transfer_is_not_a_handoff_loop_even_past_the_budget()
     assert after(h, h.start("hi"), reply("bye")).snapshot.phase is Phase.DONE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: patterns.handoffs._copy does not copy Agent.approval, so a member's approval policy is "
-    "dropped and its calls run without a human's decision",
-)
 def test_a_members_approval_policy_still_makes_its_calls_wait() -> None:
     h = Handoffs("desk", Agent("a", tools=[lookup], approval=lambda c: True), [Agent("b")], max_handoffs=1)
     step = after(h, h.start("hi"), reply(None, call("lookup", "c1", q="x")))
     assert isinstance(step.effects[0], AwaitInput)
+
+
+def test_a_members_guardrails_and_call_order_are_kept() -> None:
+    """Handoffs rebuilds its members: their guardrails and `parallel_tool_calls` (like every other
+    option) must survive the copy, or a guarded member would run unguarded."""
+
+    def screen(ctx: Any, messages: Any) -> GuardrailResult:
+        return GuardrailResult(tripped=False)
+
+    member = Agent("a", tools=[lookup], parallel_tool_calls=False, input_guardrails=[screen], output_guardrails=[screen])
+    h = Handoffs("desk", member, [Agent("b")], max_handoffs=1)
+    first = h.start("hi").effects[0]
+    assert isinstance(first, CallModel) and first.guardrails == ("screen",)
+    assert first.request.parallel_tool_calls is False
+    assert h.tool_options("a")["parallel"] is False
+    assert list(h.guardrails_for("a", "output")) == ["screen"]
 
 
 def test_a_members_tool_that_needs_approval_makes_its_calls_wait() -> None:

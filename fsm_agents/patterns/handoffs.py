@@ -27,19 +27,24 @@ HandoffsChart = agent_chart(handoff_limit=True, name="HandoffsChart")
 
 
 def _copy(agent: Agent) -> Agent:
+    """`agent` again, every option kept but its handoffs (the pattern sets those)."""
     return Agent(
         agent.name,
         agent.instructions,
         agent.model,
-        tools=[t for t in agent.tools if t is not agent.output_function],
+        tools=[*(t for t in agent.tools if t is not agent.output_function), *agent.toolsets],
         output_type=agent.output_function or agent.output_type,
         output_mode=agent.output_mode,
         max_steps=agent.max_steps,
         description=agent.description,
         output_retries=agent.output_retries,
         max_tool_output_chars=agent.max_tool_output_chars,
+        parallel_tool_calls=agent.parallel_tool_calls,
         settings=agent.settings,
         tool_choice=agent.tool_choice,
+        approval=agent.approval,
+        input_guardrails=agent.input_guardrails,
+        output_guardrails=agent.output_guardrails,
     )
 
 
