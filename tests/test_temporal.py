@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -526,6 +528,24 @@ def test_cli_worker_serves_and_run_temporal_runs_on_it(
             proc.wait()
     assert code == 0
     assert capsys.readouterr().out.strip() == "the sum is 5"
+
+
+def test_the_readme_runs_one_pattern_here_and_on_temporal(dev_server: DevServer, tmp_path: Path) -> None:
+    """The README's Temporal snippet runs as written (its server address, store file and workflow
+    id swapped for this test's): the same pattern gives the same output in-process and on Temporal."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Temporal: the same machines on many workers", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert '"127.0.0.1:7233"' in code and '"temporal-runs.db"' in code and '"ticket-42"' in code
+    code = (
+        code.replace('"127.0.0.1:7233"', repr(dev_server.address))
+        .replace('"temporal-runs.db"', repr(str(tmp_path / "runs.db")))
+        .replace('"ticket-42"', repr(_id("ticket")))
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md temporal", "exec"), {"__name__": "__readme__"})
+    assert out.getvalue() == "True I refunded the duplicate charge.\n"
 
 
 # -- the codec inside a sandbox -----------------------------------------------------------------------

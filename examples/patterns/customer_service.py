@@ -44,6 +44,9 @@ def build(model: Model | None = None, *, max_handoffs: int = 2) -> Handoffs:
     return Handoffs("customer_service", triage_agent, specialists, max_handoffs=max_handoffs)
 
 
+desk = build()  # module level: a Temporal worker imports a machine by its name (README, "Temporal")
+
+
 def run(pattern: Handoffs, message: str = MESSAGE, **kwargs: object) -> RunResult:
     return run_sync(pattern, message, **kwargs)  # type: ignore[arg-type]
 
