@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import SandboxImportNotificationPolicy
@@ -51,6 +53,8 @@ from fsm_agents.temporal.activities import Activities, registered
 from fsm_agents.temporal.workflow import FsmWorkflow
 
 __all__ = ["decide", "locate", "pending", "progress", "result", "run", "sandbox_runner", "start", "stream", "worker"]
+
+log = logging.getLogger("fsm_agents.temporal")
 
 
 def locate(machine: Any) -> str:
@@ -301,8 +305,9 @@ async def stream(
     batches (a signal per ~100 ms of streaming: one history event each); this polls the
     workflow's `fsm_agents.deltas` query every `poll_every` s. Best effort: a batch whose signal
     failed is missing, the result is whole. The top-level run's deltas only (a pattern's child
-    workflows keep theirs: query `fsm_agents.deltas` on `<id>/<task id>`). Raises what `start`
-    and `result` raise.
+    workflows keep theirs: query `fsm_agents.deltas` on `<id>/<task id>`). Leaving the loop early
+    stops watching, not the run (it goes on on the workers). Raises what `start` and `result`
+    raise.
     """
     handle = await start(
         client, machine, input, id=id, task_queue=task_queue, return_events=store is None, stream=True, **options
@@ -312,7 +317,15 @@ async def stream(
     try:
         while True:
             done = ended.done()  # read before the query: a run ended then has published everything
-            page: dict[str, Any] = await handle.query(QUERY_DELTAS, after, result_type=dict)
+            try:
+                page: dict[str, Any] = await handle.query(QUERY_DELTAS, after, result_type=dict)
+            except (RPCError, WorkflowQueryFailedError):
+                if not done:
+                    raise
+                # an ended run is queried by replaying it on a worker: without one, the last
+                # deltas are missing (best effort), the result is whole
+                log.warning("%s: could not read the last deltas of the ended run", id, exc_info=True)
+                break
             for item in page["items"]:
                 yield _delta(item)
             after = int(page["next"])
