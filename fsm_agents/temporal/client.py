@@ -163,8 +163,9 @@ async def start(
     suggests it); `task_timeout` (s): Temporal's workflow task timeout (Temporal's default is
     10 s; a workflow run's first task imports fsm_agents and the machine's module inside the
     sandbox, which takes seconds on a loaded machine, hence 60 s); `stream`: publish the model
-    calls' deltas to the workflow (read them with `stream(...)`, which sets it). Raises `InvalidInput` for a
-    machine that cannot be located; Temporal's `WorkflowAlreadyStartedError` when `id` is taken."""
+    calls' deltas to the workflow (`stream(...)` sets it and reads them). Raises `InvalidInput`
+    for a machine that cannot be located; Temporal's `WorkflowAlreadyStartedError` when `id` is
+    taken."""
     spec = locate(machine)
     m = _load(spec) if isinstance(machine, str) else as_machine(machine)
     inp = RunInput(

@@ -35,7 +35,7 @@ the signal `fsm_agents.deltas` (a batch of JSON items, at most one every ~100 ms
 appends them to a list (signals are in the history: replay rebuilds it) and the query
 `fsm_agents.deltas(after)` returns `{"items": [...], "next": n, "status": ...}`, the items from
 index `after` on (indices stay absolute across continue-as-new). A child workflow keeps its own
-children's deltas: the caller of the top-level run sees the top-level run's.
+deltas: `temporal.stream` shows the top-level run's.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class FsmWorkflow:
         self._deltas: list[dict[str, Any]] = []  # published deltas (`RunInput.stream`), from `_deltas_base` on
         self._deltas_base = 0
 
-    # -- queries, the update and the deltas signal -------------------------------------------------------------
+    # -- queries, the update and the deltas signal ----------------------------------------------
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> Progress:
