@@ -5,10 +5,13 @@ $FSM_TEMPORAL_SIDE_FILE, so a test can count executions across processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 
 from fsm_agents import Agent, FunctionModel, GuardrailResult, tool
+from fsm_agents.models.base import ModelResponse, StreamDelta
 from fsm_agents.models.scripted import call, reply
 from fsm_agents.state import AssistantMessage, ModelRequest
 from fsm_agents.tools import current_run_id
@@ -106,3 +109,43 @@ guarded = Agent(
     input_guardrails=[_no_digits],
     output_guardrails=[_short],
 )
+
+
+class StreamingModel:
+    """A model that streams (`stream_complete`): `fn`'s reply, its text in pieces of 3 characters
+    and each tool call's arguments in pieces of 4, a short pause between pieces (so a reply spans
+    several ~100 ms batches of published deltas). `complete` gives the same reply unstreamed."""
+
+    def __init__(self, fn: Callable[[ModelRequest], AssistantMessage], pause: float = 0.02) -> None:
+        self.fn = fn
+        self.pause = pause
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        return ModelResponse(message=self.fn(request), finish_reason="stop")
+
+    async def stream_complete(
+        self, request: ModelRequest, on_delta: Callable[[StreamDelta], Awaitable[None] | None] | None = None
+    ) -> ModelResponse:
+        message = self.fn(request)
+        pieces = [StreamDelta(text=(message.content or "")[i : i + 3]) for i in range(0, len(message.content or ""), 3)]
+        for index, c in enumerate(message.tool_calls):
+            args = c.arguments
+            pieces.append(StreamDelta(tool_index=index, tool_call_id=c.id, tool_name=c.name, arguments=args[:4]))
+            pieces += [StreamDelta(tool_index=index, arguments=args[i : i + 4]) for i in range(4, len(args), 4)]
+        for piece in pieces:
+            if on_delta is not None:
+                maybe = on_delta(piece)
+                if maybe is not None:
+                    await maybe
+            await asyncio.sleep(self.pause)
+        return ModelResponse(message=message, finish_reason="tool_calls" if message.tool_calls else "stop")
+
+
+def _talker_reply(request: ModelRequest) -> AssistantMessage:
+    results = [m for m in request.messages if m.role == "tool"]
+    if not results:
+        return reply("I will add the two numbers for you now", call("add", "call_add", a=2, b=3))
+    return reply(f"the sum of two and three is {results[-1].content}, as you asked")
+
+
+talker = Agent("talker", "You add numbers, aloud.", model=StreamingModel(_talker_reply), tools=[add])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import os
 import re
 import shutil
@@ -31,16 +32,19 @@ temporalio = pytest.importorskip("temporalio")
 import anyio  # noqa: E402
 import temporal_machines as tm  # noqa: E402
 from pydantic import BaseModel, ConfigDict  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
+from temporalio.testing import ActivityEnvironment  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
 from fsm_agents import Agent, Approved, Denied, InvalidDecision, InvalidDefinition, NotSuspended, run, temporal  # noqa: E402
 from fsm_agents.mcp import MCPServerStdio  # noqa: E402
+from fsm_agents.runtime.streaming import Finished, Suspended, TextDelta, ToolCallDelta  # noqa: E402
 from fsm_agents.store import SQLiteStore  # noqa: E402
 from fsm_agents.store._fold import fold, resolve  # noqa: E402
 from fsm_agents.store.journal import machine_lookup  # noqa: E402
 from fsm_agents.temporal import FsmWorkflow, sandbox_runner  # noqa: E402
-from fsm_agents.temporal.activities import registered  # noqa: E402
+from fsm_agents.temporal.activities import _Deltas, _publishing, registered  # noqa: E402
 
 TEMPORAL = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
 pytestmark = [
@@ -311,7 +315,120 @@ async def test_a_suspended_run_is_decided_through_the_update(
     assert side_file.read_text().splitlines() == ["refund 7"]
 
 
+async def test_a_streamed_run_that_suspends_yields_suspended_and_ends(dev_server: DevServer, store: SQLiteStore) -> None:
+    """A run awaiting a human ends its stream with `Suspended` (its pending calls); `decide` on the
+    workflow then finishes it."""
+    async with connected(dev_server) as client, temporal.worker(client, "q-stream-wait", [tm.cautious], store):
+        wid = _id("cautious")
+        seen = [
+            ev async for ev in temporal.stream(client, tm.cautious, "refund order 7", id=wid, task_queue="q-stream-wait")
+        ]
+        assert len(seen) == 1 and isinstance(seen[0], Suspended) and seen[0].run_id == wid
+        assert [p.request.tool for p in seen[0].pending] == ["refund"]
+        handle = client.get_workflow_handle(wid)
+        await temporal.decide(handle, {seen[0].pending[0].call_id: Approved()})
+        result = await temporal.result(handle, tm.cautious, store=store)
+    assert result.ok and result.output == "refunded"
+
+
+class _Handle:
+    """A workflow handle whose `signal` records its batches, or raises when `fails`."""
+
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+        self.sent: list[list[dict[str, Any]]] = []
+
+    async def signal(self, name: str, batch: list[dict[str, Any]]) -> None:
+        if self.fails:
+            raise RuntimeError("server gone")
+        assert name == "fsm_agents.deltas"
+        self.sent.append(batch)
+
+
+class _Client:
+    def __init__(self, handle: _Handle) -> None:
+        self.handle = handle
+        self.asked: list[tuple[str, str | None]] = []
+
+    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None) -> _Handle:
+        self.asked.append((workflow_id, run_id))
+        return self.handle
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_deltas_are_published_in_batches_and_a_failed_signal_is_dropped(
+    fails: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The perform activity's publisher sends its sink's deltas to its own workflow run in batches
+    (fewer signals than deltas, none lost, in order, a last flush at the end); a signal that fails
+    is logged and dropped, and the effect goes on (no exception leaves the block)."""
+    handle = _Handle(fails)
+    client = _Client(handle)
+
+    async def work() -> str:
+        sink = _Deltas()
+        async with _publishing(sink):
+            for i in range(30):
+                sink.send_nowait(TextDelta("r", "a", f"{i},"))
+                await anyio.sleep(0.01)
+            sink.send_nowait(ToolCallDelta("r", "a", 0, "c1", "add", "{}"))
+        return "reply"
+
+    assert anyio.run(lambda: ActivityEnvironment(client=client).run(work)) == "reply"  # type: ignore[arg-type]
+    assert client.asked == [("test", "test-run")]
+    if fails:
+        assert handle.sent == [] and "could not publish" in caplog.text
+        return
+    items = [item for batch in handle.sent for item in batch]
+    assert "".join(i["text"] for i in items if i["kind"] == "text") == "".join(f"{i}," for i in range(30))
+    assert items[-1] == {
+        "kind": "tool_call",
+        "run_id": "r",
+        "agent": "a",
+        "index": 0,
+        "call_id": "c1",
+        "name": "add",
+        "arguments": "{}",
+    }
+    assert 2 <= len(handle.sent) < 31
+
+
 # -- determinism: a recorded history replays ---------------------------------------------------------
+
+
+async def test_a_streamed_run_publishes_its_deltas_and_finishes_as_a_local_run(
+    dev_server: DevServer, store: SQLiteStore
+) -> None:
+    """`temporal.stream` yields the model's deltas (published by the activities as batched
+    signals) then `Finished`: the text deltas of each reply concatenate to its text, the tool-call
+    deltas name the tool and rebuild its arguments, and the result is a local run's. Without
+    `stream`, the run sends no signal at all."""
+    local = await run(tm.talker, "add 2 and 3")
+    async with connected(dev_server) as client, temporal.worker(client, "q-stream", [tm.talker], store):
+        wid = _id("talker")
+        seen = [
+            ev async for ev in temporal.stream(client, tm.talker, "add 2 and 3", id=wid, task_queue="q-stream", store=store)
+        ]
+        plain = _id("talker")
+        await temporal.run(client, tm.talker, "add 2 and 3", id=plain, task_queue="q-stream", store=store)
+        streamed_history = await client.get_workflow_handle(wid).fetch_history()
+        plain_history = await client.get_workflow_handle(plain).fetch_history()
+    finished = seen[-1]
+    assert isinstance(finished, Finished) and not any(isinstance(ev, Finished) for ev in seen[:-1])
+    result = finished.result
+    assert result.ok and result.output == local.output
+    assert result.snapshot.conversation.messages == local.snapshot.conversation.messages
+    texts = "".join(ev.text for ev in seen if isinstance(ev, TextDelta))
+    replies = [m.content for m in local.snapshot.conversation.messages if m.role == "assistant"]
+    assert texts == "".join(replies)
+    assert {ev.run_id for ev in seen if isinstance(ev, (TextDelta, ToolCallDelta))} == {wid}
+    calls = [ev for ev in seen if isinstance(ev, ToolCallDelta)]
+    assert [ev.name for ev in calls if ev.name] == ["add"] and calls[0].call_id == "call_add"
+    assert json.loads("".join(ev.arguments for ev in calls)) == {"a": 2, "b": 3}
+    signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    batches = [e for e in streamed_history.events if e.event_type == signaled]
+    assert 2 <= len(batches) < len(texts) // 3  # batched: fewer signals than deltas, one per reply at least
+    assert not [e for e in plain_history.events if e.event_type == signaled]
 
 
 async def test_recorded_histories_replay_deterministically(dev_server: DevServer, store: SQLiteStore) -> None:

@@ -9,7 +9,10 @@
   Temporal worker for `FsmWorkflow` and its activities;
 - `run(client, machine, input, id=..., task_queue=..., store=None)` → our `RunResult`;
   `start(...)` → a workflow handle for `progress(handle)`, `decide(handle, decisions)`,
-  `result(handle, machine, store=...)`.
+  `result(handle, machine, store=...)`;
+- `stream(client, machine, input, id=..., task_queue=..., store=None)`: an async iterator of
+  `TextDelta` / `ToolCallDelta` (published by the model calls' activities in batched signals,
+  best effort) and last `Finished(result)` (or `Suspended`).
 
 The pure core runs inside Temporal's workflow sandbox; model calls and tool calls are activities
 that read the conversation from the event store by reference, so Temporal's history grows with
@@ -17,7 +20,18 @@ what happened, not with the conversation's size. See docs/architecture.md, "Temp
 """
 
 from fsm_agents.temporal._types import Progress, RunInput, RunSummary
-from fsm_agents.temporal.client import decide, locate, pending, progress, result, run, sandbox_runner, start, worker
+from fsm_agents.temporal.client import (
+    decide,
+    locate,
+    pending,
+    progress,
+    result,
+    run,
+    sandbox_runner,
+    start,
+    stream,
+    worker,
+)
 from fsm_agents.temporal.workflow import FsmWorkflow
 
 __all__ = [
@@ -33,5 +47,6 @@ __all__ = [
     "run",
     "sandbox_runner",
     "start",
+    "stream",
     "worker",
 ]

@@ -25,6 +25,8 @@ WORKFLOW = "fsm_agents.FsmWorkflow"
 UPDATE_DECIDE = "decide"
 QUERY_PROGRESS = "progress"
 QUERY_SNAPSHOT = "snapshot"
+SIGNAL_DELTAS = "fsm_agents.deltas"
+QUERY_DELTAS = "fsm_agents.deltas"
 
 
 @dataclass
@@ -44,7 +46,11 @@ class RunInput:
       `None`: how soon a dead worker's activity is retried elsewhere);
     - `continue_as_new_after`: events per workflow run before continuing as new (`None`: when
       the server suggests it);
-    - `return_events`: put the run's events in the result (for a caller without the store).
+    - `return_events`: put the run's events in the result (for a caller without the store);
+    - `stream`: the model calls stream their text and tool-call deltas, which the `perform`
+      activity publishes to this workflow in batches (signal `fsm_agents.deltas`; children
+      inherit it); `deltas_base`: how many deltas earlier runs of this workflow held (continue-as-new
+      keeps the query's indices absolute).
     """
 
     spec: str
@@ -58,6 +64,8 @@ class RunInput:
     heartbeat_timeout: float | None = None
     continue_as_new_after: int | None = None
     return_events: bool = False
+    stream: bool = False
+    deltas_base: int = 0
 
 
 @dataclass
@@ -75,7 +83,8 @@ class StartInput:
 class EffectInput:
     """`fsm_agents.perform` / `fsm_agents.journal`: the effect at `key` of the run logged under
     `conversation_id`, whose log the workflow knows up to `seq` (exclusive). `mode` (journal):
-    `"begin"` (the "started" record) or `"end"` (record `event`, the workflow's own)."""
+    `"begin"` (the "started" record) or `"end"` (record `event`, the workflow's own). `stream`:
+    publish a model call's deltas to this activity's workflow (signal `fsm_agents.deltas`)."""
 
     machine: str
     path: list[str]
@@ -84,6 +93,7 @@ class EffectInput:
     key: str
     mode: str = "perform"
     event: dict[str, Any] | None = None
+    stream: bool = False
 
 
 @dataclass

@@ -15,6 +15,11 @@ the activities return. So the log is the same as a local `run(..., store=...)` w
   FAILED(`uncertain_effect`) without running the tool;
 - the append is optimistic (`ConcurrencyConflict` when a lost attempt still writes): the
   activity fails and its retry reads the log again.
+
+Streaming (`EffectInput.stream`, a model call): the performer streams through a per-activity
+sink; its `TextDelta` / `ToolCallDelta` items are published to the activity's own workflow as the
+signal `fsm_agents.deltas`, in batches (at most one every `PUBLISH_EVERY` s, and a last one
+before the activity returns). Best effort: a failed signal is logged and dropped, never the effect.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from fsm_agents.runtime.guardrails import call_model_guarded, check_output
 from fsm_agents.runtime.performers import PERFORMERS
 from fsm_agents.runtime.result import Limits
 from fsm_agents.runtime.session import RunState, Session
+from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
 from fsm_agents.runtime.toolsets import toolsets_of
 from fsm_agents.store import _fold
 from fsm_agents.store._records import Record, decode_event
@@ -48,6 +54,7 @@ from fsm_agents.temporal._types import (
     ACTIVITY_LOAD,
     ACTIVITY_PERFORM,
     ACTIVITY_START,
+    SIGNAL_DELTAS,
     EffectInput,
     EffectOutput,
     LoadOutput,
@@ -85,6 +92,81 @@ async def _heartbeats() -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+PUBLISH_EVERY = 0.1  # s: at most one `fsm_agents.deltas` signal per this while a model streams
+
+
+class _Deltas:
+    """A perform activity's stream sink (`Session.sink`): the deltas as JSON items, until
+    published. Other stream events (the driver's) do not reach it: only the performer sends."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def send_nowait(self, item: Any) -> None:
+        if type(item) is TextDelta:
+            self.items.append({"kind": "text", "run_id": item.run_id, "agent": item.agent, "text": item.text})
+        elif type(item) is ToolCallDelta:
+            self.items.append(
+                {
+                    "kind": "tool_call",
+                    "run_id": item.run_id,
+                    "agent": item.agent,
+                    "index": item.index,
+                    "call_id": item.call_id,
+                    "name": item.name,
+                    "arguments": item.arguments,
+                }
+            )
+
+
+@contextlib.asynccontextmanager
+async def _publishing(sink: _Deltas) -> AsyncIterator[None]:
+    """Publish what `sink` gathers to this activity's workflow run (signal `fsm_agents.deltas`),
+    every `PUBLISH_EVERY` s while the block runs and once more when it ends. A signal that fails
+    is logged and its batch dropped: streaming is best effort, the reply is the activity's result."""
+    info = activity.info()
+    if info.workflow_id is None:  # not a workflow's activity: nobody to publish to
+        yield
+        return
+    handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+    stop = asyncio.Event()
+
+    async def send() -> None:
+        if not sink.items:
+            return
+        batch, sink.items = sink.items, []
+        try:
+            await handle.signal(SIGNAL_DELTAS, batch)
+        except Exception:
+            log.warning("%s: could not publish %d deltas; dropped", info.workflow_id, len(batch), exc_info=True)
+
+    async def loop() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), PUBLISH_EVERY)
+            await send()
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task  # a signal in flight completes (send never raises); the rest goes below
+        await send()
+
+
+def _watched(session: Session, sink: _Deltas) -> Session:
+    """A copy of `session` for one activity, streaming into `sink` (activities run concurrently:
+    they must not share one sink)."""
+    copy = Session(session.models, session.tool_overrides, session.limits, session.observers)
+    copy.listed = session.listed
+    copy.deps = session.deps
+    copy.sink = sink
+    return copy
 
 
 class Activities:
@@ -192,8 +274,13 @@ class Activities:
             raise _fatal(str(exc), "UncertainEffect") from None
         if event is None:
             run = RunState(machine, seg.run_id, journal, {}, seg.usage)
-            async with _heartbeats():
-                event = await _performed(session, run, effect)
+            if inp.stream and type(effect) is CallModel:
+                sink = _Deltas()
+                async with _heartbeats(), _publishing(sink):
+                    event = await _performed(_watched(session, sink), run, effect)
+            else:
+                async with _heartbeats():
+                    event = await _performed(session, run, effect)
             if event is None:
                 raise _fatal(f"the performer of {type(effect).__name__} gave no event")
         step = machine.step(seg.step.snapshot, event)

@@ -12,14 +12,17 @@ See docs/architecture.md, "Temporal".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import SandboxImportNotificationPolicy
@@ -32,15 +35,26 @@ from fsm_agents.machine import Machine, as_machine
 from fsm_agents.models.base import Model
 from fsm_agents.runtime.performers import usage_of
 from fsm_agents.runtime.result import Pending, RunResult
+from fsm_agents.runtime.streaming import Finished, StreamEvent, Suspended, TextDelta, ToolCallDelta
 from fsm_agents.state import Usage
 from fsm_agents.store import _fold
 from fsm_agents.store.base import Store
 from fsm_agents.store.journal import machine_lookup, stored_children
-from fsm_agents.temporal._types import QUERY_PROGRESS, UPDATE_DECIDE, WORKFLOW, Progress, RunInput, RunSummary
+from fsm_agents.temporal._types import (
+    QUERY_DELTAS,
+    QUERY_PROGRESS,
+    UPDATE_DECIDE,
+    WORKFLOW,
+    Progress,
+    RunInput,
+    RunSummary,
+)
 from fsm_agents.temporal.activities import Activities, registered
 from fsm_agents.temporal.workflow import FsmWorkflow
 
-__all__ = ["decide", "locate", "pending", "progress", "result", "run", "sandbox_runner", "start", "worker"]
+__all__ = ["decide", "locate", "pending", "progress", "result", "run", "sandbox_runner", "start", "stream", "worker"]
+
+log = logging.getLogger("fsm_agents.temporal")
 
 
 def locate(machine: Any) -> str:
@@ -138,6 +152,7 @@ async def start(
     continue_as_new_after: int | None = None,
     return_events: bool = False,
     task_timeout: float = 60.0,
+    stream: bool = False,
 ) -> WorkflowHandle[Any, RunSummary]:
     """Start `machine` on `input` as the workflow `id` (also the conversation id and run id in
     the store) and return its handle (`progress`, `decide`, `result` take it).
@@ -147,8 +162,10 @@ async def start(
     another worker; `continue_as_new_after`: events per workflow run (default: when the server
     suggests it); `task_timeout` (s): Temporal's workflow task timeout (Temporal's default is
     10 s; a workflow run's first task imports fsm_agents and the machine's module inside the
-    sandbox, which takes seconds on a loaded machine, hence 60 s). Raises `InvalidInput` for a
-    machine that cannot be located; Temporal's `WorkflowAlreadyStartedError` when `id` is taken."""
+    sandbox, which takes seconds on a loaded machine, hence 60 s); `stream`: publish the model
+    calls' deltas to the workflow (`stream(...)` sets it and reads them). Raises `InvalidInput`
+    for a machine that cannot be located; Temporal's `WorkflowAlreadyStartedError` when `id` is
+    taken."""
     spec = locate(machine)
     m = _load(spec) if isinstance(machine, str) else as_machine(machine)
     inp = RunInput(
@@ -163,6 +180,7 @@ async def start(
         heartbeat_timeout,
         continue_as_new_after,
         return_events,
+        stream,
     )
     return await client.start_workflow(
         WORKFLOW,
@@ -258,3 +276,71 @@ async def decide(handle: WorkflowHandle[Any, Any], decisions: Mapping[str, Appro
                 raise InvalidDecision(cause.message, ids) from None
         raise FsmAgentsError(f"the run rejected the decisions: {exc}") from exc
     return decided
+
+
+def _delta(item: Mapping[str, Any]) -> TextDelta | ToolCallDelta:
+    if item.get("kind") == "tool_call":
+        run_id, agent, index = item["run_id"], item["agent"], int(item["index"])
+        return ToolCallDelta(run_id, agent, index, item.get("call_id"), item.get("name"), item.get("arguments", ""))
+    return TextDelta(item["run_id"], item["agent"], item.get("text", ""))
+
+
+async def stream(
+    client: Client,
+    machine: Any,
+    input: Any,
+    *,
+    id: str,
+    task_queue: str,
+    store: Store | None = None,
+    poll_every: float = 0.1,
+    **options: Any,
+) -> AsyncIterator[StreamEvent]:
+    """Run `machine` on Temporal as `run` does, and watch it: `async for ev in temporal.stream(...)`
+    yields `TextDelta` / `ToolCallDelta` (the events of local `fsm_agents.stream`) while its models
+    write, then `Finished(result)` with the `RunResult` `run` would return. A run that suspends
+    yields `Suspended(pending)` and ends (decide it with `decide(client.get_workflow_handle(id),
+    ...)`). `options`: `start`'s.
+
+    The workflow starts with `stream=True`: each model call's activity publishes its deltas in
+    batches (a signal per ~100 ms of streaming: one history event each); this polls the
+    workflow's `fsm_agents.deltas` query every `poll_every` s. Best effort: a batch whose signal
+    failed is missing, the result is whole. The top-level run's deltas only (a pattern's child
+    workflows keep theirs: query `fsm_agents.deltas` on `<id>/<task id>`). Leaving the loop early
+    stops watching, not the run (it goes on on the workers). Raises what `start` and `result`
+    raise.
+    """
+    handle = await start(
+        client, machine, input, id=id, task_queue=task_queue, return_events=store is None, stream=True, **options
+    )
+    ended = asyncio.ensure_future(handle.result())
+    after = 0
+    try:
+        while True:
+            done = ended.done()  # read before the query: a run ended then has published everything
+            try:
+                page: dict[str, Any] = await handle.query(QUERY_DELTAS, after, result_type=dict)
+            except (RPCError, WorkflowQueryFailedError):
+                if not done:
+                    raise
+                # an ended run is queried by replaying it on a worker: without one, the last
+                # deltas are missing (best effort), the result is whole
+                log.warning("%s: could not read the last deltas of the ended run", id, exc_info=True)
+                break
+            for item in page["items"]:
+                yield _delta(item)
+            after = int(page["next"])
+            if done:
+                break
+            if page["status"] == "suspended":
+                found = await progress(handle)
+                yield Suspended(id, pending(found, id))
+                return
+            await asyncio.wait({ended}, timeout=poll_every)
+        finished = await result(handle, machine, store=store)
+        yield Finished(finished.run_id, finished)
+    finally:
+        if not ended.done():
+            ended.cancel()
+        with contextlib.suppress(BaseException):
+            await ended

@@ -29,6 +29,13 @@ large (`workflow.info().is_continue_as_new_suggested()`), continues as new carry
 Queries: `progress` (`Progress`), `snapshot` (the current snapshot as JSON). Update: `decide`
 (`{call id: {"kind": "approved"} | {"kind": "denied", "reason": ...} | {"kind": "answer", "text":
 ...}}`), rejected with `InvalidDecision` / `NotSuspended` before anything is recorded.
+
+Streaming (`RunInput.stream`): the `perform` activity of a model call publishes its deltas as
+the signal `fsm_agents.deltas` (a batch of JSON items, at most one every ~100 ms); the workflow
+appends them to a list (signals are in the history: replay rebuilds it) and the query
+`fsm_agents.deltas(after)` returns `{"items": [...], "next": n, "status": ...}`, the items from
+index `after` on (indices stay absolute across continue-as-new). A child workflow keeps its own
+deltas: `temporal.stream` shows the top-level run's.
 """
 
 from __future__ import annotations
@@ -69,8 +76,10 @@ from fsm_agents.temporal._types import (
     ACTIVITY_LOAD,
     ACTIVITY_PERFORM,
     ACTIVITY_START,
+    QUERY_DELTAS,
     QUERY_PROGRESS,
     QUERY_SNAPSHOT,
+    SIGNAL_DELTAS,
     UPDATE_DECIDE,
     WORKFLOW,
     EffectInput,
@@ -130,8 +139,10 @@ class FsmWorkflow:
         self._run_id = ""
         self._decided: dict[str, Any] | None = None
         self._input: dict[str, Any] | None = None
+        self._deltas: list[dict[str, Any]] = []  # published deltas (`RunInput.stream`), from `_deltas_base` on
+        self._deltas_base = 0
 
-    # -- queries and the update -------------------------------------------------------------
+    # -- queries, the update and the deltas signal ----------------------------------------------
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> Progress:
@@ -146,6 +157,19 @@ class FsmWorkflow:
         final = snap.phase in (Phase.DONE, Phase.FAILED)
         status = ("done" if snap.phase is Phase.DONE else "failed") if final else "running"
         return Progress(snap.phase.value, snap.step, self._seq, status)
+
+    @workflow.signal(name=SIGNAL_DELTAS)
+    def add_deltas(self, batch: list[dict[str, Any]]) -> None:
+        self._deltas.extend(batch)
+
+    @workflow.query(name=QUERY_DELTAS)
+    def deltas(self, after: int) -> dict[str, Any]:
+        start = max(after - self._deltas_base, 0)
+        return {
+            "items": self._deltas[start:],
+            "next": self._deltas_base + len(self._deltas),
+            "status": self.progress().status,
+        }
 
     @workflow.query(name=QUERY_SNAPSHOT)
     def snapshot(self) -> dict[str, Any] | None:
@@ -182,6 +206,7 @@ class FsmWorkflow:
     async def run(self, inp: RunInput) -> RunSummary:
         machine = machine_at(inp.spec, inp.path)
         self._run_id = inp.run_id
+        self._deltas_base = inp.deltas_base
         events: list[Event] = []
         if inp.seq is None:
             if inp.input is None:
@@ -241,6 +266,8 @@ class FsmWorkflow:
                         inp.heartbeat_timeout,
                         inp.continue_as_new_after,
                         inp.return_events,
+                        inp.stream,
+                        self._deltas_base + len(self._deltas),
                     )
                 )
         snap = step.snapshot
@@ -297,6 +324,8 @@ class FsmWorkflow:
 
     async def _perform(self, machine: Machine, inp: RunInput, effect: Effect) -> Event:
         ref = EffectInput(inp.machine, inp.path, inp.conversation_id, self._seq, effect.key)
+        if isinstance(effect, CallModel) and inp.stream:
+            ref.stream = True
         if isinstance(effect, (CallModel, CheckOutput)):  # a model call (with its input guardrails), an output check
             out = await self._effect(inp, ref, inp.activity_timeout, 10)
         elif isinstance(effect, RunTools):
@@ -357,6 +386,7 @@ class FsmWorkflow:
                 inp.activity_timeout,
                 inp.heartbeat_timeout,
                 inp.continue_as_new_after,
+                stream=inp.stream,
             )
             summary: RunSummary = await workflow.execute_child_workflow(
                 WORKFLOW,
