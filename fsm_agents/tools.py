@@ -100,8 +100,15 @@ class _Signature:
         found = self.models.get(model_name)
         if found is None:
             param_docs = self.docstring()[1]
+            # a docstring's description of a parameter, else none set: an `Annotated[..., Field(
+            # description=...)]` hint keeps its own (an explicit None would override it)
             fields: dict[str, Any] = {
-                pname: (hint, FieldInfo(default=default, description=param_docs.get(pname) or None))
+                pname: (
+                    hint,
+                    FieldInfo(default=default, description=param_docs[pname])
+                    if param_docs.get(pname)
+                    else FieldInfo(default=default),
+                )
                 for pname, (hint, default) in self.fields.items()
             }
             try:

@@ -9,10 +9,11 @@ import threading
 import time
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import pytest
+from pydantic import Field
 
 from fsm_agents import Agent, Phase, ScriptedModel, ToolCall, ToolDefinitionError, run, tool
 from fsm_agents.models import AnthropicMessages, ModelRequest, OpenAIChat, call, reply
@@ -405,3 +406,21 @@ def test_an_unset_parallel_tool_calls_is_left_out_of_dumps_so_older_recordings_s
     off = CallModel(key="k", agent="a", request=ModelRequest(agent="a", parallel_tool_calls=False))
     assert dump(off)["request"]["parallel_tool_calls"] is False
     assert ModelRequest.model_validate(dump(unset)["request"]).parallel_tool_calls is None
+
+
+def test_an_annotated_field_description_reaches_the_schema_unless_the_docstring_gives_one() -> None:
+    """A parameter's description comes from the docstring; without one, from its
+    `Annotated[..., Field(description=...)]` hint (it used to be dropped)."""
+
+    @tool
+    def count(n: Annotated[int, Field(description="how many")], m: Annotated[int, Field(description="hint")]) -> int:
+        """Count.
+
+        Args:
+            m: from the docstring
+        """
+        return n + m
+
+    properties = json.loads(count.spec.parameters_json)["properties"]
+    assert properties["n"]["description"] == "how many"
+    assert properties["m"]["description"] == "from the docstring"
