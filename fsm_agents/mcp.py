@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -178,7 +179,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _MCPServer:
+class _MCPServer(ABC):
     """What the stdio and HTTP servers share: options, the held connection, listing and calls."""
 
     def __init__(
@@ -281,8 +282,9 @@ class _MCPServer:
         return self._held.tools
 
     # -- subclasses ----------------------------------------------------------------------------
-    def _transport(self) -> AbstractAsyncContextManager[Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _transport(self) -> AbstractAsyncContextManager[Any]:
+        """The SDK's client transport of this kind of server (stdio, streamable HTTP)."""
 
     # -- listing -------------------------------------------------------------------------------
     def _tool_of(self, connection: _Connection, listed: mcp_types.Tool) -> Tool:
