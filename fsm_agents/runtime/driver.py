@@ -48,7 +48,7 @@ from fsm_agents.events import (
     Step,
 )
 from fsm_agents.machine import Machine
-from fsm_agents.runtime.guardrails import call_model_guarded, check_output
+from fsm_agents.runtime.guardrails import check_output, perform_call_model
 from fsm_agents.runtime.observer import Observer
 from fsm_agents.runtime.performers import PERFORMERS as EFFECT_PERFORMERS
 from fsm_agents.runtime.performers import Performer, model_failed, model_replied, usage_of
@@ -134,7 +134,12 @@ async def run_agents(session: Session, run: RunState, effect: RunAgents) -> Even
     return AgentsFinished(outcomes=tuple(o for o in outcomes if o is not None))
 
 
-PERFORMERS: dict[type[Effect], Performer] = {**EFFECT_PERFORMERS, RunAgents: run_agents, CheckOutput: check_output}
+PERFORMERS: dict[type[Effect], Performer] = {
+    **EFFECT_PERFORMERS,
+    CallModel: perform_call_model,  # (runs the input guardrails an effect names beside the call)
+    RunAgents: run_agents,
+    CheckOutput: check_output,
+}
 """The performer of each effect type; the driver looks effects up here by exact type."""
 
 
@@ -226,10 +231,7 @@ async def drive(
                 del request
             elif budget is None or budget.deadline is None or type(effect) is RunAgents:
                 # (children run under their own checks: a fan-out's scope would cancel them whole)
-                if type(effect) is CallModel and effect.guardrails:
-                    event = await call_model_guarded(session, run, effect)
-                else:
-                    event = await PERFORMERS[type(effect)](session, run, effect)
+                event = await PERFORMERS[type(effect)](session, run, effect)
             else:
                 event = await _before_deadline(budget, session, run, effect)
             if event is None:  # suspended: a human must decide
@@ -306,8 +308,6 @@ async def _before_deadline(budget: Budget, session: Session, run: RunState, effe
     """Perform `effect` in a cancel scope that ends at the wall-time deadline: cut, it is
     answered by `LimitExceeded(wall_time)`."""
     with anyio.CancelScope(deadline=budget.deadline if budget.deadline is not None else math.inf) as scope:
-        if type(effect) is CallModel and effect.guardrails:
-            return await call_model_guarded(session, run, effect)
         return await PERFORMERS[type(effect)](session, run, effect)
     assert scope.cancelled_caught
     return _wall_time(budget, anyio.current_time())

@@ -26,7 +26,7 @@ from fsm_agents.runtime.performers import call_model
 from fsm_agents.runtime.session import RunState, Session
 from fsm_agents.tools import _text_of
 
-__all__ = ["call_model_guarded", "check_output", "run_guardrail"]
+__all__ = ["call_model_guarded", "check_output", "perform_call_model", "run_guardrail"]
 
 log = logging.getLogger("fsm_agents.runtime.guardrails")
 
@@ -104,6 +104,14 @@ async def call_model_guarded(session: Session, run: RunState, effect: CallModel)
         return tripped
     assert reply is not None
     return reply
+
+
+async def perform_call_model(session: Session, run: RunState, effect: CallModel) -> Event | None:
+    """The `CallModel` performer of the driver's table: with input guardrails named on the effect,
+    `call_model_guarded`; else the plain model call."""
+    if effect.guardrails:
+        return await call_model_guarded(session, run, effect)
+    return await call_model(session, run, effect)
 
 
 async def check_output(session: Session, run: RunState, effect: CheckOutput) -> Event:

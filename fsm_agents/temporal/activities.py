@@ -35,12 +35,11 @@ from temporalio.exceptions import ApplicationError
 
 from fsm_agents import codec
 from fsm_agents.errors import FsmAgentsError, InvalidDefinition, UncertainEffect
-from fsm_agents.events import CallModel, CheckOutput, Effect, Event, RunTools
+from fsm_agents.events import CallModel, Effect, RunTools
 from fsm_agents.machine import Machine, as_machine
 from fsm_agents.models.base import Model
 from fsm_agents.runtime.api import collect_models
-from fsm_agents.runtime.guardrails import call_model_guarded, check_output
-from fsm_agents.runtime.performers import PERFORMERS
+from fsm_agents.runtime.driver import PERFORMERS
 from fsm_agents.runtime.result import Limits
 from fsm_agents.runtime.session import RunState, Session
 from fsm_agents.runtime.streaming import TextDelta, ToolCallDelta
@@ -277,10 +276,10 @@ class Activities:
             if inp.stream and type(effect) is CallModel:
                 sink = _Deltas()
                 async with _heartbeats(), _publishing(sink):
-                    event = await _performed(_watched(session, sink), run, effect)
+                    event = await PERFORMERS[type(effect)](_watched(session, sink), run, effect)
             else:
                 async with _heartbeats():
-                    event = await _performed(session, run, effect)
+                    event = await PERFORMERS[type(effect)](session, run, effect)  # the driver's own table
             if event is None:
                 raise _fatal(f"the performer of {type(effect).__name__} gave no event")
         step = machine.step(seg.step.snapshot, event)
@@ -310,16 +309,6 @@ class Activities:
         step = machine.step(seg.step.snapshot, event)
         records_out = _fold.event_records(effect.key, event, step, machine, effect)
         return EffectOutput(await self.call(self.store.append, inp.conversation_id, seq, records_out))
-
-
-async def _performed(session: Session, run: RunState, effect: Effect) -> Event | None:
-    """The event answering `effect`, by the runtime's own performers (as `drive` picks them: a
-    model call with input guardrails runs them beside it; `CheckOutput` runs the output ones)."""
-    if type(effect) is CallModel and effect.guardrails:
-        return await call_model_guarded(session, run, effect)
-    if type(effect) is CheckOutput:
-        return await check_output(session, run, effect)
-    return await PERFORMERS[type(effect)](session, run, effect)
 
 
 def registered(machines: Sequence[Any]) -> list[Machine]:
