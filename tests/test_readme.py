@@ -38,18 +38,29 @@ def test_readme_names_exactly_the_two_setup_commands_and_ci_calls_the_test_one()
     assert "make test" in ci
 
 
-def test_open_run_snippets_run_and_show_what_they_say() -> None:
-    """The stream, iterate and approval snippets of the README run as they are."""
-    text = README.read_text()
-    section = text.split("## Open runs", 1)[1].split("\n## ", 1)[0]
+def _section_outputs(heading: str, count: int) -> list[str]:
+    """What each of the `count` python blocks of the README section `heading` prints, each run as
+    a real module `__readme__` (so `@dataclass` finds its module)."""
+    section = README.read_text().split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
     codes = _blocks(section, "python")
-    assert len(codes) == 3
+    assert len(codes) == count
     outputs = []
     for i, code in enumerate(codes):
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, f"README.md open runs {i}", "exec"), {"__name__": "__readme__"})
+        module = types.ModuleType("__readme__")
+        sys.modules["__readme__"] = module
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"README.md {heading} {i}", "exec"), module.__dict__)
+        finally:
+            del sys.modules["__readme__"]
         outputs.append(out.getvalue())
+    return outputs
+
+
+def test_open_run_snippets_run_and_show_what_they_say() -> None:
+    """The stream, iterate and approval snippets of the README run as they are."""
+    outputs = _section_outputs("Open runs", 3)
     assert "Hello!" in outputs[0] and "PLANNING -> DONE" in outputs[0] and "done Hello!" in outputs[0]
     assert outputs[1].splitlines() == [
         "model_replied -> EXECUTING",
@@ -91,21 +102,7 @@ def test_connector_snippets_run() -> None:
 def test_tool_contract_snippets_run_and_show_what_they_say() -> None:
     """The run-context, typed-output/limits, guardrail and MCP snippets of the README run as they
     are (the MCP one against the real `mcp-server-time` over stdio)."""
-    text = README.read_text()
-    section = text.split("## The tool-call contract", 1)[1].split("\n## ", 1)[0]
-    codes = _blocks(section, "python")
-    assert len(codes) == 4
-    outputs = []
-    for i, code in enumerate(codes):
-        out = io.StringIO()
-        module = types.ModuleType("__readme__")  # a real module: @dataclass looks its module up
-        sys.modules["__readme__"] = module
-        try:
-            with contextlib.redirect_stdout(out):
-                exec(compile(code, f"README.md tool contract {i}", "exec"), module.__dict__)
-        finally:
-            del sys.modules["__readme__"]
-        outputs.append(out.getvalue().splitlines())
+    outputs = [out.splitlines() for out in _section_outputs("The tool-call contract", 4)]
     assert outputs[0] == ["4200 -> A1 holds 42.00."]  # the tool read the deps
     assert outputs[1] == ["(City(name='Lima', country='Peru'),)", "failed usage_limit requests"]
     assert outputs[2] == ["failed guardrail no_account_numbers"]
