@@ -68,7 +68,7 @@ class Frozen(BaseModel):
             defaults: dict[str, Any] = {}
             factories: dict[str, Any] = {}
             for name, f in cls.model_fields.items():
-                if f.alias is not None and f.alias != name:  # pragma: no cover - none of ours use aliases
+                if f.alias is not None and f.alias != name:
                     raise TypeError(f"{cls.__name__}.{name}: aliases are not supported by Frozen's fast paths")
                 if f.default_factory is not None:
                     factories[name] = f.default_factory
@@ -220,7 +220,7 @@ class _MessageLogSchema:
             json_schema=from_list,
             python_schema=core_schema.union_schema([core_schema.is_instance_schema(PersistentLog), from_list]),
             serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda log: [_MESSAGE.dump_python(m, mode="json") for m in log] if isinstance(log, PersistentLog) else log,
+                lambda log: [_MESSAGE.dump_python(m, mode="json") for m in log],
             ),
         )
 
@@ -398,10 +398,14 @@ class Snapshot(Frozen, Generic[D]):
     data: D
 
     def evolve(self, **changes: Any) -> Snapshot[D]:
-        """A copy with `changes` applied (no validation: callers pass well-typed values)."""
+        """A copy with `changes` applied (no validation: callers pass well-typed values); as with
+        `model_copy`, the changed fields count as set (`model_fields_set`, `exclude_unset`)."""
         values = self.__dict__.copy()
         values.update(changes)
-        return _made(type(self), values, self.__pydantic_fields_set__)
+        fields = self.__pydantic_fields_set__
+        if not fields.issuperset(changes):  # as `model_copy`: a changed field counts as set
+            fields = fields | changes.keys()
+        return _made(type(self), values, fields)
 
     def moved(self, phase: Phase, **changes: Any) -> Snapshot[D]:
         """A copy in `phase` with `step` + 1 and `changes` applied: what a transition to `phase`
@@ -409,9 +413,14 @@ class Snapshot(Frozen, Generic[D]):
         values = self.__dict__.copy()
         values["phase"] = phase
         values["step"] = values["step"] + 1
+        fields = self.__pydantic_fields_set__
         if changes:
             values.update(changes)
-        return _made(type(self), values, self.__pydantic_fields_set__)
+            if not fields.issuperset(changes):
+                fields = fields | changes.keys()
+        if "step" not in fields:  # as `model_copy`: phase and step are changed, so they count as set
+            fields = fields | {"step"}
+        return _made(type(self), values, fields)
 
     @property
     def is_final(self) -> bool:

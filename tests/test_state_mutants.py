@@ -5,10 +5,11 @@ moves, names, and how a run's input is normalised and refused.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from fsm_agents import InvalidInput
 from fsm_agents.log import PersistentLog
@@ -29,6 +30,7 @@ from fsm_agents.state import (
     ToolSpec,
     Usage,
     UserMessage,
+    fields_set,
     is_valid_name,
     messages_from,
 )
@@ -152,6 +154,12 @@ def test_every_documented_input_shape_becomes_messages() -> None:
             [UserMessage(content="hi"), {"role": "user"}],
             r"^input message 1 is not a message \(user\.content: Field required\)",
         ),
+        ([5], r"^input message 0 is not a message \(value: Input should be a valid dictionary or object to extract"),
+        (
+            [{"role": "user", "extra": 1}],
+            r"^input message 0 is not a message \(user\.content: Field required; user\.extra: Extra inputs are not "
+            r"permitted\)",
+        ),
     ],
 )
 def test_inputs_that_are_not_messages_are_refused_with_what_was_given(value: Any, message: str) -> None:
@@ -225,3 +233,102 @@ def test_a_new_model_with_a_message_log_validates_and_dumps_it_as_a_list() -> No
     assert Transcript(messages=log).messages is log  # a log is taken as it is
     with pytest.raises(ValidationError):
         Transcript.model_validate({"messages": [{"role": "robot"}]})
+
+
+# -- what the fast paths build is what validation builds -------------------------------------------
+def test_objects_built_on_the_fast_paths_report_the_fields_set_of_their_validated_twins() -> None:
+    """`model_fields_set` (and so `model_dump(exclude_unset=True)`) of every object the fast paths
+    build equals that of the same object built by validation with every field given."""
+    hi = UserMessage(content="hi")
+    built = {
+        "of": Conversation.of(hi, id="c"),
+        "append": Conversation.of(id="c").append(hi),
+        "input": messages_from("hi")[0],
+        "usage": Usage(input_tokens=1) + Usage(output_tokens=2, requests=1),
+        "construct": ToolResult.model_construct(call_id="c", name="t", ok=True),
+    }
+    twins = {
+        "of": Conversation(id="c", messages=PersistentLog([hi])),
+        "append": Conversation(id="c", messages=PersistentLog([hi])),
+        "input": UserMessage(role="user", content="hi"),
+        "usage": Usage(input_tokens=1, output_tokens=2, requests=1),
+        "construct": ToolResult(call_id="c", name="t", ok=True, content="", error=None, duration_ms=0.0, attempts=1),
+    }
+    for key, obj in built.items():
+        assert obj == twins[key], key
+        assert obj.model_fields_set == twins[key].model_fields_set, key
+        assert obj.model_dump(exclude_unset=True) == twins[key].model_dump(exclude_unset=True), key
+    assert fields_set(UserMessage) == {"role", "content"}
+    assert fields_set(ToolCall) == {"id", "name", "arguments"}
+
+
+def test_a_conversation_dumps_its_messages_in_their_json_form_in_python_mode_too() -> None:
+    """The message log serializes as a list of JSON-form messages whichever dump mode is asked
+    for, so a Python-mode dump equals the decoded JSON dump."""
+    calls = (ToolCall(id="1", name="t", arguments='{"a": 1}'),)
+    c = Conversation.of(
+        UserMessage(content="go"),
+        AssistantMessage(tool_calls=calls, agent="a"),
+        ToolMessage(tool_call_id="1", name="t", content="ok", is_error=True),
+    )
+    dumped = c.model_dump()
+    assert dumped == json.loads(c.model_dump_json())
+    assert dumped["messages"][1]["tool_calls"] == [{"id": "1", "name": "t", "arguments": '{"a": 1}'}]
+    assert Conversation.model_validate(dumped) == c
+
+
+def test_a_tool_message_before_the_call_does_not_answer_it() -> None:
+    early = [
+        ToolMessage(tool_call_id="c1", name="t", content="too early"),
+        AssistantMessage(tool_calls=(ToolCall(id="c1", name="t"),)),
+    ]
+    with pytest.raises(InvalidInput, match=r"^input message 1 is an assistant message whose tool call\(s\) c1 are"):
+        messages_from(early)
+    answered = [*early, ToolMessage(tool_call_id="c1", name="t", content="ok")]
+    assert messages_from(answered) == tuple(answered)
+
+
+def test_a_frozen_model_with_an_alias_is_refused_by_the_fast_paths() -> None:
+    class Aliased(Frozen):
+        name: str = Field(alias="Name")
+
+    with pytest.raises(TypeError, match=r"^Aliased\.name: aliases are not supported by Frozen's fast paths$"):
+        Aliased.model_construct(name="x")
+
+    class Same(Frozen):
+        name: str = Field(alias="name")
+
+    assert Same.model_construct(name="x").name == "x"
+
+
+def test_a_copy_is_shallow_and_counts_updated_fields_as_set_as_pydantic_does() -> None:
+    """`model_copy` shares the values it does not update, and its fields set is pydantic's:
+    the original's plus the updated names."""
+    call = ToolCall(id="1", name="t")
+    message = AssistantMessage(content="hi", tool_calls=(call,))
+    assert message.model_copy().tool_calls is message.tool_calls
+    assert message.model_copy().model_fields_set == {"content", "tool_calls"}
+    renamed = message.model_copy(update={"agent": "b"})
+    assert renamed.model_fields_set == {"content", "tool_calls", "agent"}
+    assert renamed.model_fields_set == BaseModel.model_copy(message, update={"agent": "b"}).model_fields_set
+    assert message.model_copy(update={"content": "x"}).model_fields_set == {"content", "tool_calls"}
+    assert message.model_fields_set == {"content", "tool_calls"}  # the original's set is not changed
+
+
+def test_a_snapshots_moves_and_evolutions_count_changed_fields_as_set_as_model_copy_does() -> None:
+    """The fields set of `evolve(**changes)` and `moved(phase, **changes)` is what pydantic's
+    `model_copy(update=...)` gives for the same changes, so an `exclude_unset` dump keeps them."""
+    s = Snapshot[EmptyContext](machine="m", phase=Phase.PLANNING, conversation=Conversation(), data=EmptyContext())
+    assert s.model_fields_set == {"machine", "phase", "conversation", "data"}
+    evolved = s.evolve(agent="a")
+    assert evolved.model_fields_set == BaseModel.model_copy(s, update={"agent": "a"}).model_fields_set
+    assert evolved.model_fields_set == {"machine", "phase", "conversation", "data", "agent"}
+    assert s.evolve(phase=Phase.DONE).model_fields_set == s.model_fields_set
+    moved = s.moved(Phase.DONE, output="x")
+    twin = BaseModel.model_copy(s, update={"phase": Phase.DONE, "step": 1, "output": "x"})
+    assert moved == twin and moved.model_fields_set == twin.model_fields_set
+    assert moved.model_dump(exclude_unset=True)["output"] == "x"
+    assert s.moved(Phase.EXECUTING).model_fields_set == {"machine", "phase", "conversation", "data", "step"}
+    assert s.model_fields_set == {"machine", "phase", "conversation", "data"}  # the original's set is not changed
+    full = s.model_construct(**dict(s))
+    assert full.moved(Phase.DONE, output="y").model_fields_set is full.model_fields_set  # nothing new to add
