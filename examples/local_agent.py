@@ -202,8 +202,11 @@ def summary(result: RunResult, elapsed: float) -> str:
         answer = results.get(c.id)
         outcome = "(unanswered!)" if answer is None else ("error: " if answer.is_error else "") + answer.content[:100]
         lines.append(f"  • {c.name}({c.arguments}) → {outcome}")
-    lines.append(f"messages: {len(result.snapshot.conversation)}; model calls: {result.usage.requests}; "
-                 f"tokens in/out: {result.usage.input_tokens}/{result.usage.output_tokens}; {elapsed:.1f} s")  # fmt: skip
+    usage = result.usage
+    # llama.cpp's server sends no usage on a stream (see fsm_agents.models.OpenAIChat): say so, not "0/0"
+    tokens = f"{usage.input_tokens}/{usage.output_tokens}" if usage.input_tokens or usage.output_tokens else "not reported"
+    lines.append(f"messages: {len(result.snapshot.conversation)}; model calls: {usage.requests}; "
+                 f"tokens in/out: {tokens}; {elapsed:.1f} s")  # fmt: skip
     if result.ok:
         output = result.output
         lines.append(f"DONE: {output!r}" if isinstance(output, BaseModel) else f"DONE: {output}")

@@ -218,16 +218,26 @@ def test_a_new_model_with_a_message_log_validates_and_dumps_it_as_a_list() -> No
     class Transcript(Frozen):
         messages: MessageLog = Field(default_factory=PersistentLog)
 
-    given = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    given = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "assistant", "tool_calls": [{"id": "1", "name": "t"}]},
+        {"role": "tool", "tool_call_id": "1", "name": "t", "content": "ok"},
+    ]
     t = Transcript.model_validate({"messages": given})
     assert isinstance(t.messages, PersistentLog)
-    assert list(t.messages) == [UserMessage(content="hi"), AssistantMessage(content="hello")]
-    assert t.model_dump(mode="json") == {
+    assert list(t.messages)[:2] == [UserMessage(content="hi"), AssistantMessage(content="hello")]
+    call = {"id": "1", "name": "t", "arguments": "{}"}
+    as_json = {
         "messages": [
             {"role": "user", "content": "hi"},
             {"role": "assistant", "content": "hello", "tool_calls": [], "agent": None},
+            {"role": "assistant", "content": None, "tool_calls": [call], "agent": None},
+            {"role": "tool", "tool_call_id": "1", "name": "t", "content": "ok", "is_error": False},
         ]
     }
+    assert t.model_dump(mode="json") == as_json
+    assert t.model_dump() == as_json  # the log dumps its messages in their JSON form in Python mode too
     assert Transcript.model_validate_json(t.model_dump_json()) == t
     log = PersistentLog([UserMessage(content="x")])
     assert Transcript(messages=log).messages is log  # a log is taken as it is
