@@ -152,6 +152,14 @@ def test_a_reply_names_its_route_as_text_or_json(text: str) -> None:
     assert s.phase is Phase.EXECUTING and s.data.route == "data"
 
 
+@pytest.mark.parametrize("text", ['"Data".', '"data."', "`data`.", "'Data' .", '" data. "'])
+def test_a_period_inside_or_outside_the_quotes_is_not_part_of_the_label(text: str) -> None:
+    """Models end a quoted label with a period either side of the closing quote (a reply of
+    `"Data".` read as `Data"`, and the JSON string `"data."` as `data.`: unknown routes)."""
+    s = classify(Router("r", lambda t: "x", routes()), text).snapshot
+    assert s.phase is Phase.EXECUTING and s.data.route == "data"
+
+
 def test_only_quotes_backticks_and_a_trailing_period_are_removed_from_a_label() -> None:
     """Letters at either end are part of the label (here X), and a leading period is kept."""
     r = Router("r", lambda t: "x", {"xray": Agent("xray"), "box": Agent("box"), ".net": Agent("net")})
