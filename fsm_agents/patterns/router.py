@@ -69,9 +69,13 @@ class RouterData(Frozen):
     label: str | None = None
 
 
+_AROUND = "`'\" \n\t"  # quotes, backticks and whitespace around a bare label
+
+
 def parse_label(content: str | None) -> str:
-    """The route label in a classifier reply: `{"route": "x"}` JSON, or the bare text (quotes,
-    backticks and a trailing period removed)."""
+    """The route label in a classifier reply: `{"route": "x"}` JSON (or `"label"`, `"category"`),
+    or the bare text or a JSON string with the quotes, backticks and whitespace around it and a
+    trailing period removed, in either order (`"x".` and `"x."` both read `x`)."""
     text = (content or "").strip()
     try:
         value = json.loads(text)
@@ -82,8 +86,8 @@ def parse_label(content: str | None) -> str:
             if isinstance(value.get(key), str):
                 return cast(str, value[key]).strip()
     if isinstance(value, str):
-        return value.strip()
-    return text.strip("`'\" \n\t").rstrip(".").strip()
+        text = value
+    return text.strip(_AROUND).rstrip(".").strip(_AROUND)
 
 
 class Router(Pattern):
