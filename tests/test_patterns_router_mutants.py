@@ -209,9 +209,18 @@ def test_a_reply_without_text_is_the_empty_label() -> None:
     s = r.step(r.start("hi").snapshot, ModelReplied(message=reply(None, call("lookup", "c1")))).snapshot
     assert s.failure is not None and (s.failure.kind, s.failure.detail, s.data.label) == ("unknown_route", "", "")
     assert s.failure.message.startswith("router:r: the classifier chose '', which is not a route")
-    blank = Router("r", lambda t: "x", {"": Agent("blank"), "tech": Agent("tech")})
-    step = classify(blank, None)
-    assert step.snapshot.data.route == "" and only_task(step).machine == ""
+
+
+@pytest.mark.parametrize("label", ["", " ", "tech ", 3, None])
+def test_a_route_label_must_be_a_non_empty_string_without_surrounding_whitespace(label: object) -> None:
+    """A label the stripped reply can never equal (or not a string) is refused at definition."""
+    with pytest.raises(InvalidDefinition, match=r"^router:r: a route label must be a non-empty string without"):
+        Router("r", lambda t: "x", {label: Agent("blank"), "data": Agent("data")})  # type: ignore[dict-item]
+
+
+def test_two_labels_equal_but_for_case_are_refused() -> None:
+    with pytest.raises(InvalidDefinition, match=r"^router:r: the routes 'Tech' and 'tech' differ only in case"):
+        Router("r", lambda t: "x", {"Tech": Agent("a"), "tech": Agent("b")})
 
 
 # -- the route's result ----------------------------------------------------------------------------
@@ -224,7 +233,7 @@ def test_the_longest_run_takes_exactly_the_bound_on_transitions() -> None:
     assert s.step == r.max_transitions() == 3
 
 
-@pytest.mark.parametrize("label", ["tech", ""])
+@pytest.mark.parametrize("label", ["tech", "Fixes"])
 def test_a_route_that_reports_no_conversation_is_folded_as_its_output_under_its_label(label: str) -> None:
     r = Router("r", lambda t: "x", {label: Agent("tech")})
     step = classify(r, label)

@@ -101,7 +101,8 @@ class Router(Pattern):
       FAILED(`unknown_route`) naming the label — never a silent drop.
 
     Input: a string or messages; the route gets the input messages. Output: the route's output.
-    Raises `InvalidDefinition` for no routes or a bad classifier.
+    Raises `InvalidDefinition` for no routes, a route label that is not a non-empty string without
+    surrounding whitespace, two labels that differ only in case, or a bad classifier.
     """
 
     lead_role = "classifier"
@@ -128,8 +129,20 @@ class Router(Pattern):
             self.classifier = Agent(f"{name}_classifier", "Classify the request.", model=FunctionModel(classify))
         else:
             raise InvalidDefinition(f"{self.name}: the classifier must be an Agent or a function (text) -> label")
+        self.labels: dict[str, str] = {}
+        for label in routes:
+            if not isinstance(label, str) or not label or label != label.strip():
+                raise InvalidDefinition(
+                    f"{self.name}: a route label must be a non-empty string without surrounding whitespace, "
+                    f"not {label!r} (the classifier's reply is stripped before it is matched)"
+                )
+            if label.lower() in self.labels:
+                raise InvalidDefinition(
+                    f"{self.name}: the routes {self.labels[label.lower()]!r} and {label!r} differ only in case "
+                    "(labels are matched case-insensitively)"
+                )
+            self.labels[label.lower()] = label
         children: dict[str, Machine] = {label: resolve_child(target) for label, target in routes.items()}
-        self.labels = {label.lower(): label for label in routes}
         self.has_default = default is not None
         if default is not None:
             if DEFAULT_ROUTE in children and children[DEFAULT_ROUTE] is not resolve_child(default):
