@@ -7,7 +7,7 @@ and named when it failed, the lead agent's model calls, and a pattern written wi
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -432,3 +432,22 @@ def test_a_kit_patterns_failed_child_applies_the_changes_it_is_given() -> None:
         "requests",
         RelayData(rounds=-1),
     )
+
+
+class Bare(Event):
+    """An event under the name the runtime gives `AgentsFinished`, carrying no outcomes."""
+
+    name: ClassVar[str] = "agents_finished"
+
+
+def test_a_child_event_without_outcomes_fails_the_pattern_saying_so() -> None:
+    """`step` dispatches on the event's name: one that reports no outcome at all (none listed, or
+    not an `AgentsFinished`) fails the stage "no outcome was reported" instead of crashing."""
+    seq = Sequential("s", [Agent("a")])
+    start = seq.start("hi").snapshot
+    for event in (AgentsFinished(outcomes=()), Bare()):
+        s = seq.step(start, event).snapshot
+        assert (s.phase, s.conversation) == (Phase.FAILED, start.conversation)
+        assert s.failure == Failure(
+            kind="child_failed", message="sequential:s: stage 1/1 'a' failed: no outcome was reported", detail="a"
+        )
