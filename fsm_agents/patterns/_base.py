@@ -138,7 +138,7 @@ def output_text(value: Any) -> str:
         return value.model_dump_json()
     try:
         return json.dumps(value, default=str)
-    except (TypeError, ValueError):  # pragma: no cover - json.dumps with default=str rarely fails
+    except (TypeError, ValueError):  # a circular value: json.dumps raises ValueError
         return str(value)
 
 
