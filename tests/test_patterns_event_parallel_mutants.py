@@ -174,7 +174,7 @@ def test_parallel_definition_errors_name_the_pattern_and_the_problem() -> None:
         Parallel("team", [Agent("a")], on_failure="skip")  # type: ignore[arg-type]
     with pytest.raises(InvalidDefinition, match=r"^parallel:team: max_concurrency must be >= 1$"):
         Parallel("team", [Agent("a")], max_concurrency=0)
-    with pytest.raises(InvalidDefinition, match=r"^parallel:team: two different branch\w* are named 'a'"):
+    with pytest.raises(InvalidDefinition, match=r"^parallel:team: two different branches are named 'a'"):
         Parallel("team", [Agent("a"), Agent("a")])
     with pytest.raises(InvalidDefinition, match=r"^parallel:team: a branch is named 'synthesizer'; rename it$"):
         Parallel("team", [Agent("synthesizer")], synthesizer=Agent("s"))

@@ -121,7 +121,8 @@ def children_by_name(pattern: str, items: Iterable[Any], role: str) -> dict[str,
     for obj in items:
         name, machine = child_name(obj), resolve_child(obj)
         if name in out and out[name] is not machine:
-            raise InvalidDefinition(f"{pattern}: two different {role}s are named {name!r}; give them distinct names")
+            roles = role + ("es" if role.endswith(("ch", "sh", "s", "x")) else "s")
+            raise InvalidDefinition(f"{pattern}: two different {roles} are named {name!r}; give them distinct names")
         out[name] = machine
     if not out:
         raise InvalidDefinition(f"{pattern}: at least one {role} is required")
