@@ -530,6 +530,11 @@ def _validate_output(output_type: Any, content: str | None) -> tuple[Any, str | 
     return validate_output(output_type, content)
 
 
+def model_calls(n: int) -> str:
+    """`"1 model call"`, `"n model calls"`: the count in budget messages."""
+    return f"{n} model call" if n == 1 else f"{n} model calls"
+
+
 def model_request(
     agent: Agent,
     *,
@@ -931,11 +936,11 @@ class AgentMachine(Machine):
     @fused
     def fail_budget(self, s: Snapshot[AgentData], e: Event, to: Phase) -> Step:
         message = self._attributed(s, e)
-        note = f"not executed: the step budget of {self.max_steps} model calls is exhausted"
+        note = f"not executed: the step budget of {model_calls(self.max_steps)} is exhausted"
         answers = [ToolMessage(tool_call_id=c.id, name=c.name, content=note, is_error=True) for c in message.tool_calls]
         failure = Failure(
             kind="budget_exhausted",
-            message=f"{self.name} made {s.data.turns} model calls (max_steps={self.max_steps}) and still asked for tools",
+            message=f"{self.name} made {model_calls(s.data.turns)} (max_steps={self.max_steps}) and still asked for tools",
             detail=", ".join(c.name for c in message.tool_calls),
         )
         return Step(s.moved(to, conversation=s.conversation.append(message, *answers), failure=failure, pending=()))

@@ -163,10 +163,10 @@ def test_tool_calls_past_the_step_budget_fail_answering_every_call() -> None:
     assert s.phase is Phase.FAILED and step.effects == ()
     assert s.failure == Failure(
         kind="budget_exhausted",
-        message="manager_worker:team: the manager made 1 model calls (max_steps=1) and still asked for tools",
+        message="manager_worker:team: the manager made 1 model call (max_steps=1) and still asked for tools",
         detail="delegate_to_a, nope",
     )
-    note = "not executed: the step budget of 1 model calls is exhausted"
+    note = "not executed: the step budget of 1 model call is exhausted"
     assert tool_answers(step) == [("call_1_0", "delegate_to_a", note, True), ("call_1_1", "nope", note, True)]
     assert [c.id for c in s.conversation.messages[1].tool_calls] == ["call_1_0", "call_1_1"]
     assert s.conversation.messages[1].agent == "boss"
@@ -214,7 +214,7 @@ def test_delegations_run_the_workers_and_their_outcomes_become_tool_results() ->
     s = step.snapshot
     assert tool_answers(step) == [
         ("call_1_0", "delegate_to_a", "A out", False),
-        ("call_1_1", "nope", "Error: unknown tool", True),
+        ("call_1_1", "nope", "Error: unknown tool; the tools are: " + ", ".join(f"delegate_to_{w}" for w in "abcde"), True),
         ("call_1_2", "delegate_to_b", "Error: the b worker failed: model_error: boom", True),
         ("call_1_3", "delegate_to_c", '{"n": 1}', False),
         ("call_1_4", "delegate_to_d", "", False),

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from statemachine import State
 
-from fsm_agents.agent import Agent, _validate_output, model_request
+from fsm_agents.agent import Agent, _validate_output, model_calls, model_request
 from fsm_agents.errors import InvalidDefinition
 from fsm_agents.events import Event, ModelReplied, Observed, Step
 from fsm_agents.machine import Machine, compile_chart
@@ -186,16 +186,21 @@ class ManagerWorker(Pattern):
         return _validate_output(self.manager.output_type, self._reply(e).content)[1] is not None
 
     # actions
+    @property
+    def _unknown(self) -> str:
+        """The answer to a call of a tool the manager does not have (the model is told which it has)."""
+        return f"Error: unknown tool; the tools are: {', '.join(self.delegate_tools)}"
+
     def _refusals(self, calls: Iterable[ToolCall], why: str) -> list[Message]:
         return [ToolMessage(tool_call_id=c.id, name=c.name, content=why, is_error=True) for c in calls]
 
     def fail_budget(self, s: Snapshot[ManagerWorkerData], e: Event) -> Step:
         message = self._attributed(s, e)
-        note = f"not executed: the step budget of {self.max_steps} model calls is exhausted"
+        note = f"not executed: the step budget of {model_calls(self.max_steps)} is exhausted"
         return self._fail(
             s.evolve(conversation=s.conversation.append(message, *self._refusals(message.tool_calls, note))),
             "budget_exhausted",
-            f"{self.name}: the manager made {s.data.turns} model calls (max_steps={self.max_steps}) "
+            f"{self.name}: the manager made {model_calls(s.data.turns)} (max_steps={self.max_steps}) "
             "and still asked for tools",
             detail=", ".join(c.name for c in message.tool_calls),
         )
@@ -217,8 +222,7 @@ class ManagerWorker(Pattern):
 
     def reject_tools(self, s: Snapshot[ManagerWorkerData], e: Event) -> Step:
         message = self._attributed(s, e)
-        offered = ", ".join(self.delegate_tools)
-        answers = self._refusals(message.tool_calls, f"Error: unknown tool; the tools are: {offered}")
+        answers = self._refusals(message.tool_calls, self._unknown)
         moved = s.evolve(
             conversation=s.conversation.append(message, *answers),
             data=s.data.model_copy(update={"turns": s.data.turns + 1}),
@@ -247,9 +251,7 @@ class ManagerWorker(Pattern):
         answers: list[Message] = []
         for i, call in enumerate(s.pending):
             if call.name not in self.delegate_tools:
-                answers.append(
-                    ToolMessage(tool_call_id=call.id, name=call.name, content="Error: unknown tool", is_error=True)
-                )
+                answers.append(ToolMessage(tool_call_id=call.id, name=call.name, content=self._unknown, is_error=True))
                 continue
             o = by_call.get(i)
             if o is None:
