@@ -147,7 +147,8 @@ def chart_class(name: str, attrs: Mapping[str, Any], internal: Iterable[type[Eve
     a chart with a factory calling this, never by subclassing a chart (python-statemachine shares
     `State` objects with subclasses).
     """
-    body = {"__module__": attrs.get("__module__", __name__), **attrs, "internal_events": tuple(internal)}
+    # without a `__module__` in `attrs`, `type()` takes this module's name (the caller's frame)
+    body = {**attrs, "internal_events": tuple(internal)}
     chart: ChartClass = type(name, (StateChart,), body)
     return chart
 

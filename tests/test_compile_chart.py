@@ -12,9 +12,9 @@ import pytest
 from statemachine import State, StateChart
 
 from fsm_agents import Conversation, Event, Machine, Phase, Snapshot, Step
-from fsm_agents.errors import InvalidDefinition, InvalidTransition
+from fsm_agents.errors import InvalidDefinition, InvalidTransition, NotAMachine
 from fsm_agents.events import Effect, Taken
-from fsm_agents.machine import GuardRef, chart_class, compile_chart
+from fsm_agents.machine import GuardRef, as_machine, chart_class, compile_chart
 
 
 def yes(s: Any, e: Any) -> bool:
@@ -349,3 +349,84 @@ def test_a_machine_without_start_says_so() -> None:
 
     with pytest.raises(InvalidDefinition, match=r"^NoStart does not define start\(\)$"):
         NoStart().start("hi")
+
+
+# -- found untested by the second mutation pass ----------------------------------------------------
+class Nameless(Event):
+    """An event class that forgot its name."""
+
+
+@pytest.mark.parametrize("entry", [int, Nameless, "seen", Seen()])
+def test_internal_events_must_be_event_classes_with_a_name(entry: Any) -> None:
+    with pytest.raises(
+        InvalidDefinition,
+        match=r"^Declares: internal_events must list Event classes with a name \(e\.g\. Observed\), got ",
+    ) as info:
+        compile_loop(chart=type("Declares", (Loop,), {"internal_events": (Seen, entry)}))
+    assert str(info.value).endswith(f"got {entry!r}")
+
+
+class Owner:
+    """Guards and actions as methods: what `compile_chart(Chart, owner=self)` resolves."""
+
+    wants = staticmethod(yes)
+    lucky = "not callable"
+
+    @staticmethod
+    def broke(s: Any, e: Any) -> bool:
+        return False
+
+    def fail(self, s: Snapshot[Any], e: Event) -> Step:
+        return Step(s)
+
+    def finish(self, s: Snapshot[Any], e: Event) -> Step:
+        return Step(s)
+
+
+def test_an_owners_methods_are_the_guards_and_actions_the_functions_given_do_not_name() -> None:
+    owner = Owner()
+    table = compile_chart(Loop, guards={"lucky": no}, owner=owner)
+    rows = {(t.index, t.action_name): t for t in table}
+    assert rows[(0, "fail")].action == owner.fail and rows[(2, "finish")].action == owner.finish
+    assert [g.fn for g in rows[(0, "fail")].guards] == [Owner.broke, no]  # `lucky` given, `broke` the owner's
+
+
+def test_a_guard_the_owner_lacks_or_has_as_a_value_is_named_with_the_owners_type() -> None:
+    with pytest.raises(
+        InvalidDefinition,
+        match=r"^Loop: guard 'lucky' on planning->failed has no function \(Owner has no method 'lucky'\)$",
+    ):
+        compile_chart(Loop, owner=Owner())  # `lucky` is a string attribute, not a method
+    with pytest.raises(
+        InvalidDefinition, match=r"^Loop: action 'finish' has no function \(object has no method 'finish'\)$"
+    ):
+        compile_chart(Loop, guards={"broke": no, "lucky": no, "wants": yes}, actions={"fail": act}, owner=object())
+    with pytest.raises(InvalidDefinition, match=r"^Loop: action 'finish' has no function$"):
+        compile_chart(Loop, guards={"broke": no, "lucky": no, "wants": yes}, actions={"fail": act})
+
+
+def test_a_bare_machine_has_no_tool_options_instructions_guardrails_or_toolsets() -> None:
+    class Bare(Machine):
+        name = "bare"
+        table = compile_loop()
+
+    m = Bare()
+    assert dict(m.tool_options("a")) == {} and dict(m.dynamic_instructions()) == {}
+    assert dict(m.guardrails_for("a", "input")) == {} and dict(m.toolsets()) == {}
+    with pytest.raises(InvalidDefinition, match=r"^Bare does not define start\(\)$"):
+        m.start("hi")
+
+
+@pytest.mark.parametrize("thing", [42, object(), None])
+def test_what_is_not_a_machine_nor_has_one_is_refused_naming_its_type(thing: Any) -> None:
+    with pytest.raises(NotAMachine, match=rf"^expected a machine, an Agent or a pattern, got {type(thing).__name__}$"):
+        as_machine(thing)
+
+
+def test_a_chart_class_keeps_its_module_and_declares_its_internal_events() -> None:
+    planning, done = State("PLANNING", initial=True), State("DONE", final=True)
+    made = chart_class("Made", {"planning": planning, "done": done, "go": planning.to(done)}, (Seen,))
+    assert made.__name__ == "Made" and made.__module__ == "fsm_agents.machine" and made.internal_events == (Seen,)
+    planning, done = State("PLANNING", initial=True), State("DONE", final=True)
+    here = chart_class("Here", {"__module__": __name__, "planning": planning, "done": done, "go": planning.to(done)})
+    assert here.__module__ == __name__ and here.internal_events == ()

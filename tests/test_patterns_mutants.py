@@ -233,3 +233,12 @@ def test_a_pipeline_runs_under_its_run_id_and_keeps_what_a_failed_stage_said() -
     outcome = AgentOutcome(task_id=task.task_id, machine="draft", phase=Phase.FAILED, failure=failure, conversation=said)
     s = p.step(step.snapshot, AgentsFinished(outcomes=(outcome,))).snapshot
     assert s.phase is Phase.FAILED and [m.content for m in s.conversation.messages] == ["go", "half a draft"]
+
+
+def test_members_keep_their_output_mode() -> None:
+    """A member answering through the `final_result` output tool still does inside the pattern."""
+    h = Handoffs("cs", Agent("a", output_type=Verdict, output_mode="tool"), [Agent("b")], max_handoffs=1)
+    assert h.agents["a"].output_mode == "tool"
+    (effect,) = h.start("hi").effects
+    assert "final_result" in [t.name for t in effect.request.tools]
+    assert effect.request.output_schema_json is None  # the schema is the tool's, not a native format
