@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fsm_agents import (
     Agent,
+    GuardrailResult,
     InvalidDefinition,
     ModelFailed,
     ModelReplied,
@@ -26,8 +27,9 @@ from fsm_agents import (
     ask_user,
     tool,
 )
-from fsm_agents.agent import agent_chart, guided_tool_choice, model_request
+from fsm_agents.agent import AgentMachine, agent_chart, guided_tool_choice, model_request
 from fsm_agents.events import Answer, Approved, AwaitInput, CallModel, Denied, InputReceived, InputRequest, RunTools
+from fsm_agents.machine import compile_chart
 from fsm_agents.models import call, reply
 from fsm_agents.patterns import Handoffs
 from fsm_agents.state import EmptyContext, ModelSettings, Snapshot, ToolCall, UserMessage
@@ -453,3 +455,125 @@ def test_an_answer_becomes_the_questions_result_and_the_conversation_continues()
     tool_messages = [msg for msg in step.snapshot.conversation.messages if msg.role == "tool"]
     assert [(msg.tool_call_id, msg.content, msg.is_error) for msg in tool_messages] == [("q", "Lyon", False)]
     assert isinstance(step.snapshot.conversation.messages[0], UserMessage)
+
+
+# -- the agent chart's variants, against the topology agent_chart's docstring gives ---------------
+def expected_topology(
+    awaits: bool, output_function: bool, inputs: bool, outputs: bool, handoff_limit: bool = False
+) -> dict[tuple[str, str], list[tuple[str, str, str | None]]]:
+    """(phase, event) → the candidate transitions in the order their guards are tried:
+    (target, label, action). Written from `agent_chart`'s docstring, not from its code."""
+    replied = [("FAILED", "model_replied [over_budget]", "fail_budget")]
+    if handoff_limit:
+        replied.append(("FAILED", "model_replied [handoff_limit]", "fail_handoff_loop"))
+    replied += [
+        ("HANDOFF", "model_replied [asks_handoff]", "hand_off"),
+        ("EXECUTING", "model_replied [asks_tools]", "request_tools"),
+        ("PLANNING", "model_replied [output_retry]", "retry_output"),
+        ("FAILED", "model_replied [output_invalid]", "fail_output"),
+    ]
+    if outputs:
+        replied.append(("EXECUTING", "model_replied [checks_output]", "check_output"))
+    replied.append(("DONE", "model_replied", "finish"))
+    topology = {
+        ("PLANNING", "model_replied"): replied,
+        ("PLANNING", "model_failed"): [("FAILED", "model_failed", "fail_model")],
+        ("PLANNING", "limit_exceeded"): [("FAILED", "limit_exceeded", "fail_limit")],
+        ("EXECUTING", "limit_exceeded"): [("FAILED", "limit_exceeded", "fail_limit")],
+        ("EXECUTING", "tools_finished"): [("OBSERVING", "tools_finished", "observe")],
+        ("EXECUTING", "effect_uncertain"): [("FAILED", "effect_uncertain", "fail_uncertain")],
+        ("OBSERVING", "observed"): [("PLANNING", "observed", "call_model")],
+        ("HANDOFF", "handed_off"): [("PLANNING", "handed_off", "call_model")],
+    }
+    if awaits:
+        topology["EXECUTING", "input_received"] = [("EXECUTING", "input_received", "apply_decisions")]
+    if output_function:
+        topology["OBSERVING", "observed"].insert(0, ("DONE", "observed [tool_gave_output]", "finish_from_tool"))
+    if inputs:
+        topology["PLANNING", "guardrail_tripped"] = [("FAILED", "guardrail_tripped", "fail_guardrail")]
+    if outputs:
+        topology["EXECUTING", "guardrail_tripped"] = [("FAILED", "guardrail_tripped", "fail_guardrail")]
+        topology["EXECUTING", "output_checked"] = [("DONE", "output_checked", "finish_checked")]
+    return topology
+
+
+def topology_of(table: Any) -> dict[tuple[str, str], list[tuple[str, str, str | None]]]:
+    found: dict[tuple[str, str], list[tuple[str, str, str | None]]] = {}
+    for t in table:
+        found.setdefault((t.source.value, t.event), []).append((t.target.value, t.label, t.action_name))
+    return found
+
+
+def passes(ctx: Any, value: Any) -> GuardrailResult:
+    return GuardrailResult(tripped=False)
+
+
+def answer_with(text: str) -> str:
+    """An output function."""
+    return text
+
+
+VARIANTS = [
+    (a, o, i, g)
+    for a in (False, True)
+    for o in (False, True)
+    for i in (False, True)
+    for g in (False, True)
+    if not (o and g)  # an output function refuses output guardrails
+]
+
+
+def options_for(awaits: bool, output_function: bool, inputs: bool, outputs: bool) -> dict[str, Any]:
+    return {
+        **({"approval": lambda c: True} if awaits else {}),
+        **({"output_type": answer_with} if output_function else {}),
+        **({"input_guardrails": [passes]} if inputs else {}),
+        **({"output_guardrails": [passes]} if outputs else {}),
+    }
+
+
+@pytest.mark.parametrize(("awaits", "output_function", "inputs", "outputs"), VARIANTS)
+def test_every_agent_chart_variant_has_the_documented_topology(
+    awaits: bool, output_function: bool, inputs: bool, outputs: bool
+) -> None:
+    """The table an agent runs, and the chart `agent_chart` builds for the same options, have
+    exactly the transitions its docstring lists for them, guards in the order given."""
+    expected = expected_topology(awaits, output_function, inputs, outputs)
+    table = Agent("a", **options_for(awaits, output_function, inputs, outputs)).machine.table
+    assert topology_of(table) == expected
+    fresh = agent_chart(
+        awaits_input=awaits, output_function=output_function, input_guardrails=inputs, output_guardrails=outputs
+    )
+    guards = {g.name: g.fn for t in table for g in t.guards}
+    actions = {t.action_name: t.action for t in table if t.action_name}
+    assert topology_of(compile_chart(fresh, guards=guards, actions=actions, internal=table.internal)) == expected
+
+
+@pytest.mark.parametrize(("awaits", "output_function", "inputs", "outputs"), [v for v in VARIANTS if any(v)])
+def test_a_variant_is_made_once_per_chart_and_named_after_what_it_adds(
+    awaits: bool, output_function: bool, inputs: bool, outputs: bool
+) -> None:
+    """A machine class with its own chart gets its variants built from that chart (a
+    `Handoffs` chart keeps its handoff limit: see `fresh_handoffs`), named `<Awaiting>
+    <OutputFunction><InputGuarded><OutputGuarded><chart>`, once per combination."""
+
+    class Fresh(AgentMachine):
+        chart_class = agent_chart(name="FreshChart")
+
+    agent = Agent("a", **options_for(awaits, output_function, inputs, outputs))
+    table = Fresh(agent).table
+    prefix = "Awaiting" * awaits + "OutputFunction" * output_function + "InputGuarded" * inputs + "OutputGuarded" * outputs
+    assert table.chart.__name__ == f"{prefix}FreshChart"
+    assert topology_of(table) == expected_topology(awaits, output_function, inputs, outputs)
+    assert Fresh(Agent("b", **options_for(awaits, output_function, inputs, outputs))).table.chart is table.chart
+
+
+def test_a_machine_with_nothing_to_add_runs_its_own_chart() -> None:
+    class Fresh(AgentMachine):
+        chart_class = agent_chart(name="PlainFreshChart")
+
+    assert Fresh(Agent("a")).table.chart is Fresh.chart_class
+
+
+def test_a_handoffs_charts_awaiting_variant_keeps_the_handoff_limit() -> None:
+    assert topology_of(fresh_handoffs().table) == expected_topology(True, False, False, False, handoff_limit=True)

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from fsm_agents import Agent, AgentsFinished, Phase, ToolCall, ToolDefinitionError, tool
+from fsm_agents import Agent, AgentsFinished, GuardrailResult, Phase, ToolCall, ToolDefinitionError, tool
 from fsm_agents.agent import agent_chart
 from fsm_agents.errors import InvalidTransition
 from fsm_agents.events import AgentOutcome, ModelReplied, ToolsFinished
@@ -201,6 +201,29 @@ def test_invalid_transition_names_the_machine_that_rejected_the_event() -> None:
 
 
 # -- charts built at import time ---------------------------------------------------------------
+def _passes(ctx: Any, value: Any) -> GuardrailResult:
+    return GuardrailResult(tripped=False)
+
+
+def _answer(text: str) -> str:
+    """An output function."""
+    return text
+
+
+def _agent_options(awaits: bool, output_function: bool, inputs: bool, outputs: bool) -> dict[str, Any]:
+    """`Agent` options that make it run each variant of its chart."""
+    options: dict[str, Any] = {}
+    if awaits:
+        options["approval"] = lambda c: True
+    if output_function:
+        options["output_type"] = _answer
+    if inputs:
+        options["input_guardrails"] = [_passes]
+    if outputs:
+        options["output_guardrails"] = [_passes]
+    return options
+
+
 CHARTS: dict[str, tuple[Callable[[], Any], Callable[[], Machine]]] = {
     "agent": (agent_chart, lambda: Agent("a").machine),
     "agent+awaiting": (
@@ -228,6 +251,24 @@ CHARTS: dict[str, tuple[Callable[[], Any], Callable[[], Machine]]] = {
         lambda: Handoffs("h", Agent("a"), [Agent("b")], max_handoffs=1),
     ),
     "manager": (manager._manager_chart, lambda: ManagerWorker("m", Agent("boss"), [Agent("w")])),
+    # every variant of the agent's chart, built on the first agent that needs it
+    **{
+        f"agent{'+awaiting' * a}{'+output_function' * o}{'+input_guarded' * i}{'+output_guarded' * g}": (
+            lambda a=a, o=o, i=i, g=g: agent_chart(
+                awaits_input=a,
+                output_function=o,
+                input_guardrails=i,
+                output_guardrails=g,
+                name=f"{'Awaiting' * a}{'OutputFunction' * o}{'InputGuarded' * i}{'OutputGuarded' * g}AgentChart",
+            ),
+            lambda a=a, o=o, i=i, g=g: Agent("a", **_agent_options(a, o, i, g)).machine,
+        )
+        for a in (False, True)
+        for o in (False, True)
+        for i in (False, True)
+        for g in (False, True)
+        if (o or i or g) and not (o and g)  # an output function refuses output guardrails
+    },
     **{
         f"recursive:{policy}{'+synthesis' if synth else ''}": (
             lambda policy=policy, synth=synth: recursive.recursive_chart(on_depth_exhausted=policy, synthesizer=synth),
