@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from fsm_agents import Agent, RunContext, ScriptedModel, ToolCall, ToolDefinitionError, ask_user, run, tool
 from fsm_agents.models import call, reply
-from fsm_agents.state import Usage
+from fsm_agents.state import ToolResult, Usage
 from fsm_agents.tools import Tool, ToolExecutor
 
 pytestmark = pytest.mark.anyio
@@ -55,23 +55,30 @@ def posonly_ctx(ctx: RunContext, /, x: int) -> str:
     return f"{_seen(ctx)} x={x}"
 
 
-CTX_TOOLS = [
-    tool(sync_ctx),
-    tool(name="inline_ctx", thread=False)(sync_ctx),
-    tool(name="inline_timed_ctx", thread=False, timeout=30)(sync_ctx),
-    tool(async_ctx),
-    tool(kw_ctx),
-    tool(posonly_ctx),
-    tool(name="inline_posonly", thread=False)(posonly_ctx),
-]
+def ctx_tools() -> list[Tool]:
+    """Made in each test, not at import: mutmut runs every test once unmutated before it switches
+    a mutant on, and a tool made at import would keep what the unmutated code computed."""
+    return [
+        tool(sync_ctx),
+        tool(name="inline_ctx", thread=False)(sync_ctx),
+        tool(name="inline_timed_ctx", thread=False, timeout=30)(sync_ctx),
+        tool(async_ctx),
+        tool(kw_ctx),
+        tool(posonly_ctx),
+        tool(name="inline_posonly", thread=False)(posonly_ctx),
+    ]
+
+
+KINDS = [t.name for t in ctx_tools()]
 
 
 def test_a_run_context_parameter_is_known_at_definition_and_left_out_of_the_schema() -> None:
-    for t in CTX_TOOLS:
+    tools = ctx_tools()
+    for t in tools:
         assert t.takes_ctx and t.ctx_param == "ctx", t.name
         assert t.spec.parameters["properties"].keys() == {"x"}, t.name
-    assert [t.ctx_keyword for t in CTX_TOOLS] == [False, False, False, False, True, False, False]
-    assert ToolExecutor(CTX_TOOLS).takes_ctx and not ToolExecutor([tool(lambda_free)]).takes_ctx
+    assert [t.ctx_keyword for t in tools] == [False, False, False, False, True, False, False]
+    assert ToolExecutor(tools).takes_ctx and not ToolExecutor([tool(lambda_free)]).takes_ctx
 
 
 def lambda_free(x: int) -> int:
@@ -79,14 +86,17 @@ def lambda_free(x: int) -> int:
     return x
 
 
-@pytest.mark.parametrize("t", CTX_TOOLS, ids=lambda t: t.name)
-async def test_each_kind_of_tool_gets_the_context_given_to_run(t: Tool) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_each_kind_of_tool_gets_the_context_given_to_run(kind: str) -> None:
+    t = next(t for t in ctx_tools() if t.name == kind)
     (r,) = await ToolExecutor([t]).run([ToolCall(id="1", name=t.name, arguments='{"x": 3}')], CTX)
     assert (r.ok, r.error, r.content) == (True, None, "ann/run-7/helper x=3")
 
 
-@pytest.mark.parametrize("t", CTX_TOOLS, ids=lambda t: t.name)
-async def test_without_a_context_a_tool_gets_a_bare_one_outside_a_run(t: Tool) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_without_a_context_a_tool_gets_a_bare_one_outside_a_run(kind: str) -> None:
+    t = next(t for t in ctx_tools() if t.name == kind)
+
     def show(ctx: RunContext[None], x: int) -> str:
         return repr((ctx.deps, ctx.run_id, ctx.agent, ctx.usage, x))
 
@@ -306,11 +316,21 @@ class Api:
 
 
 def test_tools_of_one_function_share_one_input_model_and_methods_drop_only_self() -> None:
-    assert tool(lambda_free).input_model is tool(lambda_free).input_model
-    first, second = tool(Api().method), tool(Api().method)
+    """Classes and functions made in the test: the signature cache of a module-level function
+    was filled before mutmut switched a mutant on."""
+
+    def fresh(x: int) -> int:
+        return x
+
+    class Fresh:
+        def method(self, a: int, b: int) -> int:
+            return a + b
+
+    assert tool(fresh).input_model is tool(fresh).input_model
+    first, second = tool(Fresh().method), tool(Fresh().method)
     assert first.input_model is second.input_model
     assert first.spec.parameters["required"] == ["a", "b"]
-    assert "title" not in first.spec.parameters and "title" not in tool(lambda_free).spec.parameters
+    assert "title" not in first.spec.parameters and "title" not in tool(fresh).spec.parameters
 
 
 async def test_a_method_tool_is_called_on_its_instance() -> None:
@@ -359,3 +379,31 @@ def test_a_run_context_after_the_first_parameter_is_refused_with_what_to_do() ->
 
     with pytest.raises(ToolDefinitionError, match="parameter 'ctx' is a RunContext"):
         tool(second)
+
+
+async def test_an_error_result_has_every_field_set_like_a_validated_one() -> None:
+    r = await ToolExecutor([]).run_one(ToolCall(id="1", name="nope", arguments="{}"))
+    assert (r.ok, r.content, r.error) == (False, "", "unknown tool 'nope'; available tools: (none)")
+    assert r.model_fields_set == ToolResult.model_validate(r.model_dump()).model_fields_set
+    assert r.model_dump(exclude_unset=True) == r.model_dump()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_a_cancellation_a_tool_raises_of_its_own_is_an_error_result() -> None:
+    """A tool that lets a `Cancelled` of its own (finished) cancel scope escape, while nothing
+    cancels the run, gets an error result on trio as on asyncio."""
+
+    async def leaky() -> str:
+        """Keeps the cancellation of an inner scope and raises it afterwards."""
+        caught: list[BaseException] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await anyio.sleep(1)
+            except anyio.get_cancelled_exc_class() as exc:
+                caught.append(exc)
+        raise caught[0]
+
+    with anyio.fail_after(10):
+        r = await ToolExecutor([tool(leaky)]).run_one(ToolCall(id="1", name="leaky", arguments="{}"))
+    assert not r.ok and r.error is not None and r.error.startswith("tool 'leaky' raised Cancelled")
