@@ -78,10 +78,10 @@ def test_a_run_context_parameter_is_known_at_definition_and_left_out_of_the_sche
         assert t.takes_ctx and t.ctx_param == "ctx", t.name
         assert t.spec.parameters["properties"].keys() == {"x"}, t.name
     assert [t.ctx_keyword for t in tools] == [False, False, False, False, True, False, False]
-    assert ToolExecutor(tools).takes_ctx and not ToolExecutor([tool(lambda_free)]).takes_ctx
+    assert ToolExecutor(tools).takes_ctx and not ToolExecutor([tool(no_context)]).takes_ctx
 
 
-def lambda_free(x: int) -> int:
+def no_context(x: int) -> int:
     """No context."""
     return x
 
@@ -247,7 +247,7 @@ def test_a_tool_made_directly_keeps_its_options() -> None:
     assert t.spec.parameters == {"type": "object"}
     kw = Tool("k", None, kw_ctx)
     assert kw.takes_ctx and kw.ctx_keyword
-    assert tool(sequential=True)(lambda_free).sequential and tool(lambda_free).sequential is False
+    assert tool(sequential=True)(no_context).sequential and tool(no_context).sequential is False
     assert ask_user().sequential is False
 
 
@@ -294,16 +294,16 @@ async def test_an_inline_tool_returning_an_awaitable_is_awaited_within_its_timeo
 
 def test_a_tool_cannot_be_deleted_from() -> None:
     with pytest.raises(AttributeError, match=r"^Tool is immutable: cannot delete 'name'$"):
-        del tool(lambda_free).name
+        del tool(no_context).name
 
 
 @pytest.mark.parametrize("bad", [True, "7", 1.5, 0])
 def test_max_output_chars_must_be_a_positive_int(bad: Any) -> None:
     with pytest.raises(
         ToolDefinitionError,
-        match=r"^tool 'lambda_free': max_output_chars must be an int >= 1 \(or None: the agent's cap\)$",
+        match=r"^tool 'no_context': max_output_chars must be an int >= 1 \(or None: the agent's cap\)$",
     ):
-        tool(max_output_chars=bad)(lambda_free)
+        tool(max_output_chars=bad)(no_context)
 
 
 # -- signatures: cached per function, methods, callables without a function ---------------------
