@@ -186,8 +186,9 @@ class Tool:
       are rejected). Both, and `spec`, are built on first use and cached per function (see
       `tool`); a `Tool(...)` made directly may pass its own `input_model`;
     - `timeout`: seconds per attempt (`None` = no limit);
-    - `retries`: extra attempts when the tool raises one of `retry_on` (exponential backoff with
-      jitter via `stamina`, starting at `retry_wait` seconds);
+    - `retries`: extra attempts when the tool raises one of `retry_on` (exponential backoff via
+      `stamina`: the n-th wait is `retry_wait · 2**(n-1)` seconds plus a random jitter of up to
+      `retry_wait`, capped at 5 s);
     - `idempotent`: safe to re-run after a crash (used by persistence);
     - `max_output_chars`: this tool's output cap in characters; `None` (default) = the agent's
       `max_tool_output_chars` (the executor's `max_output_chars`). Longer output is cut once,
@@ -752,6 +753,7 @@ class ToolExecutor:
                     on=tool_.retry_on,
                     attempts=tool_.retries + 1,
                     wait_initial=tool_.retry_wait,
+                    wait_jitter=tool_.retry_wait,  # stamina's default (1 s) would swamp a 0.1 s retry_wait
                     timeout=None,
                 ):
                     with attempt:

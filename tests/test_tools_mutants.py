@@ -368,3 +368,41 @@ def test_a_parameter_listed_without_a_description_gets_none_in_the_schema() -> N
 
     properties = tool(scale).spec.parameters["properties"]
     assert "description" not in properties["x"] and properties["factor"]["description"] == "How much."
+
+
+@pytest.mark.anyio
+async def test_a_retry_waits_retry_wait_doubling_with_jitter_of_at_most_retry_wait() -> None:
+    """Backoff as `Tool` documents it: the n-th wait is `retry_wait · 2**(n-1)` plus a jitter in
+    `[0, retry_wait]` (stamina's default jitter of up to 1 s would swamp a 0.1 s `retry_wait`).
+    The waits are read from stamina's retry hook (what it computed), not timed."""
+    import stamina
+    from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
+
+    waits: list[float] = []
+
+    def record(details: RetryDetails) -> None:
+        waits.append(details.wait_for)
+
+    calls = 0
+
+    @tool(retries=3, retry_on=(ConnectionError,), retry_wait=0.01, thread=False)
+    def flaky() -> str:
+        """Fails three times."""
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise ConnectionError("reset")
+        return "up"
+
+    hooks = get_on_retry_hooks()
+    set_on_retry_hooks([record])
+    try:
+        with stamina.set_testing(False):
+            r = await ToolExecutor([flaky]).run_one(ToolCall(id="1", name="flaky"))
+    finally:
+        set_on_retry_hooks(hooks)
+    assert (r.ok, r.attempts) == (True, 4)
+    assert len(waits) == 3
+    for n, wait in enumerate(waits, start=1):
+        base = 0.01 * 2 ** (n - 1)
+        assert base <= wait <= base + 0.01, (n, wait)
