@@ -78,6 +78,17 @@ def test_a_default_agent_allows_ten_model_calls_and_lets_the_model_choose_tools(
     assert step.snapshot.failure.message == "agent:clerk made 10 model calls (max_steps=10) and still asked for tools"
 
 
+@pytest.mark.parametrize(("max_steps", "calls"), [(1, "1 model call"), (2, "2 model calls")])
+def test_the_budget_message_counts_model_calls_in_words(max_steps: int, calls: str) -> None:
+    m = Agent("clerk", tools=[lookup], max_steps=max_steps).machine
+    step = tools_loop(m, m.start("hi"), max_steps - 1)
+    step = after(m, step, reply(None, call("lookup", "last", q="x")))
+    assert step.snapshot.failure is not None
+    assert step.snapshot.failure.message == f"agent:clerk made {calls} (max_steps={max_steps}) and still asked for tools"
+    (answer,) = [msg for msg in step.snapshot.conversation.messages if msg.role == "tool" and msg.tool_call_id == "last"]
+    assert answer.content == f"not executed: the step budget of {calls} is exhausted"
+
+
 @pytest.mark.parametrize(("option", "least"), [("max_steps", 1), ("output_retries", 0), ("max_tool_output_chars", 1)])
 def test_counts_accept_their_least_value_and_reject_one_below(option: str, least: int) -> None:
     assert getattr(Agent("a", **{option: least}), option) == least
